@@ -1,0 +1,332 @@
+"""``lookalike bench …``: commands that measure speed and print numbers.
+
+Each prints its results and, with ``--record FILE``, appends them to FILE (docs/benchmarks.md)
+with the exact command line, so every number in the docs can be reproduced.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+import imagehash
+import numpy as np
+import psycopg
+from PIL import Image
+from psycopg import sql
+
+from lookalike import indexer
+from lookalike.config import database_url
+from lookalike.db import apply_schema, connect, open_pool, scratch_database, with_database
+from lookalike.fingerprint import fingerprint
+from lookalike.hashes import hamming, to_bigint
+from lookalike.store import Store
+
+SEARCH_RADII = (4, 8, 12)
+
+
+class Report:
+    """Collects printed lines so they can also be appended to a Markdown file."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.lines: list[str] = []
+
+    def line(self, text: str = "") -> None:
+        click.echo(text)
+        self.lines.append(text)
+
+    def record(self, path: Path | None) -> None:
+        if path is None:
+            return
+        command = shlex.join(["lookalike", *sys.argv[1:]])
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        block = "\n".join(self.lines)
+        with path.open("a", encoding="utf-8") as out:
+            out.write(f"\n## {self.title} ({stamp})\n\n```\n$ {command}\n{block}\n```\n")
+        click.echo(f"recorded in {path}")
+
+
+record_option = click.option(
+    "--record",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append the results, with this command line, to this Markdown file.",
+)
+
+
+@click.group()
+def bench() -> None:
+    """Measure search, fingerprinting and indexing speed on this machine."""
+
+
+# --- search -------------------------------------------------------------------------------
+
+
+def clustered_hashes(rows: int, seed: int = 1) -> np.ndarray:
+    """``rows`` 64-bit hashes shaped like real ones: skewed bits and near-duplicate clusters.
+
+    Each bit is set with its own probability in 0.1–0.9 (real dHash bits are far from fair:
+    16-bit chunks collide ~20× more than uniform ones), and every "original" has a few copies
+    a handful of bits away, like re-encoded and resized copies of one photo.
+    """
+    rng = np.random.default_rng(seed)
+    bit_probability = rng.uniform(0.1, 0.9, size=64)
+    originals = rows // 4
+    bits = rng.random((originals, 64)) < bit_probability
+    weights = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
+    centres = (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+    copies = rows - originals
+    parents = centres[rng.integers(0, originals, size=copies)]
+    flips = np.zeros(copies, dtype=np.uint64)
+    for _ in range(4):  # up to 4 flipped bits per copy (some flips coincide or are skipped)
+        flip = rng.random(copies) < 0.6
+        positions = rng.integers(0, 64, size=copies).astype(np.uint64)
+        flips ^= np.where(flip, np.uint64(1) << positions, np.uint64(0))
+    hashes = np.concatenate([centres, parents ^ flips])
+    rng.shuffle(hashes)
+    return hashes.view(np.int64)
+
+
+def _load_hashes(url: str, hashes: np.ndarray) -> None:
+    """COPY the hashes in with the chunk indexes dropped, then rebuild them once."""
+    with connect(url, autocommit=True) as conn:
+        for chunk in range(3):
+            conn.execute(f"DROP INDEX IF EXISTS images_dhash_chunk{chunk}")
+        with conn.cursor().copy(
+            "COPY images (sha256, dhash, phash, width, height, format) FROM STDIN"
+        ) as copy:
+            for start in range(0, len(hashes), 100_000):
+                block = hashes[start : start + 100_000]
+                copy.write(
+                    "".join(
+                        f"{start + offset:064x}\t{value}\t{value}\t1024\t768\tJPEG\n"
+                        for offset, value in enumerate(block.tolist())
+                    )
+                )
+    apply_schema(url)  # recreates the indexes
+    with connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) images")  # sets the visibility map: index-only scans
+
+
+def _timed_ms(run: Callable[[], object], repeat: int) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    return float(np.percentile(values, fraction * 100))
+
+
+@bench.command("search")
+@click.option("--rows", type=click.IntRange(min=1000), default=1_000_000, show_default=True)
+@click.option("--queries", type=click.IntRange(min=5), default=200, show_default=True)
+@click.option("--scan-queries", type=click.IntRange(min=3), default=10, show_default=True)
+@click.option("--keep", is_flag=True, help="Keep the benchmark database and reuse it next time.")
+@record_option
+def bench_search(
+    rows: int, queries: int, scan_queries: int, keep: bool, record: Path | None
+) -> None:
+    """similar_images() against a sequential scan on ROWS clustered hashes.
+
+    Runs in its own database beside $DATABASE_URL's (or the embedded server's).
+    """
+    report = Report(f"bench search, {rows:,} clustered hashes")
+    with _bench_database(database_url(), f"lookalike_bench_{rows}", keep) as (url, fresh):
+        hashes = clustered_hashes(rows)
+        if fresh:
+            started = time.perf_counter()
+            _load_hashes(url, hashes)
+            report.line(
+                f"loaded {rows:,} rows + MIH indexes in {time.perf_counter() - started:.0f} s"
+            )
+        rng = np.random.default_rng(7)
+        picks = hashes[rng.integers(0, rows, size=queries)].view(np.uint64)
+        noise = np.uint64(1) << rng.integers(0, 64, size=queries).astype(np.uint64)
+        query_hashes = [to_bigint(int(h)) for h in (picks ^ noise)]
+        with connect(url, autocommit=True) as conn:
+            conn.execute("SET max_parallel_workers_per_gather = 2")
+            report.line(
+                f"{'radius':>6} {'MIH p50':>9} {'MIH p90':>9} {'scan p50':>9} "
+                f"{'ratio':>7} {'matches':>8}  exact"
+            )
+            for radius in SEARCH_RADII:
+                report.line(_compare_radius(conn, query_hashes, scan_queries, radius))
+    report.record(record)
+
+
+def _compare_radius(
+    conn: psycopg.Connection, query_hashes: list[int], scan_queries: int, radius: int
+) -> str:
+    mih_sql = "SELECT image_id FROM similar_images(%s::bigint, %s)"
+    scan_sql = "SELECT id FROM images WHERE hamming(dhash, %s::bigint) <= %s"
+    queries = iter(query_hashes)
+    mih_times = _timed_ms(
+        lambda: conn.execute(mih_sql, (next(queries), radius)).fetchall(), len(query_hashes)
+    )
+    scan_times: list[float] = []
+    exact = True
+    matches = []
+    for query in query_hashes[:scan_queries]:
+        started = time.perf_counter()
+        scanned = {row[0] for row in conn.execute(scan_sql, (query, radius))}
+        scan_times.append((time.perf_counter() - started) * 1000)
+        probed = {row[0] for row in conn.execute(mih_sql, (query, radius))}
+        exact &= scanned == probed
+        matches.append(len(probed))
+    mih_p50 = statistics.median(mih_times)
+    scan_p50 = statistics.median(scan_times)
+    return (
+        f"{radius:>6} {mih_p50:>7.2f}ms {_percentile(mih_times, 0.9):>7.2f}ms "
+        f"{scan_p50:>7.1f}ms {scan_p50 / mih_p50:>6.0f}× {statistics.median(matches):>8.0f}  "
+        f"{'yes' if exact else 'NO'}"
+    )
+
+
+@contextmanager
+def _bench_database(server_url: str, name: str, keep: bool) -> Iterator[tuple[str, bool]]:
+    """(url, fresh): a reusable named database with --keep, else a throwaway one."""
+    if not keep:
+        with scratch_database(server_url, "lookalike_bench") as url:
+            apply_schema(url)
+            yield url, True
+        return
+    with connect(server_url, autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(server_url, name)
+    apply_schema(url)
+    with connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM images").fetchone()
+    yield url, not row or row[0] == 0
+
+
+# --- hash ---------------------------------------------------------------------------------
+
+
+def _jpeg_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+
+def _resized_copies(sources: list[Path], size: tuple[int, int], out: Path) -> list[Path]:
+    """Re-encode each source at ``size`` with film grain, so the JPEGs carry photo-like detail."""
+    rng = np.random.default_rng(3)
+    copies = []
+    for index, source in enumerate(sources):
+        with Image.open(source) as image:
+            resized = np.asarray(image.convert("RGB").resize(size, Image.Resampling.BICUBIC))
+        grain = rng.normal(0, 6, resized.shape)
+        noisy = np.clip(resized + grain, 0, 255).astype(np.uint8)
+        path = out / f"{index:04d}.jpg"
+        Image.fromarray(noisy).save(path, "JPEG", quality=90)
+        copies.append(path)
+    return copies
+
+
+def _peak_memory_mb(run: Callable[[], object]) -> float:
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
+@bench.command("hash")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--size", help="Re-encode the images at WIDTHxHEIGHT first, e.g. 1024x768.")
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)
+@record_option
+def bench_hash(folder: Path, size: str | None, repeat: int, record: Path | None) -> None:
+    """Lookalike's fingerprint path against imagehash.dhash(Image.open(p)) on FOLDER's images."""
+    sources = _jpeg_files(folder)
+    if not sources:
+        raise click.ClickException(f"no JPEG or PNG files in {folder}")
+    with tempfile.TemporaryDirectory() as scratch:
+        files = sources
+        if size:
+            width, height = (int(v) for v in size.lower().split("x"))
+            files = _resized_copies(sources, (width, height), Path(scratch))
+        blobs = [path.read_bytes() for path in files]
+        report = Report(
+            f"bench hash, {len(files)} images from {folder.name}" + (f" at {size}" if size else "")
+        )
+
+        def ours() -> list[int]:
+            return [fingerprint(blob).dhash for blob in blobs]
+
+        def baseline() -> list[int]:
+            return [int(str(imagehash.dhash(Image.open(io.BytesIO(b)))), 16) for b in blobs]
+
+        our_s = statistics.median(_timed_ms(ours, repeat)) / 1000
+        base_s = statistics.median(_timed_ms(baseline, repeat)) / 1000
+        our_peak = max(_peak_memory_mb(lambda b=b: fingerprint(b)) for b in blobs[:20])
+        base_peak = max(
+            _peak_memory_mb(lambda b=b: imagehash.dhash(Image.open(io.BytesIO(b))))
+            for b in blobs[:20]
+        )
+        diffs = [hamming(a, b) for a, b in zip(ours(), baseline(), strict=True)]
+    n = len(blobs)
+    report.line(
+        f"lookalike fingerprint (sha256+dHash+pHash): {n / our_s:8.1f} images/s  "
+        f"peak {our_peak:6.1f} MB"
+    )
+    report.line(
+        f"imagehash.dhash(Image.open(p)):            {n / base_s:8.1f} images/s  "
+        f"peak {base_peak:6.1f} MB"
+    )
+    report.line(
+        f"speed-up {base_s / our_s:.2f}×; dHash differences vs baseline: mean "
+        f"{statistics.mean(diffs):.2f} bits, max {max(diffs)}, "
+        f"{100 * diffs.count(0) / n:.0f}% identical"
+    )
+    report.record(record)
+
+
+# --- index --------------------------------------------------------------------------------
+
+
+@bench.command("index")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--images", type=click.IntRange(min=10), default=3000, show_default=True)
+@click.option("--size", default="640x480", show_default=True)
+@record_option
+def bench_index(folder: Path, images: int, size: str, record: Path | None) -> None:
+    """`lookalike index` throughput on IMAGES JPEGs made from FOLDER's photos, end to end."""
+    sources = _jpeg_files(folder)
+    if not sources:
+        raise click.ClickException(f"no JPEG or PNG files in {folder}")
+    width, height = (int(v) for v in size.lower().split("x"))
+    with tempfile.TemporaryDirectory() as scratch:
+        made = _resized_copies(
+            (sources * (images // len(sources) + 1))[:images], (width, height), Path(scratch)
+        )
+        with (
+            scratch_database(database_url(), "lookalike_bench") as url,
+            Store(open_pool(url)) as store,
+        ):
+            started = time.perf_counter()
+            files, _ = indexer.find_files([Path(scratch)])
+            summary = indexer.index_files(store, indexer.fingerprint_files(files))
+            elapsed = time.perf_counter() - started
+    report = Report(f"bench index, {len(made)} JPEGs at {size}")
+    report.line(
+        f"indexed {summary.indexed} files ({summary.new_images} new) in {elapsed:.1f} s: "
+        f"{summary.indexed / elapsed:.0f} images/s on {os.cpu_count()} cores"
+    )
+    report.record(record)

@@ -1,0 +1,213 @@
+"""The ``lookalike`` command: a thin shell over the core, the crawler and the web site.
+
+The crawler and the site add their commands (``crawl``, ``serve``…) through the
+``lookalike.commands`` entry-point group, so this module imports neither Scrapy nor Flask.
+Exit codes: 0 success, 1 nothing could be done, 2 usage error; user errors never show a
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+from tqdm import tqdm
+
+from lookalike import indexer
+from lookalike.bench import bench
+from lookalike.config import DatabaseUnavailable, database_url
+from lookalike.db import apply_schema, describe_server, open_pool
+from lookalike.fingerprint import ImageRejected
+from lookalike.store import DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE, Match, Store
+
+
+class LookalikeGroup(click.Group):
+    """Adds plug-in commands and turns expected failures into one-line errors."""
+
+    def _plugins(self) -> dict[str, Any]:
+        return {ep.name: ep for ep in entry_points(group="lookalike.commands")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in self._plugins():
+            command = self._plugins()[cmd_name].load()
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (DatabaseUnavailable, ImageRejected) as error:
+            raise click.ClickException(str(error)) from None
+        except psycopg.OperationalError as error:
+            reason = (str(error).strip().splitlines() or ["connection lost"])[0]
+            raise click.ClickException(f"database error: {reason}") from None
+
+
+@click.group(cls=LookalikeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lookalike")
+def cli() -> None:
+    """Reverse image search: fingerprint images, find pages with near-identical copies.
+
+    The database is $DATABASE_URL, or an embedded PostgreSQL under $LOOKALIKE_HOME.
+    """
+
+
+@contextmanager
+def open_store(max_connections: int = 2) -> Iterator[Store]:
+    """The store on the configured database, schema applied."""
+    with Store(open_pool(database_url(), max_size=max_connections)) as store:
+        yield store
+
+
+@cli.command("init-db")
+def init_db() -> None:
+    """Create or update the tables, indexes and SQL functions (safe to repeat)."""
+    url = database_url()
+    apply_schema(url)
+    click.echo(f"schema applied to {describe_server(url)}")
+
+
+@cli.command("hash")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list.")
+def hash_command(files: tuple[Path, ...], as_json: bool) -> None:
+    """Print the fingerprint of each FILE: dHash, pHash, width×height, file."""
+    results = [indexer.fingerprint_file(path) for path in files]
+    for result in results:
+        if result.reason:
+            click.echo(f"{result.path}: {result.reason}", err=True)
+    hashed = [r for r in results if r.fingerprint]
+    if as_json:
+        click.echo(json.dumps([{"file": str(r.path), **r.fingerprint.to_dict()} for r in hashed]))
+    else:
+        for r in hashed:
+            fp = r.fingerprint
+            click.echo(f"{fp.dhash_hex}  {fp.phash_hex}  {fp.width}×{fp.height}  {r.path}")
+    if not hashed:
+        sys.exit(1)
+
+
+@cli.command("index")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--workers", type=click.IntRange(min=1), help="Processes (default: every core).")
+def index_command(paths: tuple[Path, ...], workers: int | None) -> None:
+    """Fingerprint every image under PATHS (recursively) and record it.
+
+    Each file is recorded as a sighting with its file:// URL on its folder's page. Files that
+    are not images are listed with the reason and the rest goes on.
+    """
+    files, missing = indexer.find_files(paths)
+    for result in missing:
+        click.echo(f"{result.path}: {result.reason}", err=True)
+    with open_store() as store:
+        progress = tqdm(total=len(files), unit="img", disable=None, file=sys.stderr)
+        with progress:
+
+            def report(result: indexer.FileResult) -> None:
+                progress.update()
+                if result.reason:
+                    progress.write(f"{result.path}: {result.reason}", file=sys.stderr)
+
+            summary = indexer.index_files(
+                store, indexer.fingerprint_files(files, workers), on_result=report
+            )
+    summary.rejected.update({"no such file or directory": len(missing)} if missing else {})
+    rejected = sum(summary.rejected.values())
+    reasons = ", ".join(f"{kind}: {n}" for kind, n in summary.rejected.most_common())
+    click.echo(
+        f"indexed {summary.indexed} files ({summary.new_images} new images, "
+        f"{summary.already_known} already known); rejected {rejected}"
+        + (f" ({reasons})" if reasons else "")
+    )
+    if summary.indexed == 0:
+        sys.exit(1)
+
+
+@cli.command("search")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option(
+    "--max-distance",
+    type=click.IntRange(0, 64),
+    default=DEFAULT_MAX_DISTANCE,
+    show_default=True,
+    help="Largest dHash distance (bits of 64) that counts as a match.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=DEFAULT_LIMIT, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list of matches.")
+def search_command(image: Path, max_distance: int, limit: int, as_json: bool) -> None:
+    """List stored images that look like IMAGE, best match first."""
+    result = indexer.fingerprint_file(image)
+    if result.fingerprint is None:
+        raise click.ClickException(f"{image}: {result.reason}")
+    with open_store() as store:
+        matches = store.search(result.fingerprint.dhash, max_distance=max_distance, limit=limit)
+    if as_json:
+        click.echo(json.dumps([_match_json(m) for m in matches], indent=2))
+        return
+    if not matches:
+        click.echo(f"no matches within {max_distance} bits of {result.fingerprint.dhash_hex}")
+        return
+    for match in matches:
+        size = f"{match.width}×{match.height}"
+        for sighting in match.sightings or [None]:
+            where = (
+                f"{sighting.image_url}  on {sighting.page_url}" if sighting else "(no sightings)"
+            )
+            click.echo(f"{match.distance:>2}  {size:>11}  {where}")
+
+
+def _match_json(match: Match) -> dict[str, Any]:
+    return {
+        "distance": match.distance,
+        "sha256": match.sha256,
+        "width": match.width,
+        "height": match.height,
+        "format": match.format,
+        "sightings": [
+            {
+                "image_url": s.image_url,
+                "page_url": s.page_url,
+                "page_title": s.page_title,
+                "first_seen": s.first_seen.isoformat(),
+                "last_seen": s.last_seen.isoformat(),
+            }
+            for s in match.sightings
+        ],
+    }
+
+
+@cli.command("stats")
+def stats_command() -> None:
+    """Counts of images, pages and sightings, and the database size."""
+    with open_store() as store:
+        stats = store.stats()
+    click.echo(f"images     {stats.images:>12,}")
+    click.echo(f"pages      {stats.pages:>12,}")
+    click.echo(f"sightings  {stats.sightings:>12,}")
+    click.echo(f"database   {_human_bytes(stats.database_bytes):>12}")
+
+
+def _human_bytes(count: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if count < 1024:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TB"
+
+
+cli.add_command(bench)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="lookalike")

@@ -1,0 +1,168 @@
+"""One decode-and-hash path for every caller: crawler, CLI and web site.
+
+If two callers decoded differently, the same picture would get two hashes and search would
+silently miss it, so everything that turns bytes into a fingerprint goes through here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from dataclasses import asdict, dataclass
+
+import imagehash
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from lookalike.hashes import hash_to_hex
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
+DEFAULT_MAX_PIXELS = 50_000_000
+# JPEG draft decoding scales by 1/2, 1/4 or 1/8 inside the decoder. Keeping the reduced short
+# side at or above this keeps dHash within a fraction of a bit of a full decode on average.
+DRAFT_MIN_SHORT_SIDE = 256
+
+# Pillow decides "bomb or not" with a global that only warns below twice its value; we check
+# the declared size ourselves before decoding, so Pillow's own check is switched off.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+# Leading bytes of formats people commonly mistake for images we accept, so the rejection can
+# name the format instead of saying only "not an image".
+_KNOWN_SIGNATURES = (
+    (b"%PDF", "PDF"),
+    (b"%!PS", "EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"8BPS", "PSD"),
+    (b"\x00\x00\x01\x00", "ICO"),
+)
+
+
+class ImageRejected(ValueError):
+    """The bytes cannot be fingerprinted; ``str(error)`` is a one-line reason for a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """What Lookalike records about one distinct image content.
+
+    ``dhash`` and ``phash`` are unsigned 64-bit integers in imagehash's bit order, so
+    ``hash_to_hex(fp.dhash) == str(imagehash.dhash(img))``.
+    """
+
+    sha256: str
+    dhash: int
+    phash: int
+    width: int
+    height: int
+    format: str
+
+    @property
+    def dhash_hex(self) -> str:
+        return hash_to_hex(self.dhash)
+
+    @property
+    def phash_hex(self) -> str:
+        return hash_to_hex(self.phash)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self) | {"dhash": self.dhash_hex, "phash": self.phash_hex}
+
+
+def fingerprint(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Fingerprint:
+    """Fingerprint encoded image bytes, or raise :class:`ImageRejected` saying why not."""
+    image = open_image(data, max_pixels=max_pixels)
+    width, height, fmt = image.width, image.height, image.format or "unknown"
+    gray = _load_grayscale(image)
+    return Fingerprint(
+        sha256=hashlib.sha256(data).hexdigest(),
+        dhash=_hash_to_int(imagehash.dhash(gray)),
+        phash=_hash_to_int(imagehash.phash(gray)),
+        width=width,
+        height=height,
+        format=fmt,
+    )
+
+
+def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Identify the bytes and check the declared size, without decoding any pixels yet."""
+    if not data:
+        raise ImageRejected("empty file")
+    try:
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        raise ImageRejected(_describe_unsupported(data)) from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageRejected(f"corrupt image: {_first_line(error)}") from None
+    pixels = image.width * image.height
+    if pixels > max_pixels:
+        raise ImageRejected(
+            f"image too large: {image.width}×{image.height} px (limit {_megapixels(max_pixels)} MP)"
+        )
+    if pixels == 0:
+        raise ImageRejected(f"empty image: {image.width}×{image.height} px")
+    return image
+
+
+def _load_grayscale(image: Image.Image) -> Image.Image:
+    """Decode the first frame upright, flattened onto white, as 8-bit grayscale."""
+    if image.format == "JPEG":
+        _draft(image)
+    try:
+        image.seek(0)
+        image.load()
+        upright = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageRejected(f"truncated or corrupt image: {_first_line(error)}") from None
+    return _flatten_onto_white(upright).convert("L")
+
+
+def _draft(image: Image.Image) -> None:
+    """Let the JPEG decoder scale down, but never below the short side dHash needs."""
+    short_side = min(image.size)
+    if short_side <= DRAFT_MIN_SHORT_SIDE:
+        return
+    scale = DRAFT_MIN_SHORT_SIDE / short_side
+    wanted = (math.ceil(image.width * scale), math.ceil(image.height * scale))
+    image.draft(image.mode, wanted)
+
+
+def _flatten_onto_white(image: Image.Image) -> Image.Image:
+    """Transparent pixels hash as white, whatever colour the encoder left under them."""
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    if not has_alpha:
+        return image
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _hash_to_int(image_hash: imagehash.ImageHash) -> int:
+    return int(str(image_hash), 16)
+
+
+def _describe_unsupported(data: bytes) -> str:
+    head = data[:512].lstrip()
+    lowered = head.lower()
+    if lowered.startswith(b"<svg") or (lowered.startswith(b"<?xml") and b"<svg" in lowered):
+        return "unsupported format: SVG"
+    if lowered.startswith((b"<!doctype html", b"<html")) or b"<html" in lowered:
+        return "not an image: HTML document"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12].decode("ascii", "replace").strip().upper()
+        return f"unsupported format: {'AVIF' if brand.startswith('AVI') else 'HEIF/' + brand}"
+    for signature, name in _KNOWN_SIGNATURES:
+        if head.startswith(signature):
+            return f"unsupported format: {name}"
+    return "not an image"
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1_000_000:g}"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -1,0 +1,256 @@
+"""Recording image sightings and finding near matches in PostgreSQL.
+
+Writes are batched idempotent upserts: recording the same sighting again only moves its
+``last_seen``. Search goes through the ``similar_images`` SQL function, the same one psql
+users call, so the program and the database never disagree about what matches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg_pool import ConnectionPool
+
+from lookalike.fingerprint import Fingerprint
+from lookalike.hashes import to_bigint
+
+DEFAULT_MAX_DISTANCE = 10
+DEFAULT_LIMIT = 20
+_DEADLOCK_RETRIES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """One image seen at one URL on one page (a web page, or a folder for local files)."""
+
+    fingerprint: Fingerprint
+    image_url: str
+    page_url: str
+    page_title: str | None = None
+    alt_text: str | None = None
+    seen_at: datetime | None = None  # None: the database's now()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    new_images: int
+    known_images: int
+    new_sightings: int
+
+
+@dataclass(frozen=True, slots=True)
+class PageSighting:
+    image_url: str
+    page_url: str
+    page_title: str | None
+    domain: str | None
+    alt_text: str | None
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(slots=True)
+class Match:
+    image_id: int
+    distance: int
+    sha256: str
+    width: int
+    height: int
+    format: str
+    sightings: list[PageSighting] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    images: int
+    pages: int
+    sightings: int
+    database_bytes: int
+
+
+def page_domain(url: str) -> str | None:
+    """Host name of a web page URL; None for ``file://`` folders."""
+    parts = urlsplit(url)
+    return parts.hostname if parts.scheme in ("http", "https") else None
+
+
+class Store:
+    """The PostgreSQL fingerprint store, over a psycopg connection pool."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def record(self, sightings: Sequence[Sighting]) -> RecordResult:
+        """Upsert images, pages and sightings of one batch in one transaction."""
+        if not sightings:
+            return RecordResult(0, 0, 0)
+        for attempt in range(_DEADLOCK_RETRIES):
+            try:
+                with self.pool.connection() as conn, conn.transaction():
+                    return _record_batch(conn, sightings)
+            except psycopg.errors.DeadlockDetected:
+                # Concurrent writers upserting overlapping rows; every batch is sorted by key,
+                # so this is rare, and the whole batch is safe to replay.
+                time.sleep(0.05 * (attempt + 1))
+        with self.pool.connection() as conn, conn.transaction():
+            return _record_batch(conn, sightings)
+
+    def search(
+        self,
+        dhash: int,
+        *,
+        max_distance: int = DEFAULT_MAX_DISTANCE,
+        limit: int = DEFAULT_LIMIT,
+    ) -> list[Match]:
+        """Images within ``max_distance`` bits of ``dhash``, best first, with their sightings."""
+        with self.pool.connection() as conn:
+            matches = (
+                conn.cursor(row_factory=class_row(Match))
+                .execute(
+                    """
+                    SELECT m.image_id, m.distance, i.sha256, i.width, i.height, i.format
+                    FROM similar_images(%s::bigint, %s) AS m
+                    JOIN images i ON i.id = m.image_id
+                    ORDER BY m.distance, m.image_id
+                    LIMIT %s
+                    """,
+                    (to_bigint(dhash), max_distance, limit),
+                )
+                .fetchall()
+            )
+            by_id = {match.image_id: match for match in matches}
+            rows = conn.execute(
+                """
+                SELECT s.image_id, s.image_url, p.url, p.title, p.domain, s.alt_text,
+                       s.first_seen, s.last_seen
+                FROM sightings s JOIN pages p ON p.id = s.page_id
+                WHERE s.image_id = ANY(%s)
+                ORDER BY s.image_id, s.first_seen, s.id
+                """,
+                (list(by_id),),
+            ).fetchall()
+        for image_id, *sighting in rows:
+            by_id[image_id].sightings.append(PageSighting(*sighting))
+        return matches
+
+    def stats(self) -> Stats:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                """
+                SELECT (SELECT count(*) FROM images), (SELECT count(*) FROM pages),
+                       (SELECT count(*) FROM sightings), pg_database_size(current_database())
+                """
+            ).fetchone()
+        assert row is not None
+        return Stats(*row)
+
+
+def _record_batch(conn: psycopg.Connection, sightings: Sequence[Sighting]) -> RecordResult:
+    images = _unique_by(sightings, lambda s: s.fingerprint.sha256)
+    inserted = conn.execute(
+        """
+        INSERT INTO images (sha256, dhash, phash, width, height, format)
+        SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::int[], %s::int[],
+                             %s::text[])
+        ON CONFLICT (sha256) DO NOTHING
+        RETURNING sha256
+        """,
+        _columns(
+            (
+                s.fingerprint.sha256,
+                to_bigint(s.fingerprint.dhash),
+                to_bigint(s.fingerprint.phash),
+                s.fingerprint.width,
+                s.fingerprint.height,
+                s.fingerprint.format,
+            )
+            for s in images
+        ),
+    ).fetchall()
+    image_ids = dict(
+        conn.execute(
+            "SELECT sha256, id FROM images WHERE sha256 = ANY(%s)",
+            ([s.fingerprint.sha256 for s in images],),
+        ).fetchall()
+    )
+
+    pages = _unique_by(reversed(sightings), lambda s: s.page_url)  # the latest title wins
+    page_ids = dict(
+        conn.execute(
+            """
+            INSERT INTO pages AS p (url, domain, title, first_seen, last_seen)
+            SELECT u.url, u.domain, u.title, coalesce(u.seen, now()), coalesce(u.seen, now())
+            FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])
+                AS u (url, domain, title, seen)
+            ON CONFLICT (url) DO UPDATE
+            SET title = coalesce(excluded.title, p.title),
+                last_seen = greatest(p.last_seen, excluded.last_seen)
+            RETURNING url, id
+            """,
+            _columns((s.page_url, page_domain(s.page_url), s.page_title, s.seen_at) for s in pages),
+        ).fetchall()
+    )
+
+    unique_sightings = _unique_by(
+        reversed(sightings), lambda s: (s.fingerprint.sha256, s.page_url, s.image_url)
+    )
+    new_sightings = conn.execute(
+        """
+        INSERT INTO sightings AS s (image_id, page_id, image_url, alt_text, first_seen, last_seen)
+        SELECT u.image_id, u.page_id, u.image_url, u.alt_text,
+               coalesce(u.seen, now()), coalesce(u.seen, now())
+        FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::timestamptz[])
+            AS u (image_id, page_id, image_url, alt_text, seen)
+        ORDER BY 1, 2, 3
+        ON CONFLICT (image_id, page_id, image_url) DO UPDATE
+        SET last_seen = greatest(s.last_seen, excluded.last_seen),
+            alt_text = coalesce(excluded.alt_text, s.alt_text)
+        RETURNING (xmax = 0) AS inserted
+        """,
+        _columns(
+            (
+                image_ids[s.fingerprint.sha256],
+                page_ids[s.page_url],
+                s.image_url,
+                s.alt_text,
+                s.seen_at,
+            )
+            for s in unique_sightings
+        ),
+    ).fetchall()
+    return RecordResult(
+        new_images=len(inserted),
+        known_images=len(images) - len(inserted),
+        new_sightings=sum(1 for (was_inserted,) in new_sightings if was_inserted),
+    )
+
+
+def _unique_by(items: Iterable[Sighting], key: Callable[[Sighting], Hashable]) -> list[Sighting]:
+    """First item per key, sorted by key so concurrent batches lock rows in one order."""
+    unique: dict[Hashable, Sighting] = {}
+    for item in items:
+        unique.setdefault(key(item), item)
+    return [unique[k] for k in sorted(unique)]  # type: ignore[type-var]
+
+
+def _columns(rows: Iterable[tuple[object, ...]]) -> list[list[object]]:
+    """Row tuples → one list per column, for ``unnest``."""
+    materialised = list(rows)
+    if not materialised:
+        return []
+    return [list(column) for column in zip(*materialised, strict=True)]

@@ -1,0 +1,179 @@
+-- Lookalike database schema: the contract shared by the crawler, the web site and psql users.
+--
+-- Idempotent: `lookalike init-db` (and every program on first use) runs this whole file, so
+-- each statement must be safe to run again on a database that already has it.
+-- Needs PostgreSQL >= 14 (bit_count) and no extension.
+--
+-- Hashes are 64-bit perceptual hashes stored as bigint with the same bits as the 16 hex digits
+-- `lookalike hash` prints (imagehash's bit order): ('x' || hex)::bit(64)::bigint.
+
+-- One row per distinct image content (SHA-256 of the bytes).
+CREATE TABLE IF NOT EXISTS images (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    sha256      text NOT NULL UNIQUE CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    dhash       bigint NOT NULL,
+    phash       bigint NOT NULL,
+    width       integer NOT NULL CHECK (width > 0),
+    height      integer NOT NULL CHECK (height > 0),
+    format      text NOT NULL,
+    first_seen  timestamptz NOT NULL DEFAULT now(),
+    -- Multi-index hashing: dhash cut into three chunks (21 + 21 + 22 bits). Any hash within
+    -- distance r of a query has some chunk within a small radius of the query's chunk
+    -- (pigeonhole), so similar_images() probes only those chunk values through the b-tree
+    -- indexes below, then re-checks the full distance.
+    dhash_chunk0 integer GENERATED ALWAYS AS (((dhash >> 43) & 2097151)::integer) STORED,
+    dhash_chunk1 integer GENERATED ALWAYS AS (((dhash >> 22) & 2097151)::integer) STORED,
+    dhash_chunk2 integer GENERATED ALWAYS AS ((dhash & 4194303)::integer) STORED
+);
+
+-- Covering indexes: a probe reads id and dhash from the index alone (index-only scan).
+CREATE INDEX IF NOT EXISTS images_dhash_chunk0 ON images (dhash_chunk0) INCLUDE (dhash, id);
+CREATE INDEX IF NOT EXISTS images_dhash_chunk1 ON images (dhash_chunk1) INCLUDE (dhash, id);
+CREATE INDEX IF NOT EXISTS images_dhash_chunk2 ON images (dhash_chunk2) INCLUDE (dhash, id);
+
+-- A page an image was seen on: a web page for crawled images, a folder for indexed files.
+CREATE TABLE IF NOT EXISTS pages (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    url         text NOT NULL UNIQUE,
+    domain      text,
+    title       text,
+    first_seen  timestamptz NOT NULL DEFAULT now(),
+    last_seen   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS pages_domain ON pages (domain);
+
+-- Image x page x image URL: seeing it again moves last_seen, nothing else.
+CREATE TABLE IF NOT EXISTS sightings (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    image_id    bigint NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    page_id     bigint NOT NULL REFERENCES pages (id) ON DELETE CASCADE,
+    image_url   text NOT NULL,
+    alt_text    text,
+    first_seen  timestamptz NOT NULL DEFAULT now(),
+    last_seen   timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (image_id, page_id, image_url)
+);
+CREATE INDEX IF NOT EXISTS sightings_page_id ON sightings (page_id);
+
+-- Every bit pattern of up to 4 set bits within 22 bits, with its weight: XOR-ing a chunk with
+-- the masks of weight <= k lists the chunk values within distance k, for the MIH probes.
+CREATE TABLE IF NOT EXISTS hash_flip_masks (
+    mask    integer PRIMARY KEY,
+    weight  smallint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hash_flip_masks_weight ON hash_flip_masks (weight, mask);
+
+INSERT INTO hash_flip_masks (mask, weight)
+WITH RECURSIVE combos (mask, weight, top_bit) AS (
+    SELECT 0, 0, -1
+    UNION ALL
+    SELECT c.mask | (1 << b), c.weight + 1, b
+    FROM combos c, generate_series(0, 21) AS b
+    WHERE b > c.top_bit AND c.weight < 4
+)
+SELECT mask, weight FROM combos
+WHERE NOT EXISTS (SELECT 1 FROM hash_flip_masks)
+ON CONFLICT (mask) DO NOTHING;
+
+-- Number of differing bits between two 64-bit hashes.
+CREATE OR REPLACE FUNCTION hamming(a bigint, b bigint) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN bit_count(int8send(a # b))::integer;
+
+-- 16 hex digits (as printed by `lookalike hash`) -> the bigint stored in images.dhash.
+CREATE OR REPLACE FUNCTION hash_from_hex(hex text) RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+BEGIN
+    IF hex !~ '^[0-9a-fA-F]{16}$' THEN
+        RAISE EXCEPTION 'not a 64-bit hash: % (expected 16 hex digits)', hex
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN ('x' || hex)::bit(64)::bigint;
+END
+$$;
+
+-- The bigint in images.dhash -> the 16 hex digits people read.
+CREATE OR REPLACE FUNCTION hash_to_hex(hash bigint) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN lpad(to_hex(hash), 16, '0');
+
+-- Images whose dHash is within max_distance bits of query, best first.
+-- Exact (same answer as a full scan) and sub-linear: radius r is split over the three chunks
+-- so that the per-chunk radii k0 + k1 + k2 + 3 >= r + 1 (a chunk with k = -1 is not probed);
+-- any hash within r then matches some chunk within its k. Past the radius where probing
+-- costs more than reading everything, it scans instead.
+CREATE OR REPLACE FUNCTION similar_images(query bigint, max_distance integer)
+RETURNS TABLE (image_id bigint, distance integer)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    units   integer := max_distance + 1;   -- pigeonhole units to spread over 3 chunks
+    -- spare units go to the 21-bit chunks: a wider chunk has more neighbours to probe
+    k0      integer := units / 3 - 1 + (units % 3 >= 1)::integer;
+    k1      integer := units / 3 - 1 + (units % 3 >= 2)::integer;
+    k2      integer := units / 3 - 1;
+    q0      integer := ((query >> 43) & 2097151)::integer;
+    q1      integer := ((query >> 22) & 2097151)::integer;
+    q2      integer := (query & 4194303)::integer;
+BEGIN
+    IF max_distance < 0 THEN
+        RAISE EXCEPTION 'max_distance must be >= 0, got %', max_distance
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_distance > 14 THEN
+        RETURN QUERY
+            SELECT i.id, hamming(i.dhash, query)
+            FROM images i
+            WHERE hamming(i.dhash, query) <= max_distance
+            ORDER BY 2, 1;
+        RETURN;
+    END IF;
+    RETURN QUERY
+        WITH candidates AS (
+            SELECT i.id, i.dhash FROM images i
+            WHERE k0 >= 0 AND i.dhash_chunk0 = ANY (ARRAY(
+                SELECT q0 # m.mask FROM hash_flip_masks m
+                WHERE m.weight <= k0 AND m.mask < 2097152))
+            UNION
+            SELECT i.id, i.dhash FROM images i
+            WHERE k1 >= 0 AND i.dhash_chunk1 = ANY (ARRAY(
+                SELECT q1 # m.mask FROM hash_flip_masks m
+                WHERE m.weight <= k1 AND m.mask < 2097152))
+            UNION
+            SELECT i.id, i.dhash FROM images i
+            WHERE k2 >= 0 AND i.dhash_chunk2 = ANY (ARRAY(
+                SELECT q2 # m.mask FROM hash_flip_masks m
+                WHERE m.weight <= k2))
+        )
+        SELECT c.id, hamming(c.dhash, query)
+        FROM candidates c
+        WHERE hamming(c.dhash, query) <= max_distance
+        ORDER BY 2, 1;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION similar_images(query text, max_distance integer)
+RETURNS TABLE (image_id bigint, distance integer)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$ SELECT * FROM similar_images(hash_from_hex(query), max_distance) $$;
+
+-- Where each image was seen: one row per sighting, readable without joins.
+CREATE OR REPLACE VIEW image_sightings AS
+SELECT
+    i.id            AS image_id,
+    i.sha256,
+    hash_to_hex(i.dhash) AS dhash_hex,
+    i.width,
+    i.height,
+    i.format,
+    s.image_url,
+    s.alt_text,
+    p.url           AS page_url,
+    p.title         AS page_title,
+    p.domain,
+    s.first_seen,
+    s.last_seen
+FROM images i
+JOIN sightings s ON s.image_id = i.id
+JOIN pages p ON p.id = s.page_id;

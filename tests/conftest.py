@@ -1,0 +1,79 @@
+"""Fixtures: a real PostgreSQL (``$DATABASE_URL`` or an embedded server) and fresh databases.
+
+Every test that touches the database gets its own database, cloned from a template that has
+the schema applied once per test run, so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from lookalike.config import embedded_database_url
+from lookalike.db import apply_schema, connect, open_pool, with_database
+from lookalike.store import Store
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """A PostgreSQL server: ``$DATABASE_URL``'s, or an embedded one for this run only."""
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    with tempfile.TemporaryDirectory(prefix="lookalike-test-pg-") as home:
+        yield embedded_database_url(Path(home) / "pgdata", keep_running=False)
+
+
+def _create_database(server: str, name: str, template: str | None = None) -> str:
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+    with connect(server, autocommit=True) as admin:
+        admin.execute(statement)
+    return with_database(server, name)
+
+
+def _drop_database(server: str, name: str) -> None:
+    with connect(server, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="session")
+def template_database(server_url: str) -> Iterator[str]:
+    """Name of a database with the schema applied, cloned for each test."""
+    name = f"lookalike_test_template_{secrets.token_hex(4)}"
+    apply_schema(_create_database(server_url, name))
+    yield name
+    _drop_database(server_url, name)
+
+
+@pytest.fixture
+def database_url(server_url: str, template_database: str) -> Iterator[str]:
+    """URL of a fresh database with the schema applied, dropped after the test."""
+    name = f"lookalike_test_{secrets.token_hex(6)}"
+    url = _create_database(server_url, name, template=template_database)
+    yield url
+    _drop_database(server_url, name)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    with Store(open_pool(database_url, init_schema=False)) as opened:
+        yield opened
+
+
+@pytest.fixture
+def cli_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for running ``lookalike`` against the test database in a subprocess."""
+    env = {**os.environ, "DATABASE_URL": database_url, "LOOKALIKE_HOME": str(tmp_path / "home")}
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    return env
