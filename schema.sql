@@ -55,6 +55,12 @@ CREATE TABLE IF NOT EXISTS sightings (
 );
 CREATE INDEX IF NOT EXISTS sightings_page_id ON sightings (page_id);
 
+-- A small WebP of each image, kept so results can show what matched after the source is gone.
+CREATE TABLE IF NOT EXISTS thumbnails (
+    image_id    bigint PRIMARY KEY REFERENCES images (id) ON DELETE CASCADE,
+    webp        bytea NOT NULL
+);
+
 -- Every bit pattern of up to 4 set bits within 22 bits, with its weight: XOR-ing a chunk with
 -- the masks of weight <= k lists the chunk values within distance k, for the MIH probes.
 CREATE TABLE IF NOT EXISTS hash_flip_masks (

@@ -18,6 +18,7 @@ from lookalike.hashes import hash_to_hex
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
 DEFAULT_MAX_PIXELS = 50_000_000
+THUMBNAIL_MAX_SIDE = 160
 # JPEG draft decoding scales by 1/2, 1/4 or 1/8 inside the decoder. Keeping the reduced short
 # side at or above this keeps dHash within a fraction of a bit of a full decode on average.
 DRAFT_MIN_SHORT_SIDE = 256
@@ -58,6 +59,7 @@ class Fingerprint:
     width: int
     height: int
     format: str
+    thumbnail: bytes | None = None  # small WebP, when asked for: shows what matched later
 
     @property
     def dhash_hex(self) -> str:
@@ -68,14 +70,22 @@ class Fingerprint:
         return hash_to_hex(self.phash)
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self) | {"dhash": self.dhash_hex, "phash": self.phash_hex}
+        fields = asdict(self)
+        del fields["thumbnail"]
+        return fields | {"dhash": self.dhash_hex, "phash": self.phash_hex}
 
 
-def fingerprint(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Fingerprint:
-    """Fingerprint encoded image bytes, or raise :class:`ImageRejected` saying why not."""
+def fingerprint(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, with_thumbnail: bool = False
+) -> Fingerprint:
+    """Fingerprint encoded image bytes, or raise :class:`ImageRejected` saying why not.
+
+    ``with_thumbnail`` adds a small WebP made from the same decode, so it costs no second one.
+    """
     image = open_image(data, max_pixels=max_pixels)
     width, height, fmt = image.width, image.height, image.format or "unknown"
-    gray = _load_grayscale(image)
+    flat = _load_flattened(image)
+    gray = flat.convert("L")
     return Fingerprint(
         sha256=hashlib.sha256(data).hexdigest(),
         dhash=_hash_to_int(imagehash.dhash(gray)),
@@ -83,6 +93,7 @@ def fingerprint(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Fingerp
         width=width,
         height=height,
         format=fmt,
+        thumbnail=_thumbnail(flat) if with_thumbnail else None,
     )
 
 
@@ -106,8 +117,8 @@ def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
     return image
 
 
-def _load_grayscale(image: Image.Image) -> Image.Image:
-    """Decode the first frame upright, flattened onto white, as 8-bit grayscale."""
+def _load_flattened(image: Image.Image) -> Image.Image:
+    """Decode the first frame upright and flattened onto white."""
     if image.format == "JPEG":
         _draft(image)
     try:
@@ -116,7 +127,7 @@ def _load_grayscale(image: Image.Image) -> Image.Image:
         upright = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageRejected(f"truncated or corrupt image: {_first_line(error)}") from None
-    return _flatten_onto_white(upright).convert("L")
+    return _flatten_onto_white(upright)
 
 
 def _draft(image: Image.Image) -> None:
@@ -137,6 +148,14 @@ def _flatten_onto_white(image: Image.Image) -> Image.Image:
     rgba = image.convert("RGBA")
     background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _thumbnail(image: Image.Image) -> bytes:
+    small = image.convert("RGB")
+    small.thumbnail((THUMBNAIL_MAX_SIDE, THUMBNAIL_MAX_SIDE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    small.save(buffer, "WEBP", quality=75)
+    return buffer.getvalue()
 
 
 def _hash_to_int(image_hash: imagehash.ImageHash) -> int:

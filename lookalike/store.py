@@ -148,6 +148,14 @@ class Store:
             by_id[image_id].sightings.append(PageSighting(*sighting))
         return matches
 
+    def thumbnail(self, image_id: int) -> bytes | None:
+        """The stored WebP thumbnail of an image, if one was made."""
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT webp FROM thumbnails WHERE image_id = %s", (image_id,)
+            ).fetchone()
+        return row[0] if row else None
+
     def stats(self) -> Stats:
         with self.pool.connection() as conn:
             row = conn.execute(
@@ -188,6 +196,19 @@ def _record_batch(conn: psycopg.Connection, sightings: Sequence[Sighting]) -> Re
             ([s.fingerprint.sha256 for s in images],),
         ).fetchall()
     )
+
+    with_thumbnails = [s for s in images if s.fingerprint.thumbnail]
+    if with_thumbnails:
+        conn.execute(
+            """
+            INSERT INTO thumbnails (image_id, webp)
+            SELECT * FROM unnest(%s::bigint[], %s::bytea[])
+            ON CONFLICT (image_id) DO NOTHING
+            """,
+            _columns(
+                (image_ids[s.fingerprint.sha256], s.fingerprint.thumbnail) for s in with_thumbnails
+            ),
+        )
 
     pages = _unique_by(reversed(sightings), lambda s: s.page_url)  # the latest title wins
     page_ids = dict(
