@@ -31,6 +31,7 @@ from lookalike.config import database_url
 from lookalike.db import apply_schema, connect, open_pool, scratch_database, with_database
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import hamming, to_bigint
+from lookalike.plugins import PluginGroup
 from lookalike.store import Store
 
 SEARCH_RADII = (4, 8, 12)
@@ -65,7 +66,7 @@ record_option = click.option(
 )
 
 
-@click.group()
+@click.group(cls=PluginGroup, plugin_group="lookalike.bench")
 def bench() -> None:
     """Measure search, fingerprinting and indexing speed on this machine."""
 

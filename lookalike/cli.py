@@ -12,7 +12,6 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +24,12 @@ from lookalike.bench import bench
 from lookalike.config import DatabaseUnavailable, database_url
 from lookalike.db import apply_schema, describe_server, open_pool
 from lookalike.fingerprint import ImageRejected
+from lookalike.plugins import PluginGroup
 from lookalike.store import DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE, Match, Store
 
 
-class LookalikeGroup(click.Group):
+class LookalikeGroup(PluginGroup):
     """Adds plug-in commands and turns expected failures into one-line errors."""
-
-    def _plugins(self) -> dict[str, Any]:
-        return {ep.name: ep for ep in entry_points(group="lookalike.commands")}
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self._plugins()})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        command = super().get_command(ctx, cmd_name)
-        if command is None and cmd_name in self._plugins():
-            command = self._plugins()[cmd_name].load()
-        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -53,7 +41,11 @@ class LookalikeGroup(click.Group):
             raise click.ClickException(f"database error: {reason}") from None
 
 
-@click.group(cls=LookalikeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LookalikeGroup,
+    plugin_group="lookalike.commands",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="lookalike")
 def cli() -> None:
     """Reverse image search: fingerprint images, find pages with near-identical copies.
