@@ -99,7 +99,7 @@ def clustered_hashes(rows: int, seed: int = 1) -> np.ndarray:
     return hashes.view(np.int64)
 
 
-def _load_hashes(url: str, hashes: np.ndarray) -> None:
+def load_hashes(url: str, hashes: np.ndarray) -> None:
     """COPY the hashes in with the chunk indexes dropped, then rebuild them once."""
     with connect(url, autocommit=True) as conn:
         for chunk in range(3):
@@ -151,7 +151,7 @@ def bench_search(
         hashes = clustered_hashes(rows)
         if fresh:
             started = time.perf_counter()
-            _load_hashes(url, hashes)
+            load_hashes(url, hashes)
             report.line(
                 f"loaded {rows:,} rows + MIH indexes in {time.perf_counter() - started:.0f} s"
             )
