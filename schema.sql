@@ -183,3 +183,47 @@ SELECT
 FROM images i
 JOIN sightings s ON s.image_id = i.id
 JOIN pages p ON p.id = s.page_id;
+
+-- Crawler bookkeeping
+-- One row per crawl. `key` identifies the command (seeds + scope): running the same command
+-- again resumes the crawl that has not finished instead of starting over.
+CREATE TABLE IF NOT EXISTS crawls (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key            text NOT NULL,
+    seeds          text[] NOT NULL,
+    settings       jsonb NOT NULL DEFAULT '{}',
+    started_at     timestamptz NOT NULL DEFAULT now(),
+    finished_at    timestamptz,
+    outcome        text,
+    pages          bigint NOT NULL DEFAULT 0,
+    images_seen    bigint NOT NULL DEFAULT 0,
+    new_images     bigint NOT NULL DEFAULT 0,
+    new_sightings  bigint NOT NULL DEFAULT 0,
+    errors         jsonb NOT NULL DEFAULT '{}'
+);
+CREATE UNIQUE INDEX IF NOT EXISTS crawls_one_open_per_key ON crawls (key) WHERE finished_at IS NULL;
+
+-- The crawl frontier: every URL a crawl decided to fetch, and whether it is done. PostgreSQL,
+-- not the crawler's memory, is the record of what is done, so a killed crawl resumes exactly.
+CREATE TABLE IF NOT EXISTS crawl_requests (
+    crawl_id  bigint NOT NULL REFERENCES crawls (id) ON DELETE CASCADE,
+    url       text NOT NULL,
+    kind      text NOT NULL CHECK (kind IN ('page', 'image')),
+    depth     integer NOT NULL DEFAULT 0,
+    done_at   timestamptz,
+    sha256    text,  -- images: the content fetched, to record later sightings of the same URL
+    error     text,  -- the kind of failure, when it failed
+    PRIMARY KEY (crawl_id, url)
+);
+CREATE INDEX IF NOT EXISTS crawl_requests_pending ON crawl_requests (crawl_id) WHERE done_at IS NULL;
+
+-- Which pages of a crawl use which image URL (with alt text): joined with the fetched image
+-- to record sightings, whichever of the page and the image is written first.
+CREATE TABLE IF NOT EXISTS crawl_image_refs (
+    crawl_id    bigint NOT NULL REFERENCES crawls (id) ON DELETE CASCADE,
+    image_url   text NOT NULL,
+    page_url    text NOT NULL,
+    page_title  text,
+    alt_text    text,
+    PRIMARY KEY (crawl_id, image_url, page_url)
+);
