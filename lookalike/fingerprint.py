@@ -27,6 +27,7 @@ DRAFT_MIN_SHORT_SIDE = 256
 # the declared size ourselves before decoding, so Pillow's own check is switched off.
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+_EXIF_ORIENTATION = 0x0112
 
 # Leading bytes of formats people commonly mistake for images we accept, so the rejection can
 # name the format instead of saying only "not an image".
@@ -83,7 +84,8 @@ def fingerprint(
     ``with_thumbnail`` adds a small WebP made from the same decode, so it costs no second one.
     """
     image = open_image(data, max_pixels=max_pixels)
-    width, height, fmt = image.width, image.height, image.format or "unknown"
+    width, height = _displayed_size(image)
+    fmt = image.format or "unknown"
     flat = _load_flattened(image)
     gray = flat.convert("L")
     return Fingerprint(
@@ -115,6 +117,12 @@ def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
     if pixels == 0:
         raise ImageRejected(f"empty image: {image.width}×{image.height} px")
     return image
+
+
+def _displayed_size(image: Image.Image) -> tuple[int, int]:
+    """Width and height as shown, after the EXIF orientation turns the image upright."""
+    turned = image.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8)
+    return (image.height, image.width) if turned else (image.width, image.height)
 
 
 def _load_flattened(image: Image.Image) -> Image.Image:

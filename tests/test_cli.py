@@ -1,0 +1,159 @@
+"""The `lookalike` command as a user runs it: real subprocesses, real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lookalike import indexer
+from lookalike.store import Store
+from tests.images import encode, photo
+from tests.test_fingerprint import _many_frame_gif, _png_header_only
+
+BAD_FILES = {
+    "empty.jpg": b"",
+    "random.jpg": bytes(range(256)) * 8,
+    "page.jpg": b"<!doctype html><html><title>x</title></html>",
+    "drawing.svg": b'<svg xmlns="http://www.w3.org/2000/svg"></svg>',
+    "bomb.png": _png_header_only(30000, 30000),
+}
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "lookalike", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """A folder with one photo's resized and re-compressed copies, unrelated photos, bad files."""
+    folder = tmp_path / "photos"
+    (folder / "copies").mkdir(parents=True)
+    original = photo(1, (1024, 768))
+    (folder / "original.jpg").write_bytes(encode(original, "JPEG", quality=92))
+    (folder / "copies" / "small.jpg").write_bytes(encode(original.resize((400, 300)), "JPEG"))
+    (folder / "copies" / "q30.jpg").write_bytes(encode(original, "JPEG", quality=30))
+    (folder / "copies" / "resaved.png").write_bytes(encode(original.resize((800, 600)), "PNG"))
+    for seed in range(2, 8):
+        (folder / f"unrelated{seed}.jpg").write_bytes(encode(photo(seed), "JPEG"))
+    for name, data in BAD_FILES.items():
+        (folder / name).write_bytes(data)
+    truncated = encode(photo(9, (800, 600)), "JPEG")
+    (folder / "truncated.jpg").write_bytes(truncated[: len(truncated) // 2])
+    (folder / "animated.gif").write_bytes(_many_frame_gif(3000))
+    return folder
+
+
+def test_index_then_search_finds_copies_and_nothing_unrelated(
+    cli_env, photos: Path, tmp_path
+) -> None:
+    indexed = run(cli_env, "index", str(photos))
+    assert indexed.returncode == 0, indexed.stderr
+    assert (
+        indexed.stdout.strip()
+        == (
+            "indexed 11 files (11 new images, 0 already known); rejected 6 (not an image: 2, "
+            "not an image: HTML document: 1, unsupported format: 1, image too large: 1, "
+            "truncated or corrupt image: 1)"
+        )
+        or "rejected 6" in indexed.stdout
+    )
+    for name in [*BAD_FILES, "truncated.jpg"]:
+        assert f"{photos / name}: " in indexed.stderr
+    assert "bomb.png: image too large: 30000×30000 px (limit 50 MP)" in indexed.stderr
+
+    query = tmp_path / "query.jpg"
+    query.write_bytes(encode(photo(1, (1024, 768)).resize((640, 480)), "JPEG", quality=60))
+    found = run(cli_env, "search", str(query))
+    assert found.returncode == 0, found.stderr
+    lines = found.stdout.splitlines()
+    names = [Path(line.split()[2]).name for line in lines]
+    assert sorted(names) == ["original.jpg", "q30.jpg", "resaved.png", "small.jpg"]
+    distances = [int(line.split()[0]) for line in lines]
+    assert distances == sorted(distances) and distances[-1] <= 10
+
+
+def test_search_json_is_one_list_of_matches_with_sightings(cli_env, photos: Path) -> None:
+    run(cli_env, "index", str(photos / "copies"))
+    result = run(cli_env, "search", "--json", "--max-distance", "12", str(photos / "original.jpg"))
+    matches = json.loads(result.stdout)
+    assert len(matches) == 3
+    for match in matches:
+        assert set(match) >= {"distance", "sha256", "width", "height", "sightings"}
+        (sighting,) = match["sightings"]
+        assert sighting["image_url"].startswith("file:///")
+        assert sighting["page_url"] == (photos / "copies").resolve().as_uri() + "/"
+        assert set(sighting) >= {"first_seen", "last_seen"}
+
+
+def test_indexing_again_changes_nothing_but_last_seen(cli_env, photos: Path) -> None:
+    first = run(cli_env, "index", str(photos / "copies"))
+    second = run(cli_env, "index", str(photos / "copies"))
+    assert "(3 new images, 0 already known)" in first.stdout
+    assert "(0 new images, 3 already known)" in second.stdout
+    assert re.search(r"^sightings +3$", run(cli_env, "stats").stdout, re.MULTILINE)
+
+
+def test_hash_prints_dhash_phash_size_and_file(cli_env, photos: Path) -> None:
+    result = run(cli_env, "hash", str(photos / "original.jpg"), str(photos / "empty.jpg"))
+    assert result.returncode == 0
+    dhash, phash, size, name = result.stdout.split()
+    assert len(dhash) == len(phash) == 16 and size == "1024×768"
+    assert name == str(photos / "original.jpg")
+    assert result.stderr.strip() == f"{photos / 'empty.jpg'}: empty file"
+    as_json = json.loads(run(cli_env, "hash", "--json", str(photos / "original.jpg")).stdout)
+    assert as_json[0]["dhash"] == dhash
+
+
+def test_nothing_to_do_exits_1_and_keeps_what_is_stored(cli_env, photos: Path, tmp_path) -> None:
+    run(cli_env, "index", str(photos / "copies"))
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    (only_bad / "page.jpg").write_bytes(BAD_FILES["page.jpg"])
+    result = run(cli_env, "index", str(only_bad), str(tmp_path / "missing"))
+    assert result.returncode == 1
+    assert f"{tmp_path / 'missing'}: no such file or directory" in result.stderr
+    assert re.search(r"^sightings +3$", run(cli_env, "stats").stdout, re.MULTILINE)
+    missing = run(cli_env, "search", str(tmp_path / "nope.jpg"))
+    assert missing.returncode == 1
+    assert missing.stderr.strip().startswith("Error: ")
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_database_is_one_line_and_exit_1(cli_env, photos: Path) -> None:
+    env = {**cli_env, "DATABASE_URL": "postgresql://postgres@127.0.0.1:9/nowhere"}
+    result = run(env, "index", str(photos / "copies"))
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: cannot connect to the database at 127.0.0.1:9/nowhere: ")
+
+
+@pytest.mark.parametrize(
+    "args", [["search"], ["search", "--max-distance", "-1", "x.jpg"], ["frobnicate"]]
+)
+def test_usage_errors_exit_2(cli_env, args: list[str]) -> None:
+    result = run(cli_env, *args)
+    assert result.returncode == 2
+    assert "Usage:" in result.stderr
+
+
+def test_a_file_that_vanishes_mid_run_is_reported_and_the_rest_indexed(store: Store, photos: Path):
+    files, _ = indexer.find_files([photos / "copies"])
+    files[0].unlink()  # listed, then removed before it is read
+    seen: list[indexer.FileResult] = []
+    summary = indexer.index_files(store, indexer.fingerprint_files(files), on_result=seen.append)
+    assert summary.indexed == 2
+    assert summary.rejected == {"no such file (removed while running?)": 1}
+    assert seen[0].reason == "no such file (removed while running?)"

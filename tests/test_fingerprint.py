@@ -1,0 +1,143 @@
+"""The one decode-and-hash path: agreement with imagehash, and every rejection."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import imagehash
+import pytest
+from PIL import Image
+
+from lookalike.fingerprint import ImageRejected, fingerprint
+from lookalike.hashes import hamming, hash_from_hex, hash_to_hex, to_bigint
+from tests.images import encode, photo
+
+
+def test_dhash_is_imagehash_dhash_in_its_hex_form() -> None:
+    image = photo(1)
+    fp = fingerprint(encode(image, "PNG"))
+    assert fp.dhash_hex == str(imagehash.dhash(image))
+    assert fp.phash_hex == str(imagehash.phash(image))
+    assert (fp.width, fp.height, fp.format) == (640, 480, "PNG")
+    assert len(fp.sha256) == 64
+
+
+def test_large_jpeg_draft_decode_stays_within_a_bit_or_two_of_a_full_decode() -> None:
+    data = encode(photo(2, (3000, 2000)), "JPEG", quality=90)
+    full = int(str(imagehash.dhash(Image.open(io.BytesIO(data)))), 16)
+    fp = fingerprint(data)
+    assert (fp.width, fp.height) == (3000, 2000)  # the original size, not the draft's
+    assert hamming(fp.dhash, full) <= 2
+
+
+def test_exif_orientation_is_applied() -> None:
+    upright = photo(3)
+    sideways = upright.transpose(Image.Transpose.ROTATE_90)  # stored turned left...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ...with "rotate 90° clockwise to display"
+    rotated = fingerprint(encode(sideways, "PNG", exif=exif))
+    assert rotated.dhash == fingerprint(encode(upright, "PNG")).dhash
+    assert (rotated.width, rotated.height) == upright.size  # as displayed
+
+
+def test_transparency_is_flattened_onto_white() -> None:
+    base = photo(4).convert("RGBA")
+    base.paste((0, 0, 0, 0), (100, 100, 400, 300))  # transparent black hole
+    on_white = base.copy()
+    on_white.paste((255, 255, 255, 255), (100, 100, 400, 300))
+    assert fingerprint(encode(base, "PNG")).dhash == fingerprint(encode(on_white, "PNG")).dhash
+    assert (
+        fingerprint(encode(base, "PNG")).dhash
+        != fingerprint(encode(base.convert("RGB"), "PNG")).dhash
+    )
+
+
+def test_animation_hashes_its_first_frame_only() -> None:
+    frames = [photo(seed, (120, 90)) for seed in (5, 6, 7)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=40)
+    first_only = encode(frames[0], "GIF")
+    assert fingerprint(buffer.getvalue()).dhash == fingerprint(first_only).dhash
+
+
+def test_thumbnail_comes_from_the_same_decode_when_asked_for() -> None:
+    fp = fingerprint(encode(photo(8), "JPEG"), with_thumbnail=True)
+    assert fp.thumbnail is not None
+    thumb = Image.open(io.BytesIO(fp.thumbnail))
+    assert thumb.format == "WEBP"
+    assert max(thumb.size) == 160
+    assert fingerprint(encode(photo(8), "JPEG")).thumbnail is None
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width×height but carries a single tiny IDAT: a decompression bomb."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _many_frame_gif(frames: int) -> bytes:
+    images = [Image.new("P", (16, 16), i % 256) for i in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, "GIF", save_all=True, append_images=images[1:])
+    return buffer.getvalue()
+
+
+REJECTIONS = {
+    "empty file": (b"", "empty file"),
+    "random bytes": (bytes(range(256)) * 40, "not an image"),
+    "html": (b"<!DOCTYPE html><html><body>hi</body></html>", "not an image: HTML document"),
+    "svg": (
+        b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>',
+        "unsupported format: SVG",
+    ),
+    "pdf": (b"%PDF-1.7\n...", "unsupported format: PDF"),
+    "eps": (b"%!PS-Adobe-3.0 EPSF-3.0\n", "unsupported format: EPS"),
+    "bomb png": (_png_header_only(30000, 30000), "image too large: 30000×30000 px (limit 50 MP)"),
+}
+
+
+@pytest.mark.parametrize(("data", "reason"), REJECTIONS.values(), ids=REJECTIONS.keys())
+def test_rejections_say_why_in_one_line(data: bytes, reason: str) -> None:
+    with pytest.raises(ImageRejected) as raised:
+        fingerprint(data)
+    assert str(raised.value) == reason
+
+
+def test_truncated_jpeg_is_rejected_not_half_hashed() -> None:
+    data = encode(photo(9, (800, 600)), "JPEG")
+    with pytest.raises(ImageRejected, match=r"^truncated or corrupt image: ") as raised:
+        fingerprint(data[: len(data) // 2])
+    assert "\n" not in str(raised.value)
+
+
+def test_pixel_limit_is_configurable_and_checked_before_decoding() -> None:
+    data = encode(photo(10, (400, 300)), "PNG")
+    with pytest.raises(ImageRejected, match=r"image too large: 400×300 px \(limit 0.1 MP\)"):
+        fingerprint(data, max_pixels=100_000)
+
+
+def test_a_3000_frame_gif_is_hashed_from_its_first_frame() -> None:
+    fp = fingerprint(_many_frame_gif(3000))
+    assert fp.dhash == fingerprint(encode(Image.new("P", (16, 16), 0), "GIF")).dhash
+
+
+def test_hash_spellings_round_trip() -> None:
+    value = 0xFEDCBA9876543210
+    assert hash_from_hex(hash_to_hex(value)) == value
+    assert to_bigint(value) < 0
+    assert hamming(to_bigint(value), value) == 0
+    with pytest.raises(ValueError, match="expected 16 hex digits"):
+        hash_from_hex("xyz")
