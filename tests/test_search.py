@@ -66,7 +66,7 @@ def test_similar_images_equals_brute_force(loaded, radius: int) -> None:
 
 def test_clustered_queries_really_find_neighbours(loaded) -> None:
     """Guards the test above against passing vacuously with empty results."""
-    url, ids, hashes = loaded
+    url, _, hashes = loaded
     with connect(url) as conn:
         found = sum(
             len(conn.execute("SELECT * FROM similar_images(%s::bigint, 8)", (q,)).fetchall())
