@@ -81,13 +81,15 @@ def fingerprint(
 ) -> Fingerprint:
     """Fingerprint encoded image bytes, or raise :class:`ImageRejected` saying why not.
 
-    ``with_thumbnail`` adds a small WebP made from the same decode, so it costs no second one.
+    ``with_thumbnail`` adds a small colour WebP, decoded separately at thumbnail scale.
     """
     image = open_image(data, max_pixels=max_pixels)
     width, height = _displayed_size(image)
     fmt = image.format or "unknown"
-    flat = _load_flattened(image)
-    gray = flat.convert("L")
+    # The hashes only see luma, so JPEGs decode just that channel, at reduced scale. Every
+    # caller gets this same decode, with or without a thumbnail, so hashes never diverge.
+    _draft(image, "L", DRAFT_MIN_SHORT_SIDE)
+    gray = _decode(image).convert("L")
     return Fingerprint(
         sha256=hashlib.sha256(data).hexdigest(),
         dhash=_hash_to_int(imagehash.dhash(gray)),
@@ -95,7 +97,7 @@ def fingerprint(
         width=width,
         height=height,
         format=fmt,
-        thumbnail=_thumbnail(flat) if with_thumbnail else None,
+        thumbnail=_thumbnail(data, max_pixels) if with_thumbnail else None,
     )
 
 
@@ -125,10 +127,8 @@ def _displayed_size(image: Image.Image) -> tuple[int, int]:
     return (image.height, image.width) if turned else (image.width, image.height)
 
 
-def _load_flattened(image: Image.Image) -> Image.Image:
+def _decode(image: Image.Image) -> Image.Image:
     """Decode the first frame upright and flattened onto white."""
-    if image.format == "JPEG":
-        _draft(image)
     try:
         image.seek(0)
         image.load()
@@ -138,14 +138,14 @@ def _load_flattened(image: Image.Image) -> Image.Image:
     return _flatten_onto_white(upright)
 
 
-def _draft(image: Image.Image) -> None:
-    """Let the JPEG decoder scale down, but never below the short side dHash needs."""
+def _draft(image: Image.Image, mode: str, min_short_side: int) -> None:
+    """Let the JPEG decoder scale down, but never below ``min_short_side``."""
     short_side = min(image.size)
-    if short_side <= DRAFT_MIN_SHORT_SIDE:
+    if image.format != "JPEG" or short_side <= min_short_side:
         return
-    scale = DRAFT_MIN_SHORT_SIDE / short_side
+    scale = min_short_side / short_side
     wanted = (math.ceil(image.width * scale), math.ceil(image.height * scale))
-    image.draft(image.mode, wanted)
+    image.draft(mode, wanted)
 
 
 def _flatten_onto_white(image: Image.Image) -> Image.Image:
@@ -158,8 +158,10 @@ def _flatten_onto_white(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, rgba).convert("RGB")
 
 
-def _thumbnail(image: Image.Image) -> bytes:
-    small = image.convert("RGB")
+def _thumbnail(data: bytes, max_pixels: int) -> bytes:
+    image = open_image(data, max_pixels=max_pixels)
+    _draft(image, "RGB", THUMBNAIL_MAX_SIDE)
+    small = _decode(image).convert("RGB")
     small.thumbnail((THUMBNAIL_MAX_SIDE, THUMBNAIL_MAX_SIDE), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     small.save(buffer, "WEBP", quality=75)

@@ -71,6 +71,12 @@ def test_thumbnail_comes_from_the_same_decode_when_asked_for() -> None:
     assert fingerprint(encode(photo(8), "JPEG")).thumbnail is None
 
 
+def test_asking_for_a_thumbnail_never_changes_the_hashes() -> None:
+    data = encode(photo(11, (2400, 1800)), "JPEG")
+    with_thumb, without = fingerprint(data, with_thumbnail=True), fingerprint(data)
+    assert (with_thumb.dhash, with_thumb.phash) == (without.dhash, without.phash)
+
+
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares width×height but carries a single tiny IDAT: a decompression bomb."""
 
