@@ -1,0 +1,1 @@
+"""Lookalike's crawler: a Scrapy project that records every image sighting in PostgreSQL."""

@@ -1,0 +1,75 @@
+"""Which URLs a crawl has already taken on, and how many pages it may still schedule.
+
+One process keeps this in memory (seeded from PostgreSQL on resume). Workers sharing a
+Redis frontier keep it in Redis, so a URL found by two workers is fetched once and the page
+cap holds for the crawl, not per worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis
+
+
+class LocalClaims:
+    def __init__(self, known: Iterable[str], pages_scheduled: int, max_pages: int) -> None:
+        self._known = set(known)
+        self._pages = pages_scheduled
+        self._max_pages = max_pages
+
+    def claim(self, urls: list[str]) -> list[str]:
+        """The URLs nobody has claimed yet, now claimed by the caller."""
+        fresh = [url for url in dict.fromkeys(urls) if url not in self._known]
+        self._known.update(fresh)
+        return fresh
+
+    def take_page(self) -> bool:
+        """Whether one more page fits under the cap (and count it)."""
+        if self._max_pages and self._pages >= self._max_pages:
+            return False
+        self._pages += 1
+        return True
+
+
+class RedisClaims:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        known: Iterable[str],
+        pages_scheduled: int,
+        max_pages: int,
+    ) -> None:
+        self._redis = client
+        self._known_key = f"{prefix}:claimed"
+        self._pages_key = f"{prefix}:pages"
+        self._max_pages = max_pages
+        # The first worker (or a restart after a full stop) brings Redis up to the database.
+        pipe = self._redis.pipeline()
+        pipe.setnx(self._pages_key, pages_scheduled)
+        for chunk in _chunks(list(known), 10_000):
+            pipe.sadd(self._known_key, *chunk)
+        pipe.execute()
+
+    def claim(self, urls: list[str]) -> list[str]:
+        unique = list(dict.fromkeys(urls))
+        if not unique:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for url in unique:
+            pipe.sadd(self._known_key, url)
+        return [url for url, added in zip(unique, pipe.execute(), strict=True) if added]
+
+    def take_page(self) -> bool:
+        if not self._max_pages:
+            return True
+        if self._redis.incr(self._pages_key) <= self._max_pages:
+            return True
+        self._redis.decr(self._pages_key)
+        return False
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

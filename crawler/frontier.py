@@ -1,0 +1,305 @@
+"""The crawl's record of truth in PostgreSQL: what to fetch, what is done, what it found.
+
+A request becomes *done* in the same transaction that stores what it found (and the requests
+it discovered), so after a crash, even ``kill -9``, the pending rows are exactly the work left.
+Writing a result again is harmless: the store's upserts are idempotent and counters only move
+when a row goes from pending to done.
+
+Sightings need both a page (which image URLs it uses) and the fetched image (its
+fingerprint); whichever arrives second completes the pair. One advisory lock per crawl makes
+that join safe when several workers write at once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+
+from lookalike import crawls
+from lookalike.fingerprint import Fingerprint
+from lookalike.hashes import from_bigint
+from lookalike.store import Sighting, Store
+
+PAGE = "page"
+IMAGE = "image"
+# Two-key advisory locks live apart from the one-key lock that guards schema updates.
+_LOCK_CLASS = 0x4C4B
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    url: str
+    kind: str
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """What a (re)started crawl has to go on with."""
+
+    crawl_id: int
+    resumed: bool
+    pending: list[Pending]
+    known_urls: set[str]
+    pages_scheduled: int
+
+
+@dataclass(frozen=True, slots=True)
+class PageDone:
+    """A fetched HTML page, the image URLs it uses and the requests it adds to the frontier."""
+
+    request_url: str
+    page_url: str
+    title: str | None
+    images: Sequence[tuple[str, str | None]]  # (image URL, alt text)
+    discovered: Sequence[Pending]
+    seen_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ImageDone:
+    """A fetched image, with the page that asked for it (other pages come from the refs)."""
+
+    request_url: str
+    fingerprint: Fingerprint
+    seen_at: datetime
+    referrer: tuple[str, str | None, str | None] | None = None  # (page URL, title, alt text)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFailed:
+    request_url: str
+    kind: str  # what went wrong, e.g. "timeout", "http 404", "not an image"
+    request_kind: str = PAGE
+
+
+@dataclass(slots=True)
+class Batch:
+    pages: list[PageDone] = field(default_factory=list)
+    images: list[ImageDone] = field(default_factory=list)
+    failures: list[RequestFailed] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.pages) + len(self.images) + len(self.failures)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    pages: int
+    images: int
+    new_images: int
+    new_sightings: int
+    errors: Counter[str]
+
+
+def open_frontier(
+    conn: psycopg.Connection,
+    key: str,
+    seeds: Sequence[str],
+    settings: dict[str, object],
+) -> Resumed:
+    """Start the crawl with this key (seeds pending) or pick up the unfinished one."""
+    with conn.transaction():
+        crawl_id, resumed = crawls.open_crawl(conn, key, list(seeds), settings)
+        _add_requests(conn, crawl_id, [Pending(url, PAGE, 0) for url in seeds])
+        rows = conn.execute(
+            "SELECT url, kind, depth, done_at IS NULL FROM crawl_requests WHERE crawl_id = %s",
+            (crawl_id,),
+        ).fetchall()
+    pending = [Pending(url, kind, depth) for url, kind, depth, is_pending in rows if is_pending]
+    pending.sort(key=lambda p: (p.kind != IMAGE, p.depth, p.url))
+    return Resumed(
+        crawl_id=crawl_id,
+        resumed=resumed,
+        pending=pending,
+        known_urls={row[0] for row in rows},
+        pages_scheduled=sum(1 for row in rows if row[1] == PAGE),
+    )
+
+
+def pending_requests(conn: psycopg.Connection, crawl_id: int) -> list[Pending]:
+    rows = conn.execute(
+        "SELECT url, kind, depth FROM crawl_requests WHERE crawl_id = %s AND done_at IS NULL",
+        (crawl_id,),
+    ).fetchall()
+    return [Pending(*row) for row in rows]
+
+
+def write_batch(store: Store, crawl_id: int, batch: Batch) -> BatchResult:
+    """Store one batch of results and mark its requests done, all or nothing."""
+    with store.pool.connection() as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, crawl_id % 2**31))
+        _add_requests(conn, crawl_id, [p for page in batch.pages for p in page.discovered])
+        _add_image_refs(conn, crawl_id, batch.pages)
+        newly_done = _mark_done(conn, crawl_id, batch)
+        sightings = _sightings_of_new_images(conn, crawl_id, batch.images)
+        sightings += _sightings_of_new_pages(conn, crawl_id, batch)
+        # The store commits on its own connection while this transaction still holds the
+        # lock: if we die in between, the requests stay pending and are simply redone.
+        recorded = store.record(sightings)
+        errors = Counter(error for kind, error in newly_done if error)
+        result = BatchResult(
+            pages=sum(1 for kind, error in newly_done if kind == PAGE and not error),
+            images=sum(1 for kind, error in newly_done if kind == IMAGE and not error),
+            new_images=recorded.new_images,
+            new_sightings=recorded.new_sightings,
+            errors=errors,
+        )
+        crawls.add_counts(
+            conn,
+            crawl_id,
+            pages=result.pages,
+            images_seen=result.images,
+            new_images=result.new_images,
+            new_sightings=result.new_sightings,
+            errors=errors,
+        )
+    return result
+
+
+def _add_requests(conn: psycopg.Connection, crawl_id: int, requests: Iterable[Pending]) -> None:
+    unique = {p.url: p for p in reversed(list(requests))}  # the first (shallowest) wins
+    if not unique:
+        return
+    rows = sorted(unique.values(), key=lambda p: p.url)
+    conn.execute(
+        """
+        INSERT INTO crawl_requests (crawl_id, url, kind, depth)
+        SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::int[])
+        ON CONFLICT (crawl_id, url) DO NOTHING
+        """,
+        (crawl_id, [p.url for p in rows], [p.kind for p in rows], [p.depth for p in rows]),
+    )
+
+
+def _add_image_refs(conn: psycopg.Connection, crawl_id: int, pages: Sequence[PageDone]) -> None:
+    refs = {
+        (image_url, page.page_url): (page.title, alt)
+        for page in pages
+        for image_url, alt in page.images
+    }
+    if not refs:
+        return
+    keys = sorted(refs)
+    conn.execute(
+        """
+        INSERT INTO crawl_image_refs (crawl_id, image_url, page_url, page_title, alt_text)
+        SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])
+        ON CONFLICT (crawl_id, image_url, page_url) DO UPDATE
+        SET page_title = excluded.page_title, alt_text = excluded.alt_text
+        """,
+        (
+            crawl_id,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [refs[k][0] for k in keys],
+            [refs[k][1] for k in keys],
+        ),
+    )
+
+
+def _mark_done(conn: psycopg.Connection, crawl_id: int, batch: Batch) -> list[tuple[str, str]]:
+    """Mark the batch's requests done; returns (kind, error) of those that were pending."""
+    outcomes: dict[str, tuple[str, str | None, str | None]] = {}
+    for failure in batch.failures:
+        outcomes[failure.request_url] = (failure.request_kind, None, failure.kind)
+    for page in batch.pages:
+        outcomes[page.request_url] = (PAGE, None, None)
+    for image in batch.images:
+        outcomes[image.request_url] = (IMAGE, image.fingerprint.sha256, None)
+    if not outcomes:
+        return []
+    urls = sorted(outcomes)
+    return conn.execute(
+        """
+        INSERT INTO crawl_requests AS r (crawl_id, url, kind, done_at, sha256, error)
+        SELECT %s, u.url, u.kind, now(), u.sha256, u.error
+        FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS u (url, kind, sha256, error)
+        ON CONFLICT (crawl_id, url) DO UPDATE
+        SET done_at = now(), sha256 = excluded.sha256, error = excluded.error
+        WHERE r.done_at IS NULL
+        RETURNING r.kind, r.error
+        """,
+        (
+            crawl_id,
+            urls,
+            [outcomes[u][0] for u in urls],
+            [outcomes[u][1] for u in urls],
+            [outcomes[u][2] for u in urls],
+        ),
+    ).fetchall()
+
+
+def _sightings_of_new_images(
+    conn: psycopg.Connection, crawl_id: int, images: Sequence[ImageDone]
+) -> list[Sighting]:
+    """Every page of the crawl known to use a freshly fetched image URL."""
+    by_url = {image.request_url: image for image in images}
+    if not by_url:
+        return []
+    rows = conn.execute(
+        """
+        SELECT image_url, page_url, page_title, alt_text FROM crawl_image_refs
+        WHERE crawl_id = %s AND image_url = ANY(%s)
+        """,
+        (crawl_id, list(by_url)),
+    ).fetchall()
+    # A worker may fetch an image before the page that uses it is written (refs come later).
+    rows += [(image.request_url, *image.referrer) for image in images if image.referrer]
+    return [
+        Sighting(
+            fingerprint=by_url[image_url].fingerprint,
+            image_url=image_url,
+            page_url=page_url,
+            page_title=title,
+            alt_text=alt,
+            seen_at=by_url[image_url].seen_at,
+        )
+        for image_url, page_url, title, alt in rows
+    ]
+
+
+def _sightings_of_new_pages(
+    conn: psycopg.Connection, crawl_id: int, batch: Batch
+) -> list[Sighting]:
+    """Images on this batch's pages that an earlier batch already fetched and stored."""
+    in_batch = {image.request_url for image in batch.images}
+    wanted = {url for page in batch.pages for url, _ in page.images if url not in in_batch}
+    if not wanted:
+        return []
+    rows = conn.execute(
+        """
+        SELECT r.url, i.sha256, i.dhash, i.phash, i.width, i.height, i.format
+        FROM crawl_requests r JOIN images i ON i.sha256 = r.sha256
+        WHERE r.crawl_id = %s AND r.url = ANY(%s) AND r.done_at IS NOT NULL
+        """,
+        (crawl_id, sorted(wanted)),
+    ).fetchall()
+    stored = {
+        url: Fingerprint(
+            sha256=sha256,
+            dhash=from_bigint(dhash),
+            phash=from_bigint(phash),
+            width=width,
+            height=height,
+            format=fmt,
+        )
+        for url, sha256, dhash, phash, width, height, fmt in rows
+    }
+    return [
+        Sighting(
+            fingerprint=stored[url],
+            image_url=url,
+            page_url=page.page_url,
+            page_title=page.title,
+            alt_text=alt,
+            seen_at=page.seen_at,
+        )
+        for page in batch.pages
+        for url, alt in page.images
+        if url in stored
+    ]

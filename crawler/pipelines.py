@@ -1,0 +1,181 @@
+"""Fingerprint fetched images and write results to PostgreSQL in batches, off the reactor.
+
+One insert per item costs a fifth of the crawl's speed, and a slow or restarting database must
+not stall downloads that are already under way, so items go into a queue that a writer thread
+drains in batches (``crawler.frontier.write_batch``: one transaction each). The thread also
+does the fingerprinting, so decoding never blocks the reactor. When the database is away the
+thread retries the same batch until it is back, while the queue's limits slow the crawl down
+(back-pressure) instead of growing memory; after ``LOOKALIKE_DB_RETRY_SECONDS`` it closes the
+crawl, which stays resumable because nothing unwritten was marked done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg_pool import PoolTimeout
+from scrapy.crawler import Crawler
+from scrapy.utils.defer import deferred_from_coro
+
+from crawler.failures import rejection_kind
+from crawler.frontier import IMAGE, Batch, ImageDone, PageDone, RequestFailed, write_batch
+from lookalike.config import DatabaseUnavailable
+from lookalike.fingerprint import ImageRejected, fingerprint
+
+logger = logging.getLogger(__name__)
+
+DATABASE_ERRORS = (psycopg.OperationalError, PoolTimeout, DatabaseUnavailable)
+_STOP = object()
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFetched:
+    """Bytes fetched for an image URL; whether they are an image is decided here."""
+
+    request_url: str
+    body: bytes
+    seen_at: datetime
+    referrer: tuple[str, str | None, str | None] | None = None
+
+
+class BatchWriterPipeline:
+    def __init__(self, crawler: Crawler) -> None:
+        settings = crawler.settings
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.batch_size = settings.getint("LOOKALIKE_BATCH_SIZE")
+        self.flush_seconds = settings.getfloat("LOOKALIKE_FLUSH_SECONDS")
+        self.max_items = settings.getint("LOOKALIKE_MAX_BUFFERED_ITEMS")
+        self.max_bytes = settings.getint("LOOKALIKE_MAX_BUFFERED_BYTES")
+        self.retry_seconds = settings.getfloat("LOOKALIKE_DB_RETRY_SECONDS")
+        self.max_pixels = settings.getint("LOOKALIKE_MAX_PIXELS")
+        self.thumbnails = settings.getbool("LOOKALIKE_THUMBNAILS")
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._buffered_bytes = 0
+        self._gave_up = False
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> BatchWriterPipeline:
+        return cls(crawler)
+
+    def open_spider(self, spider: Any = None) -> None:
+        spider = self.crawler.spider
+        self.store, self.crawl_id = spider.store, spider.crawl_id
+        self._thread = threading.Thread(target=self._run, name="lookalike-writer", daemon=True)
+        self._thread.start()
+
+    async def process_item(self, item: Any, spider: Any = None) -> Any:
+        if self._gave_up:
+            return item  # not written, so it stays pending in the frontier for a resume
+        size = len(item.body) if isinstance(item, ImageFetched) else 0
+        while self._queue.qsize() >= self.max_items or (
+            self._buffered_bytes and self._buffered_bytes + size > self.max_bytes
+        ):
+            await asyncio.sleep(0.05)  # back-pressure: the writer is behind (or the DB away)
+        self._buffered_bytes += size
+        self._queue.put((item, size))
+        return item
+
+    async def close_spider(self, spider: Any = None) -> None:
+        self._queue.put(_STOP)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+    # --- writer thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            items, stopping = self._take_batch()
+            if items and not self._gave_up:
+                self._write(self._to_batch(items))
+
+    def _take_batch(self) -> tuple[list[Any], bool]:
+        """Up to batch_size items, waiting at most flush_seconds after the first one."""
+        items: list[Any] = []
+        deadline: float | None = None
+        while len(items) < self.batch_size:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                entry = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                break
+            if entry is _STOP:
+                return items, True
+            item, size = entry
+            self._buffered_bytes -= size
+            items.append(item)
+            deadline = deadline or time.monotonic() + self.flush_seconds
+        return items, False
+
+    def _to_batch(self, items: list[Any]) -> Batch:
+        batch = Batch()
+        for item in items:
+            if isinstance(item, PageDone):
+                batch.pages.append(item)
+            elif isinstance(item, RequestFailed):
+                batch.failures.append(item)
+            elif isinstance(item, ImageFetched):
+                try:
+                    fp = fingerprint(
+                        item.body, max_pixels=self.max_pixels, with_thumbnail=self.thumbnails
+                    )
+                except ImageRejected as error:
+                    kind = rejection_kind(str(error))
+                    self.stats.inc_value("lookalike/errors")
+                    self.stats.inc_value(f"lookalike/errors/{kind}")
+                    batch.failures.append(RequestFailed(item.request_url, kind, IMAGE))
+                    continue
+                batch.images.append(ImageDone(item.request_url, fp, item.seen_at, item.referrer))
+        return batch
+
+    def _write(self, batch: Batch) -> None:
+        """Write the batch, waiting out a database outage (the same batch is replayed)."""
+        outage_started: float | None = None
+        while True:
+            try:
+                result = write_batch(self.store, self.crawl_id, batch)
+            except DATABASE_ERRORS as error:
+                now = time.monotonic()
+                if outage_started is None:
+                    outage_started = now
+                    self.stats.inc_value("lookalike/database_outages")
+                    logger.warning("database unavailable, retrying: %s", _first_line(error))
+                if now - outage_started > self.retry_seconds:
+                    self._give_up()
+                    return
+                time.sleep(min(5.0, 0.2 * 2 ** min(6, int(now - outage_started))))
+                continue
+            break
+        if outage_started is not None:
+            outage = time.monotonic() - outage_started
+            self.stats.inc_value("lookalike/database_outage_seconds", round(outage, 1))
+            logger.warning("database back after %.1f s; nothing was lost", outage)
+        self.stats.inc_value("lookalike/new_images", result.new_images)
+        self.stats.inc_value("lookalike/new_sightings", result.new_sightings)
+
+    def _give_up(self) -> None:
+        self._gave_up = True
+        logger.error(
+            "database unavailable for %.0f s: stopping; run the same command again to resume",
+            self.retry_seconds,
+        )
+        from twisted.internet import reactor  # the one Scrapy installed, not a default one
+
+        engine = self.crawler.engine
+        reactor.callFromThread(  # type: ignore[attr-defined]
+            lambda: deferred_from_coro(engine.close_spider_async(reason="database unavailable"))
+        )
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -1,0 +1,58 @@
+"""robots.txt as RFC 9309 says: a server error or no answer means "disallow everything".
+
+Scrapy's middleware crawls anyway when robots.txt answers 5xx or cannot be fetched; a site
+that is failing is the last one to hammer. 4xx still means "no rules". Crawl-delay, which
+Scrapy ignores, becomes the host's minimum delay between requests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scrapy import Request
+from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware
+from scrapy.exceptions import IgnoreRequest
+from scrapy.http import Response
+from scrapy.utils.httpobj import urlparse_cached
+from scrapy.utils.misc import build_from_crawler
+
+DISALLOW_ALL = b"User-agent: *\nDisallow: /\n"
+MAX_CRAWL_DELAY_SECONDS = 60.0
+
+
+class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
+    async def process_request(self, request: Request, spider: Any = None) -> None:
+        await super().process_request(request)
+        parser = self._parsers.get(urlparse_cached(request).netloc)
+        delay = _crawl_delay(parser, self._robotstxt_useragent or self._default_useragent)
+        if delay:
+            slot_key = self.crawler.engine.downloader.get_slot_key(request)
+            slot = self.crawler.engine.downloader.slots.get(slot_key)
+            if slot is not None and slot.delay < delay:
+                slot.delay = delay
+            request.meta["autothrottle_dont_adjust_delay"] = True
+
+    async def _parse_robots(self, response: Response, netloc: str, request: Request) -> None:
+        if response.status >= 500:
+            self._stats.inc_value("lookalike/robotstxt_server_error")
+            response = response.replace(body=DISALLOW_ALL)
+        elif response.status >= 400:
+            response = response.replace(body=b"")
+        await super()._parse_robots(response, netloc, request)
+
+    def _robots_error(self, exc: Exception, netloc: str) -> None:
+        if not isinstance(exc, IgnoreRequest):
+            self._stats.inc_value(f"robotstxt/exception_count/{type(exc)}")
+        waiting = self._parsers[netloc]
+        parser = build_from_crawler(self._parserimpl, self.crawler, DISALLOW_ALL)
+        self._parsers[netloc] = parser
+        waiting.callback(parser)  # type: ignore[union-attr]
+
+
+def _crawl_delay(parser: Any, user_agent: str | bytes) -> float | None:
+    rules = getattr(parser, "rp", None)  # Protego's parser, behind Scrapy's wrapper
+    if rules is None or not hasattr(rules, "crawl_delay"):
+        return None
+    agent = user_agent.decode() if isinstance(user_agent, bytes) else user_agent
+    delay = rules.crawl_delay(agent)
+    return min(float(delay), MAX_CRAWL_DELAY_SECONDS) if delay else None

@@ -1,0 +1,73 @@
+"""Connect only to public addresses, plus the addresses the seed hosts themselves resolve to.
+
+A page (or a redirect) can point anywhere, including 127.0.0.1, the local network or the
+cloud metadata service at 169.254.169.254. Every request's host is resolved and checked with
+``lookalike.addresses`` before connecting, and the checked address is put in Scrapy's DNS
+cache so the connection goes to that address and not to a second, different answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from urllib.parse import urlsplit
+
+from scrapy import Request, Spider
+from scrapy.crawler import Crawler
+from scrapy.exceptions import IgnoreRequest
+from scrapy.resolver import dnscache
+from scrapy.utils.httpobj import urlparse_cached
+
+from lookalike.addresses import AddressRefused, IPAddress, check_addresses, resolve
+
+logger = logging.getLogger(__name__)
+
+
+class RefusedAddress(IgnoreRequest):
+    """The request's host resolves to an address the crawler must not connect to."""
+
+
+class PublicAddressMiddleware:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self._allowed: set[IPAddress] | None = None
+        self._checked: dict[str, str | None] = {}  # host → refusal reason (None: fine)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> PublicAddressMiddleware:
+        return cls(crawler)
+
+    async def process_request(self, request: Request, spider: Spider | None = None) -> None:
+        parts = urlparse_cached(request)
+        host = parts.hostname or ""
+        if host not in self._checked:
+            self._checked[host] = await asyncio.to_thread(self._check, host, parts.port)
+        reason = self._checked[host]
+        if reason is not None:
+            self.crawler.stats.inc_value("lookalike/refused_address")
+            logger.info("refused %s: %s", request.url, reason)
+            raise RefusedAddress(reason)
+
+    def _check(self, host: str, port: int | None) -> str | None:
+        try:
+            addresses = resolve(host, port or 443)
+            check_addresses(host, addresses, self._allowed_addresses())
+        except AddressRefused as error:
+            return str(error)
+        ipv4 = [a for a in addresses if isinstance(a, ipaddress.IPv4Address)]
+        if ipv4:  # Scrapy's resolver is IPv4-only: pin it to the address just checked
+            dnscache[host] = str(ipv4[0])
+        return None
+
+    def _allowed_addresses(self) -> set[IPAddress]:
+        if self._allowed is None:
+            seeds = getattr(self.crawler.spider, "seed_urls", [])
+            self._allowed = set()
+            for seed in seeds:
+                parts = urlsplit(seed)
+                try:
+                    self._allowed.update(resolve(parts.hostname or "", parts.port or 443))
+                except AddressRefused:
+                    continue  # an unresolvable seed simply fails when fetched
+        return self._allowed

@@ -1,0 +1,62 @@
+"""Scrapy settings of the Lookalike crawler; every LOOKALIKE_* one is ours.
+
+Politeness is on by default (robots.txt, AutoThrottle, two requests at a time per host). With
+scrapy-redis these limits apply per worker process: N workers may send N times as many
+requests to one host, so divide CONCURRENT_REQUESTS_PER_DOMAIN by the number of workers.
+"""
+
+BOT_NAME = "lookalike"
+SPIDER_MODULES = ["crawler.spiders"]
+NEWSPIDER_MODULE = "crawler.spiders"
+
+# Who we are and how to reach whoever runs the crawl: set LOOKALIKE_CONTACT_URL.
+LOOKALIKE_CONTACT_URL = "https://github.com/lookalike/lookalike"
+USER_AGENT = f"LookalikeBot/0.1 (+{LOOKALIKE_CONTACT_URL})"
+
+# Scope and caps, overridden by `lookalike crawl --depth/--max-pages` or spider arguments.
+LOOKALIKE_DEPTH = 3  # links followed from a seed page; images on the last pages still count
+LOOKALIKE_MAX_PAGES = 10_000  # pages scheduled per crawl (0: no cap)
+LOOKALIKE_MAX_PAGE_BYTES = 10 * 1024 * 1024
+LOOKALIKE_MAX_IMAGE_BYTES = 20 * 1024 * 1024
+LOOKALIKE_MAX_PIXELS = 50_000_000
+LOOKALIKE_THUMBNAILS = True  # keep a ≤160 px WebP of each new image in PostgreSQL
+
+# Writing to PostgreSQL: batches, off the reactor thread, with back-pressure.
+LOOKALIKE_BATCH_SIZE = 200
+LOOKALIKE_FLUSH_SECONDS = 1.0
+LOOKALIKE_MAX_BUFFERED_ITEMS = 2000
+LOOKALIKE_MAX_BUFFERED_BYTES = 128 * 1024 * 1024
+LOOKALIKE_DB_RETRY_SECONDS = 600  # give up (crawl stays resumable) after this long an outage
+LOOKALIKE_PROGRESS_SECONDS = 10
+
+# With scrapy-redis: a worker that sees no progress on pending requests for this long re-queues
+# them (they belonged to a worker that died).
+LOOKALIKE_STALLED_SECONDS = 60
+
+ROBOTSTXT_OBEY = True
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
+CONCURRENT_REQUESTS = 32
+CONCURRENT_REQUESTS_PER_DOMAIN = 2
+DOWNLOAD_TIMEOUT = 30
+DOWNLOAD_MAXSIZE = LOOKALIKE_MAX_PAGE_BYTES
+DOWNLOAD_WARNSIZE = 0
+REDIRECT_MAX_TIMES = 10
+RETRY_TIMES = 1
+COOKIES_ENABLED = False
+TELNETCONSOLE_ENABLED = False
+LOG_LEVEL = "INFO"
+LOGSTATS_INTERVAL = 0  # our progress line replaces Scrapy's
+
+DOWNLOADER_MIDDLEWARES = {
+    # Checked first, so nothing (not even robots.txt) is fetched from a refused address.
+    "crawler.safety.PublicAddressMiddleware": 50,
+    "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+    "crawler.robots.StrictRobotsTxtMiddleware": 100,
+    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,  # the spider scopes links
+}
+SPIDER_MIDDLEWARES = {
+    "scrapy.spidermiddlewares.depth.DepthMiddleware": None,  # it counts image requests too
+}
+ITEM_PIPELINES = {"crawler.pipelines.BatchWriterPipeline": 300}
+EXTENSIONS = {"crawler.progress.ProgressLog": 500}

@@ -1,0 +1,258 @@
+"""The ``site`` spider: crawl seed sites, fetch every image their pages show.
+
+Arguments (``-a``; ``lookalike crawl`` passes them): ``start_urls`` (comma or space separated),
+``seeds_file``, ``depth``, ``max_pages``, ``allow_domains`` (comma separated; default: the seed
+hosts). Images are fetched from any host (CDNs); links are followed only within the domains.
+
+Requests are claimed once (``crawler.claims``) and written to the frontier in PostgreSQL with
+the page that found them, so they carry ``dont_filter``: Scrapy's own duplicate filter would
+drop a redirect to a URL seen before and leave its request unanswered forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+import scrapy
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DontCloseSpider
+from scrapy.http import HtmlResponse, Response
+from twisted.python.failure import Failure
+
+from crawler.claims import LocalClaims, RedisClaims
+from crawler.extract import normalise_url, page_contents
+from crawler.failures import failure_kind
+from crawler.frontier import IMAGE, PAGE, PageDone, Pending, RequestFailed, open_frontier
+from crawler.frontier import pending_requests as frontier_pending
+from crawler.pipelines import ImageFetched
+from lookalike import crawls
+from lookalike.config import database_url
+from lookalike.db import open_pool
+from lookalike.store import Store
+
+logger = logging.getLogger(__name__)
+
+IMAGE_PRIORITY = 10  # finish a page's images before wandering further: bounded frontier
+
+
+class SiteSpider(scrapy.Spider):
+    name = "site"
+
+    def __init__(
+        self,
+        start_urls: str = "",
+        seeds_file: str | None = None,
+        depth: str | int | None = None,
+        max_pages: str | int | None = None,
+        allow_domains: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        raw = start_urls.replace(",", " ").split()
+        if seeds_file:
+            raw += Path(seeds_file).read_text(encoding="utf-8").split()
+        seeds = [normalise_url(url) for url in raw]
+        if not raw or None in seeds:
+            bad = [u for u, s in zip(raw, seeds, strict=True) if s is None]
+            raise ValueError(f"need http(s) seed URLs; not usable: {' '.join(bad) or '(none)'}")
+        self.seed_urls: list[str] = list(dict.fromkeys(s for s in seeds if s))
+        self._depth_arg = depth
+        self._max_pages_arg = max_pages
+        domains = [d.strip().lower().lstrip(".") for d in allow_domains.split(",") if d.strip()]
+        self.allow_domains = domains or sorted(
+            {urlsplit(url).hostname or "" for url in self.seed_urls}
+        )
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> SiteSpider:
+        spider: SiteSpider = super().from_crawler(crawler, *args, **kwargs)
+        spider._open_crawl(crawler)
+        crawler.signals.connect(spider._on_idle, signal=signals.spider_idle)
+        return spider
+
+    def _open_crawl(self, crawler: Crawler) -> None:
+        """Open (or resume) the crawl in PostgreSQL; with Redis, point scrapy-redis at it."""
+        settings = crawler.settings
+        self.max_depth = int(
+            self._depth_arg if self._depth_arg is not None else settings.getint("LOOKALIKE_DEPTH")
+        )
+        self.max_pages = int(
+            self._max_pages_arg
+            if self._max_pages_arg is not None
+            else settings.getint("LOOKALIKE_MAX_PAGES")
+        )
+        scope = {
+            "allow_domains": self.allow_domains,
+            "depth": self.max_depth,
+            "max_pages": self.max_pages,
+        }
+        self.store = Store(open_pool(database_url(), max_size=4))
+        with self.store.pool.connection() as conn:
+            frontier = open_frontier(
+                conn, crawls.crawl_key(self.seed_urls, scope), self.seed_urls, scope
+            )
+        self.crawl_id = frontier.crawl_id
+        self.resumed = frontier.resumed
+        self.redis_url = settings.get("REDIS_URL")
+        self._start_pending = frontier.pending
+        self._last_pending: tuple[int, float] | None = None
+        if self.redis_url:
+            self.redis = redis.Redis.from_url(self.redis_url)
+            self.redis_prefix = f"lookalike:crawl:{self.crawl_id}"
+            settings.set("SCHEDULER", "scrapy_redis.scheduler.Scheduler")
+            settings.set("SCHEDULER_PERSIST", True)  # a worker leaving must not empty the queue
+            settings.set("SCHEDULER_QUEUE_KEY", f"{self.redis_prefix}:requests")
+            settings.set("SCHEDULER_DUPEFILTER_KEY", f"{self.redis_prefix}:dupefilter")
+            settings.set("DUPEFILTER_CLASS", "scrapy_redis.dupefilter.RFPDupeFilter")
+            self.claims: LocalClaims | RedisClaims = RedisClaims(
+                self.redis,
+                self.redis_prefix,
+                frontier.known_urls,
+                frontier.pages_scheduled,
+                self.max_pages,
+            )
+            # Only the first worker queues what the database says is pending.
+            if not self.redis.set(f"{self.redis_prefix}:started", 1, nx=True):
+                self._start_pending = []
+        else:
+            self.claims = LocalClaims(frontier.known_urls, frontier.pages_scheduled, self.max_pages)
+        logger.info(
+            "%s crawl %d: %d requests pending, seeds %s",
+            "resuming" if self.resumed else "starting",
+            self.crawl_id,
+            len(frontier.pending),
+            " ".join(self.seed_urls),
+        )
+
+    async def start(self) -> AsyncIterator[scrapy.Request]:
+        for pending in self._start_pending:
+            yield self._request(pending)
+
+    def _request(
+        self, pending: Pending, referrer: tuple[str, str | None, str | None] | None = None
+    ) -> scrapy.Request:
+        meta: dict[str, Any] = {"frontier_url": pending.url, "depth": pending.depth}
+        if pending.kind == IMAGE:
+            meta["download_maxsize"] = self.settings.getint("LOOKALIKE_MAX_IMAGE_BYTES")
+            meta["referrer"] = referrer
+            return scrapy.Request(
+                pending.url,
+                callback=self.parse_image,
+                errback=self.image_failed,
+                meta=meta,
+                priority=IMAGE_PRIORITY,
+                dont_filter=True,
+            )
+        return scrapy.Request(
+            pending.url, callback=self.parse, errback=self.page_failed, meta=meta, dont_filter=True
+        )
+
+    def parse(self, response: Response, **kwargs: Any) -> Iterator[Any]:
+        """An HTML page: record the image URLs it uses, fetch them, follow in-scope links."""
+        frontier_url = response.meta["frontier_url"]
+        if not isinstance(response, HtmlResponse):
+            self.crawler.stats.inc_value("lookalike/errors")
+            yield RequestFailed(frontier_url, "not html", PAGE)
+            return
+        self.crawler.stats.inc_value("lookalike/pages")
+        depth = response.meta["depth"]
+        contents = page_contents(response)
+        alts = {image.url: image.alt_text for image in contents.images}
+        discovered = [Pending(url, IMAGE, depth) for url in self.claims.claim(list(alts))]
+        if depth < self.max_depth:
+            in_scope = [url for url in contents.links if self._in_scope(url)]
+            for url in self.claims.claim(in_scope):
+                if not self.claims.take_page():
+                    break
+                discovered.append(Pending(url, PAGE, depth + 1))
+        yield PageDone(
+            request_url=frontier_url,
+            page_url=response.url,
+            title=contents.title,
+            images=list(alts.items()),
+            discovered=discovered,
+            seen_at=datetime.now(UTC),
+        )
+        for pending in discovered:
+            yield self._request(pending, (response.url, contents.title, alts.get(pending.url)))
+
+    def parse_image(self, response: Response) -> Iterator[ImageFetched]:
+        """Bytes that should be an image: the pipeline decides, from the bytes alone."""
+        self.crawler.stats.inc_value("lookalike/images")
+        yield ImageFetched(
+            request_url=response.meta["frontier_url"],
+            body=response.body,
+            seen_at=datetime.now(UTC),
+            referrer=response.meta.get("referrer"),
+        )
+
+    def page_failed(self, failure: Failure) -> Iterator[RequestFailed]:
+        yield self._failed(failure, PAGE)
+
+    def image_failed(self, failure: Failure) -> Iterator[RequestFailed]:
+        yield self._failed(failure, IMAGE)
+
+    def _failed(self, failure: Failure, kind: str) -> RequestFailed:
+        request = failure.request  # type: ignore[attr-defined]
+        error = failure_kind(failure)
+        self.crawler.stats.inc_value("lookalike/errors")
+        self.crawler.stats.inc_value(f"lookalike/errors/{error}")
+        logger.debug("%s %s failed: %s", kind, request.url, error)
+        return RequestFailed(request.meta["frontier_url"], error, kind)
+
+    def _in_scope(self, url: str) -> bool:
+        host = urlsplit(url).hostname or ""
+        return any(host == d or host.endswith("." + d) for d in self.allow_domains)
+
+    def _on_idle(self) -> None:
+        """With Redis: stay while other workers still have work; take over a dead one's."""
+        if not self.redis_url:
+            return
+        with self.store.pool.connection() as conn:
+            pending = frontier_pending(conn, self.crawl_id)
+        if not pending:
+            return
+        now = time.monotonic()
+        if self._last_pending is None or self._last_pending[0] != len(pending):
+            self._last_pending = (len(pending), now)
+        elif now - self._last_pending[1] >= self.settings.getfloat("LOOKALIKE_STALLED_SECONDS"):
+            stalled = self.settings.getint("LOOKALIKE_STALLED_SECONDS")
+            if self.redis.set(f"{self.redis_prefix}:requeue", 1, nx=True, ex=max(stalled, 1)):
+                logger.warning("re-queueing %d stalled requests", len(pending))
+                for request in pending:
+                    self.crawler.engine.crawl(self._request(request))
+            self._last_pending = None
+        raise DontCloseSpider
+
+    def closed(self, reason: str) -> None:
+        """Finish the crawl in the database when the work ran out (not on a stop or kill)."""
+        with self.store.pool.connection() as conn:
+            left = len(frontier_pending(conn, self.crawl_id))
+            if reason == "finished":
+                crawls.finish_crawl(conn, self.crawl_id, "finished")
+            summary = crawls.get_crawl(conn, self.crawl_id)
+        if reason == "finished" and self.redis_url:
+            keys = list(self.redis.scan_iter(f"{self.redis_prefix}:*"))
+            if keys:
+                self.redis.delete(*keys)
+        if summary:
+            logger.info(
+                "crawl %d %s: %d pages, %d images (%d new), %d new sightings, errors %s%s",
+                self.crawl_id,
+                reason,
+                summary.pages,
+                summary.images_seen,
+                summary.new_images,
+                summary.new_sightings,
+                summary.errors or "none",
+                f"; {left} requests left for a resume" if left and reason != "finished" else "",
+            )
+        self.store.close()

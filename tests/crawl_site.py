@@ -1,0 +1,169 @@
+"""Local web sites for crawler tests, served on 127.0.0.1 by a thread of the test process.
+
+A ``Site`` maps paths to responses: fixed ``Resource``s or functions of the request handler
+(for hostile behaviour: dripping bytes, endless calendars). Every request is logged, so tests
+can check what the crawler fetched, and how often.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from tests.images import encode, photo
+
+
+@dataclass
+class Resource:
+    body: bytes = b""
+    status: int = 200
+    content_type: str = "text/html; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[BaseHTTPRequestHandler], None]
+
+
+def html(body: str, title: str = "page") -> Resource:
+    page = f"<!doctype html><html><head><title>{title}</title></head><body>{body}</body></html>"
+    return Resource(page.encode())
+
+
+def jpeg(seed: int, size: tuple[int, int] = (320, 240)) -> Resource:
+    return Resource(encode(photo(seed, size), "JPEG", quality=85), content_type="image/jpeg")
+
+
+def png(seed: int, size: tuple[int, int] = (200, 150)) -> Resource:
+    return Resource(encode(photo(seed, size), "PNG"), content_type="image/png")
+
+
+def redirect(location: str, status: int = 302) -> Resource:
+    return Resource(status=status, headers={"Location": location})
+
+
+class Site:
+    """An HTTP server on 127.0.0.1 with a free port, serving ``routes``."""
+
+    def __init__(self, routes: dict[str, Resource | Handler] | None = None, delay: float = 0.0):
+        self.routes: dict[str, Resource | Handler] = dict(routes or {})
+        self.delay = delay
+        self.hits: Counter[str] = Counter()
+        self.user_agents: set[str] = set()
+        site = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                query = urlsplit(self.path).query
+                site.hits[path + (f"?{query}" if query else "")] += 1
+                site.user_agents.add(self.headers.get("User-Agent", ""))
+                if site.delay:
+                    time.sleep(site.delay)
+                route = site.routes.get(path)
+                if route is None:
+                    route = Resource(b"not found", status=404, content_type="text/plain")
+                if callable(route):
+                    route(self)
+                    return
+                send(self, route)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def __enter__(self) -> Site:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def send(handler: BaseHTTPRequestHandler, resource: Resource) -> None:
+    handler.send_response(resource.status)
+    handler.send_header("Content-Type", resource.content_type)
+    handler.send_header("Content-Length", str(len(resource.body)))
+    for name, value in resource.headers.items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(resource.body)
+
+
+def drip(handler: BaseHTTPRequestHandler) -> None:
+    """A server that sends one byte a second, forever (until the client gives up)."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/html")
+    handler.send_header("Content-Length", "100000")
+    handler.end_headers()
+    try:
+        for _ in range(60):
+            handler.wfile.write(b"<")
+            handler.wfile.flush()
+            time.sleep(1)
+    except OSError:
+        pass
+
+
+def calendar(handler: BaseHTTPRequestHandler) -> None:
+    """An endless calendar: every month links to the next one."""
+    query = urlsplit(handler.path).query
+    month = int(query.split("=")[1]) if query.startswith("m=") else 0
+    send(handler, html(f'<a href="/calendar?m={month + 1}">next month</a>', f"month {month}"))
+
+
+def crawl_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lookalike", "crawl", *args, *FAST_SETTINGS]
+
+
+# Throttling off and short timeouts: tests crawl small local sites and must stay fast.
+FAST_SETTINGS = (
+    "--no-throttle",
+    "-s", "DOWNLOAD_TIMEOUT=3",
+    "-s", "RETRY_TIMES=0",
+    "-s", "LOOKALIKE_FLUSH_SECONDS=0.2",
+    "-s", "LOOKALIKE_PROGRESS_SECONDS=1",
+    "-s", "LOG_LEVEL=INFO",
+)  # fmt: skip
+
+
+def run_crawl(
+    env: dict[str, str], *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        crawl_command(*args), env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@contextmanager
+def sites(*route_sets: dict[str, Resource | Handler]) -> Iterator[list[Site]]:
+    started = [Site(routes) for routes in route_sets]
+    for site in started:
+        site.__enter__()
+    try:
+        yield started
+    finally:
+        for site in started:
+            site.__exit__()
