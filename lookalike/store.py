@@ -14,15 +14,27 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
 
 from lookalike.fingerprint import Fingerprint
-from lookalike.hashes import to_bigint
+from lookalike.hashes import from_bigint, to_bigint
 
 DEFAULT_MAX_DISTANCE = 10
 DEFAULT_LIMIT = 20
 _DEADLOCK_RETRIES = 5
+DEFAULT_SIGHTINGS_PER_MATCH = 50
+
+# How search_page orders matches; ties always fall back to the best match first. Constants only:
+# the user picks a key, never SQL text.
+SORT_ORDERS = {
+    "best": "distance, image_id",
+    "pages": "pages DESC, distance, image_id",
+    "newest": "first_seen DESC, distance, image_id",
+    "oldest": "first_seen, distance, image_id",
+    "biggest": "pixels DESC, distance, image_id",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +75,40 @@ class Match:
     width: int
     height: int
     format: str
+    sightings: list[PageSighting] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RankedMatch(Match):
+    """A match as a results page shows it: how many pages, since when, thumbnail or not."""
+
+    pages: int = 0  # distinct pages it was seen on (on the filtered domain, if any)
+    first_seen: datetime | None = None  # its earliest sighting
+    has_thumbnail: bool = False
+
+
+@dataclass(slots=True)
+class SearchPage:
+    """One page of sorted, filtered matches and how many there are in all."""
+
+    matches: list[RankedMatch]
+    total: int
+    domains: list[tuple[str, int]]  # (domain, matching images seen there), most first
+
+
+@dataclass(slots=True)
+class StoredImage:
+    """One stored image with everything known about it."""
+
+    image_id: int
+    sha256: str
+    dhash: int  # unsigned, like Fingerprint.dhash
+    phash: int
+    width: int
+    height: int
+    format: str
+    first_seen: datetime
+    has_thumbnail: bool
     sightings: list[PageSighting] = field(default_factory=list)
 
 
@@ -133,20 +179,75 @@ class Store:
                 )
                 .fetchall()
             )
-            by_id = {match.image_id: match for match in matches}
-            rows = conn.execute(
-                """
-                SELECT s.image_id, s.image_url, p.url, p.title, p.domain, s.alt_text,
-                       s.first_seen, s.last_seen
-                FROM sightings s JOIN pages p ON p.id = s.page_id
-                WHERE s.image_id = ANY(%s)
-                ORDER BY s.image_id, s.first_seen, s.id
-                """,
-                (list(by_id),),
-            ).fetchall()
-        for image_id, *sighting in rows:
-            by_id[image_id].sightings.append(PageSighting(*sighting))
+            _attach_sightings(conn, matches)
         return matches
+
+    def search_page(
+        self,
+        dhash: int,
+        *,
+        max_distance: int = DEFAULT_MAX_DISTANCE,
+        sort: str = "best",
+        domain: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        offset: int = 0,
+        sightings_per_match: int = DEFAULT_SIGHTINGS_PER_MATCH,
+        with_domains: bool = False,
+    ) -> SearchPage:
+        """Matches within ``max_distance``, ordered by ``sort`` (a key of SORT_ORDERS).
+
+        ``domain`` keeps only matches seen on that domain, and only those sightings.
+        ``with_domains`` also lists the domains of all matches, for a filter menu.
+        """
+        if sort not in SORT_ORDERS:
+            raise ValueError(f"unknown sort {sort!r}: expected one of {', '.join(SORT_ORDERS)}")
+        order = sql.SQL(SORT_ORDERS[sort])  # type: ignore[arg-type]
+        with self.pool.connection() as conn:
+            found = conn.execute(
+                "SELECT image_id, distance FROM similar_images(%s::bigint, %s)",
+                (to_bigint(dhash), max_distance),
+            ).fetchall()
+            ids = [image_id for image_id, _ in found]
+            rows = conn.execute(
+                sql.SQL(_RANKED_PAGE_SQL).format(order=order),
+                {
+                    "ids": ids,
+                    "distances": [distance for _, distance in found],
+                    "domain": domain,
+                    "limit": limit,
+                    "offset": offset,
+                },
+            ).fetchall()
+            total = rows[0][-1] if rows else 0
+            matches = [
+                RankedMatch(*row[:6], pages=row[6], first_seen=row[7], has_thumbnail=row[8])
+                for row in rows
+                if row[0] is not None
+            ]
+            _attach_sightings(conn, matches, domain=domain, per_image=sightings_per_match)
+            domains = _domains_of(conn, ids) if with_domains else []
+        return SearchPage(matches, total, domains)
+
+    def image(
+        self, image_id: int, *, sightings: int = DEFAULT_SIGHTINGS_PER_MATCH
+    ) -> StoredImage | None:
+        """One stored image and up to ``sightings`` of its sightings; None if there is none."""
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                """
+                SELECT i.id, i.sha256, i.dhash, i.phash, i.width, i.height, i.format,
+                       i.first_seen,
+                       EXISTS (SELECT 1 FROM thumbnails t WHERE t.image_id = i.id)
+                FROM images i WHERE i.id = %s
+                """,
+                (image_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            found = StoredImage(*row)
+            found.dhash, found.phash = from_bigint(found.dhash), from_bigint(found.phash)
+            _attach_sightings(conn, [found], per_image=sightings)
+        return found
 
     def thumbnail(self, image_id: int) -> bytes | None:
         """The stored WebP thumbnail of an image, if one was made."""
@@ -166,6 +267,81 @@ class Store:
             ).fetchone()
         assert row is not None
         return Stats(*row)
+
+
+# One page of ranked matches, plus the count of all of them (a row of NULLs when the page is
+# past the end, so the total still comes back). The found (image_id, distance) pairs come in as
+# arrays, so similar_images() runs once per search.
+_RANKED_PAGE_SQL = """
+WITH ranked AS (
+    SELECT f.image_id, f.distance, i.sha256, i.width, i.height, i.format,
+           count(DISTINCT s.page_id) AS pages,
+           coalesce(min(s.first_seen), i.first_seen) AS first_seen,
+           EXISTS (SELECT 1 FROM thumbnails t WHERE t.image_id = f.image_id) AS has_thumbnail,
+           i.width::bigint * i.height AS pixels
+    FROM unnest(%(ids)s::bigint[], %(distances)s::int[]) AS f (image_id, distance)
+    JOIN images i ON i.id = f.image_id
+    LEFT JOIN sightings s ON s.image_id = f.image_id
+        AND (%(domain)s::text IS NULL
+             OR s.page_id IN (SELECT p.id FROM pages p WHERE p.domain = %(domain)s))
+    GROUP BY f.image_id, f.distance, i.id
+    HAVING %(domain)s::text IS NULL OR count(s.id) > 0
+)
+SELECT r.image_id, r.distance, r.sha256, r.width, r.height, r.format, r.pages, r.first_seen,
+       r.has_thumbnail, t.total
+FROM (SELECT count(*) AS total FROM ranked) AS t
+LEFT JOIN LATERAL (
+    SELECT * FROM ranked ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s
+) AS r ON true
+ORDER BY {order}
+"""
+
+
+def _attach_sightings(
+    conn: psycopg.Connection,
+    images: Sequence[Match | StoredImage],
+    *,
+    domain: str | None = None,
+    per_image: int | None = None,
+) -> None:
+    """Fill each image's ``sightings``, earliest first (at most ``per_image`` each)."""
+    by_id = {image.image_id: image for image in images}
+    if not by_id:
+        return
+    rows = conn.execute(
+        """
+        SELECT image_id, image_url, page_url, page_title, domain, alt_text, first_seen, last_seen
+        FROM (
+            SELECT s.image_id, s.image_url, p.url AS page_url, p.title AS page_title, p.domain,
+                   s.alt_text, s.first_seen, s.last_seen, s.id,
+                   row_number() OVER (PARTITION BY s.image_id ORDER BY s.first_seen, s.id) AS n
+            FROM sightings s JOIN pages p ON p.id = s.page_id
+            WHERE s.image_id = ANY(%(ids)s)
+              AND (%(domain)s::text IS NULL OR p.domain = %(domain)s)
+        ) AS numbered
+        WHERE %(per_image)s::int IS NULL OR n <= %(per_image)s
+        ORDER BY image_id, first_seen, id
+        """,
+        {"ids": list(by_id), "domain": domain, "per_image": per_image},
+    ).fetchall()
+    for image_id, *sighting in rows:
+        by_id[image_id].sightings.append(PageSighting(*sighting))
+
+
+def _domains_of(conn: psycopg.Connection, image_ids: list[int]) -> list[tuple[str, int]]:
+    """The domains these images were seen on, with how many of them each, most first."""
+    rows = conn.execute(
+        """
+        SELECT p.domain, count(DISTINCT s.image_id)
+        FROM sightings s JOIN pages p ON p.id = s.page_id
+        WHERE s.image_id = ANY(%s) AND p.domain IS NOT NULL
+        GROUP BY p.domain
+        ORDER BY 2 DESC, 1
+        LIMIT 200
+        """,
+        (image_ids,),
+    ).fetchall()
+    return [(domain, count) for domain, count in rows]
 
 
 def _record_batch(conn: psycopg.Connection, sightings: Sequence[Sighting]) -> RecordResult:

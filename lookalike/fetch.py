@@ -1,0 +1,217 @@
+"""Fetching a URL someone else gave us without letting it reach private networks.
+
+Every hop (the URL, then each redirect) is resolved once, every resolved address is checked
+with :mod:`lookalike.addresses`, and the connection goes to an address that passed: the name
+is never resolved a second time, so DNS rebinding cannot slip a private address in between the
+check and the connect. Only http and https are spoken; the body is capped in size and the
+whole fetch in time.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urljoin, urlsplit
+
+from lookalike.addresses import AddressRefused, IPAddress, check_addresses, resolve
+
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_MAX_REDIRECTS = 5
+USER_AGENT = "Lookalike/0.1 (reverse image search; fetching an image a user asked to search)"
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_CHUNK_BYTES = 64 * 1024
+
+
+class FetchError(ValueError):
+    """The URL gave no usable body; ``str(error)`` is a one-line reason for a person."""
+
+
+class FetchRefused(FetchError):
+    """The URL (or a redirect) names a scheme or an address Lookalike will not connect to."""
+
+
+class ResponseTooLarge(FetchError):
+    """The body is larger than the caller's limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    url: str  # after redirects
+    content: bytes
+    content_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+
+def fetch(
+    url: str,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    max_redirects: int = DEFAULT_MAX_REDIRECTS,
+    allowed: Iterable[IPAddress] = (),
+) -> Fetched:
+    """GET ``url`` following redirects, checking every hop's addresses before connecting.
+
+    ``allowed`` lists non-public addresses that may be used anyway (a local test server).
+    Raises :class:`FetchRefused`, :class:`ResponseTooLarge` or :class:`FetchError`.
+    """
+    deadline = time.monotonic() + timeout
+    permitted = tuple(allowed)
+    current = url
+    for _ in range(max_redirects + 1):
+        target = _target(current)
+        try:
+            addresses = resolve(target.host, target.port)
+            check_addresses(target.host, addresses, permitted)
+        except AddressRefused as error:
+            raise FetchRefused(str(error)) from None
+        connection = _connect(target, addresses, deadline)
+        try:
+            response = _get(connection, target, deadline)
+            if response.status in _REDIRECT_STATUSES:
+                location = response.getheader("Location")
+                if not location:
+                    raise FetchError(f"redirect {response.status} without a Location header")
+                current = urljoin(current, location.strip())
+                continue
+            if response.status != 200:
+                raise FetchError(f"the server answered {response.status} {response.reason}")
+            content = _read_limited(connection, response, max_bytes, deadline)
+            return Fetched(current, content, response.getheader("Content-Type"))
+        except (OSError, http.client.HTTPException) as error:
+            raise FetchError(f"fetching {target.host} failed: {_describe(error)}") from None
+        finally:
+            connection.close()
+    raise FetchError(f"more than {max_redirects} redirects")
+
+
+def _target(url: str) -> _Target:
+    try:
+        parts: SplitResult = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise FetchRefused(f"not a valid URL: {error}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        shown = scheme or "no scheme"
+        raise FetchRefused(f"only http and https URLs can be fetched, not {shown}")
+    if not parts.hostname:
+        raise FetchRefused("the URL has no host name")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return _Target(scheme, parts.hostname, port or (443 if scheme == "https" else 80), path)
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """HTTP to an address already checked; the Host header keeps the URL's host name."""
+
+    def __init__(self, host: str, port: int, address: IPAddress, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((str(self.address), self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to an address already checked; certificate and SNI use the URL's host name."""
+
+    def __init__(self, host: str, port: int, address: IPAddress, timeout: float) -> None:
+        self.tls = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self.tls)
+        self.address = address
+
+    def connect(self) -> None:
+        raw = socket.create_connection((str(self.address), self.port), self.timeout)
+        try:
+            self.sock = self.tls.wrap_socket(raw, server_hostname=self.host)
+        except BaseException:
+            raw.close()
+            raise
+
+
+def _connect(
+    target: _Target, addresses: list[IPAddress], deadline: float
+) -> http.client.HTTPConnection:
+    """A connection to the first checked address that answers."""
+    kind = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    failure: OSError | None = None
+    for address in addresses:
+        connection = kind(target.host, target.port, address, _remaining(deadline))
+        try:
+            connection.connect()
+            return connection
+        except OSError as error:
+            connection.close()
+            failure = error
+    raise FetchError(f"cannot connect to {target.host}: {_describe(failure)}")
+
+
+def _get(
+    connection: http.client.HTTPConnection, target: _Target, deadline: float
+) -> http.client.HTTPResponse:
+    _set_timeout(connection, deadline)
+    connection.request(
+        "GET",
+        target.path,
+        headers={
+            "User-Agent": USER_AGENT,
+            "Accept": "image/*",
+            "Accept-Encoding": "identity",
+        },
+    )
+    return connection.getresponse()
+
+
+def _read_limited(
+    connection: http.client.HTTPConnection,
+    response: http.client.HTTPResponse,
+    max_bytes: int,
+    deadline: float,
+) -> bytes:
+    """The body, refusing it as soon as it is known to pass ``max_bytes``."""
+    declared = response.getheader("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise ResponseTooLarge(f"the image is larger than {_megabytes(max_bytes)}")
+    body = bytearray()
+    while chunk := response.read(_CHUNK_BYTES):
+        body += chunk
+        if len(body) > max_bytes:
+            raise ResponseTooLarge(f"the image is larger than {_megabytes(max_bytes)}")
+        _set_timeout(connection, deadline)
+    return bytes(body)
+
+
+def _set_timeout(connection: http.client.HTTPConnection, deadline: float) -> None:
+    """Each socket wait gets only what is left of the whole fetch's time."""
+    if connection.sock is not None:
+        connection.sock.settimeout(_remaining(deadline))
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise FetchError("timed out")
+    return left
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1024 / 1024:g} MB"
+
+
+def _describe(error: BaseException | None) -> str:
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    text = str(error).strip() if error else ""
+    return text.splitlines()[0] if text else type(error).__name__

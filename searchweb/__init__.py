@@ -1,0 +1,46 @@
+"""Lookalike's search site: upload an image or give its URL, see the pages with copies of it.
+
+``create_app()`` is found by ``flask --app searchweb run``; ``lookalike serve`` runs the same
+app on waitress. Settings: ``searchweb.settings`` (override with ``LOOKALIKE_*`` variables).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from flask import Flask
+
+from searchweb import api, pages
+from searchweb.errors import register_error_handlers
+from searchweb.extensions import add_server_timing, csrf, init_rate_limits
+from searchweb.present import register_template_helpers
+from searchweb.query_cache import init_query_cache
+from searchweb.security import add_security_headers
+from searchweb.settings import DEFAULTS, persistent_secret_key
+
+# Endpoints that fingerprint or search: they share the per-client SEARCH_RATE_LIMIT.
+EXPENSIVE_ENDPOINTS = ["pages.submit_search", "pages.results", "pages.compare", "api.search"]
+
+
+def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
+    """The site, configured from DEFAULTS, then ``LOOKALIKE_*`` variables, then test_config."""
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env("LOOKALIKE")
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = persistent_secret_key()
+
+    csrf.init_app(app)
+    csrf.exempt(api.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    # Moderation bank (issue 5): register searchweb.moderation's blueprint here.
+    init_rate_limits(app, EXPENSIVE_ENDPOINTS)
+    init_query_cache(app)
+    register_error_handlers(app)
+    register_template_helpers(app)
+    app.after_request(add_security_headers)
+    app.after_request(add_server_timing)
+    return app

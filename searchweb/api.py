@@ -1,0 +1,114 @@
+"""The JSON API: search, one image, statistics and the OpenAPI document describing them.
+
+Exempt from CSRF: it takes no cookies, so a cross-site form cannot act as anyone.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
+
+from searchweb.extensions import get_store, timed
+from searchweb.present import image_json, match_json
+from searchweb.queries import (
+    ImageQuery,
+    parse_search_options,
+    query_from_dhash,
+    query_from_upload,
+    query_from_url,
+)
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+@bp.post("/search")
+def search() -> Response:
+    """Multipart ``image`` (or ``url``/``dhash`` fields), or JSON ``{"url"}``/``{"dhash"}``."""
+    values, query = _query_from_request()
+    options = parse_search_options(values, default_limit=current_app.config["RESULTS_PER_PAGE"])
+    with timed("db"):
+        found = get_store().search_page(
+            query.dhash,
+            max_distance=options.max_distance,
+            sort=options.sort,
+            domain=options.domain,
+            limit=options.limit,
+            offset=options.offset,
+            sightings_per_match=current_app.config["SIGHTINGS_PER_MATCH"],
+        )
+    return jsonify(
+        {
+            "query": query.describe()
+            | {
+                "max_distance": options.max_distance,
+                "sort": options.sort,
+                "domain": options.domain,
+                "limit": options.limit,
+                "offset": options.offset,
+            },
+            "matches": [match_json(match) for match in found.matches],
+            "total": found.total,
+        }
+    )
+
+
+@bp.get("/images/<int:image_id>")
+def image(image_id: int) -> Response:
+    with timed("db"):
+        stored = get_store().image(image_id, sightings=current_app.config["SIGHTINGS_PER_MATCH"])
+    if stored is None:
+        raise NotFound(f"there is no image {image_id}")
+    return jsonify(image_json(stored))
+
+
+@bp.get("/stats")
+def stats() -> Response:
+    with timed("db"):
+        counted = get_store().stats()
+    return jsonify(
+        {
+            "images": counted.images,
+            "pages": counted.pages,
+            "sightings": counted.sightings,
+            "database_bytes": counted.database_bytes,
+        }
+    )
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document())
+
+
+@cache
+def openapi_document() -> dict[str, object]:
+    """The API's OpenAPI 3.1 description, shipped beside this module."""
+    text = resources.files("searchweb").joinpath("openapi.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _query_from_request() -> tuple[dict[str, object], ImageQuery]:
+    """(option values, query) from a multipart/urlencoded form or a JSON object."""
+    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        values: dict[str, object] = dict(request.form.items())
+        if "image" in request.files:
+            return values, query_from_upload(request.files["image"])
+    elif request.mimetype == "application/json":
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadRequest('the JSON body must be an object such as {"url": "https://…"}')
+        values = body
+    else:
+        raise UnsupportedMediaType(
+            "send multipart/form-data with an 'image' file, or JSON with 'url' or 'dhash'"
+        )
+    url, dhash = values.get("url"), values.get("dhash")
+    if isinstance(url, str) and url.strip():
+        return values, query_from_url(url)
+    if isinstance(dhash, str) and dhash.strip():
+        return values, query_from_dhash(dhash)
+    raise BadRequest("give an 'image' file, a 'url' or a 'dhash' (16 hex digits)")

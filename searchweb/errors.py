@@ -1,0 +1,80 @@
+"""Every failure becomes a clear answer with the right status, never a traceback.
+
+Paths under ``/api/`` get JSON ``{"error": {"status": 413, "title": …, "message": …}}``;
+everything else gets the error page. Core exceptions (a rejected image, a refused URL, no
+database) map to statuses here once, so every blueprint can simply let them propagate.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from flask import Flask, Response, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    InternalServerError,
+    RequestEntityTooLarge,
+    ServiceUnavailable,
+    UnprocessableEntity,
+    UnsupportedMediaType,
+)
+
+from lookalike.config import DatabaseUnavailable
+from lookalike.fetch import FetchError, ResponseTooLarge
+from lookalike.fingerprint import ImageRejected
+
+log = logging.getLogger(__name__)
+
+
+def http_error_for(error: Exception) -> HTTPException:
+    """The HTTP error a core exception stands for (500 for anything unexpected)."""
+    if isinstance(error, HTTPException):
+        return error
+    reason = str(error)
+    if isinstance(error, ImageRejected):
+        if reason.startswith("image too large"):
+            return RequestEntityTooLarge(reason)
+        if reason.startswith("unsupported format"):
+            return UnsupportedMediaType(reason)
+        return BadRequest(reason)
+    if isinstance(error, ResponseTooLarge):
+        return RequestEntityTooLarge(reason)
+    if isinstance(error, FetchError):
+        return UnprocessableEntity(reason)
+    if isinstance(error, DatabaseUnavailable):
+        return ServiceUnavailable(reason)
+    if isinstance(error, psycopg.OperationalError):
+        return ServiceUnavailable("the database is not answering; try again shortly")
+    return InternalServerError("something went wrong on our side; it has been logged")
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def render_error(error: Exception) -> tuple[Response | str, int, dict[str, str]]:
+    http_error = http_error_for(error)
+    if http_error.code == 500 and error is not http_error:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+    status = http_error.code or 500
+    message = http_error.description or http_error.name
+    if isinstance(error, CSRFError):
+        message = "The form expired or was sent from another site. Reload the page and try again."
+    if wants_json():
+        body = {"error": {"status": status, "title": http_error.name, "message": message}}
+        response = jsonify(body)
+    else:
+        response = render_template(
+            "error.html", status=status, title=http_error.name, message=message
+        )
+    # Keep what the error itself says about the request, e.g. Allow on a 405.
+    headers = {k: v for k, v in http_error.get_headers() if k.lower() != "content-type"}
+    return response, status, headers
+
+
+def register_error_handlers(app: Flask) -> None:
+    for kind in (HTTPException, ImageRejected, FetchError, DatabaseUnavailable, Exception):
+        app.register_error_handler(kind, render_error)

@@ -1,0 +1,151 @@
+"""The pages people use: the search form, results, the compare view and thumbnails."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from werkzeug.exceptions import BadRequest, NotFound
+
+from lookalike.hashes import hamming
+from lookalike.store import StoredImage
+from searchweb.extensions import get_store, timed
+from searchweb.queries import (
+    SORT_LABELS,
+    ImageQuery,
+    parse_search_options,
+    query_from_dhash,
+    query_from_upload,
+    query_from_url,
+    webp_data_url,
+)
+from searchweb.query_cache import query_cache
+
+bp = Blueprint("pages", __name__)
+
+THUMBNAIL_CACHE_SECONDS = 24 * 3600
+
+
+@bp.get("/")
+def home() -> str:
+    with timed("db"):
+        stats = get_store().stats()
+    return render_template("home.html", stats=stats)
+
+
+@bp.post("/search")
+def submit_search() -> Response:
+    """Fingerprint the upload (or fetched URL), then redirect to its results page."""
+    upload = request.files.get("image")
+    if upload is not None and upload.filename:
+        query = query_from_upload(upload)
+    elif request.form.get("url", "").strip():
+        query = query_from_url(request.form["url"])
+    else:
+        raise BadRequest("Choose an image file (or drop or paste one), or give an image URL.")
+    options = parse_search_options(
+        request.form, default_limit=current_app.config["RESULTS_PER_PAGE"]
+    )
+    token = query_cache().remember(query)
+    target = url_for(
+        "pages.results", dhash=query.dhash_hex, q=token, max_distance=options.max_distance
+    )
+    return redirect(target, code=303)
+
+
+@bp.get("/search")
+def results() -> str:
+    """Matches for ``dhash``, sorted, filtered and paged by the query string."""
+    query = _recalled_query()
+    per_page = current_app.config["RESULTS_PER_PAGE"]
+    page_number = _page_number()
+    options = parse_search_options(
+        {**request.args, "limit": per_page, "offset": (page_number - 1) * per_page},
+        default_limit=per_page,
+    )
+    with timed("db"):
+        found = get_store().search_page(
+            query.dhash,
+            max_distance=options.max_distance,
+            sort=options.sort,
+            domain=options.domain,
+            limit=per_page,
+            offset=options.offset,
+            sightings_per_match=current_app.config["SIGHTINGS_PER_MATCH"],
+            with_domains=True,
+        )
+    pages = max(1, -(-found.total // per_page))
+    return render_template(
+        "results.html",
+        query=query,
+        query_image=webp_data_url(query.thumbnail),
+        options=options,
+        found=found,
+        page_number=page_number,
+        page_count=pages,
+        sort_labels=SORT_LABELS,
+        results_url=_results_url,
+    )
+
+
+@bp.get("/compare/<int:image_id>")
+def compare(image_id: int) -> str:
+    """The query and one stored image side by side, with their dHash bits compared."""
+    query = _recalled_query()
+    with timed("db"):
+        stored = get_store().image(image_id, sightings=current_app.config["SIGHTINGS_PER_MATCH"])
+    if stored is None:
+        raise NotFound(f"there is no image {image_id}")
+    return render_template(
+        "compare.html",
+        query=query,
+        query_image=webp_data_url(query.thumbnail),
+        stored=stored,
+        distance=hamming(query.dhash, stored.dhash),
+        bits=_bit_grid(query.dhash, stored),
+        back_url=_results_url(),
+    )
+
+
+@bp.get("/thumbnails/<int:image_id>.webp")
+def thumbnail(image_id: int) -> Response:
+    """The WebP made from the crawled image at crawl time (never anything uploaded)."""
+    with timed("db"):
+        webp = get_store().thumbnail(image_id)
+    if webp is None:
+        raise NotFound(f"no thumbnail for image {image_id}")
+    response = Response(webp, mimetype="image/webp")
+    response.cache_control.public = True
+    response.cache_control.max_age = THUMBNAIL_CACHE_SECONDS
+    return response
+
+
+def _recalled_query() -> ImageQuery:
+    """The dHash in the URL, with its picture if this process still remembers the query."""
+    by_hash = query_from_dhash(request.args.get("dhash", ""))
+    return query_cache().recall(request.args.get("q"), by_hash.dhash) or by_hash
+
+
+def _page_number() -> int:
+    raw = request.args.get("page", "1")
+    if not raw.isdigit() or int(raw) < 1:
+        raise BadRequest(f"page must be a number from 1, not {raw!r}")
+    return int(raw)
+
+
+def _results_url(**changes: object) -> str:
+    """This results page's URL with some parameters changed (None removes one)."""
+    args = {
+        key: request.args.get(key)
+        for key in ("dhash", "q", "max_distance", "sort", "domain", "page")
+    }
+    args.update(changes)
+    return url_for("pages.results", **{k: v for k, v in args.items() if v not in (None, "")})
+
+
+def _bit_grid(query_dhash: int, stored: StoredImage) -> list[list[tuple[bool, bool]]]:
+    """8 rows of 8 (query bit, stored bit) pairs, in the order of the hex digits."""
+    query_bits = f"{query_dhash:064b}"
+    stored_bits = f"{stored.dhash:064b}"
+    return [
+        [(query_bits[i] == "1", stored_bits[i] == "1") for i in range(row * 8, row * 8 + 8)]
+        for row in range(8)
+    ]

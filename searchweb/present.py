@@ -1,0 +1,98 @@
+"""How stored matches are shown: similarity, safe links, thumbnail URLs, JSON shapes.
+
+Crawled strings are untrusted. Jinja escapes them, but escaping does not stop
+``href="javascript:…"``, so only http and https URLs ever become links or image sources.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from flask import Flask, url_for
+
+from lookalike.hashes import HASH_BITS, hash_to_hex
+from lookalike.store import Match, PageSighting, RankedMatch, StoredImage
+
+
+def is_web_url(url: object) -> bool:
+    """True for absolute http(s) URLs with a host: the only URLs rendered as links."""
+    if not isinstance(url, str):
+        return False
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def similarity(distance: int) -> int:
+    """Distance in bits → percentage of the 64 hash bits that agree."""
+    return round(100 * (HASH_BITS - distance) / HASH_BITS)
+
+
+def thumbnail_url(image: Match | StoredImage, *, external: bool = False) -> str | None:
+    """Our stored thumbnail, else the first web image URL it was seen at, else None."""
+    if getattr(image, "has_thumbnail", False):
+        return url_for("pages.thumbnail", image_id=image.image_id, _external=external)
+    return next((s.image_url for s in image.sightings if is_web_url(s.image_url)), None)
+
+
+def distinct_pages(image: Match | StoredImage) -> int:
+    if isinstance(image, RankedMatch):
+        return image.pages
+    return len({s.page_url for s in image.sightings})
+
+
+def sighting_json(sighting: PageSighting) -> dict[str, object]:
+    return {
+        "image_url": sighting.image_url,
+        "page_url": sighting.page_url,
+        "page_title": sighting.page_title,
+        "domain": sighting.domain,
+        "alt_text": sighting.alt_text,
+        "first_seen": _iso(sighting.first_seen),
+        "last_seen": _iso(sighting.last_seen),
+    }
+
+
+def match_json(match: RankedMatch) -> dict[str, object]:
+    return {
+        "image_id": match.image_id,
+        "distance": match.distance,
+        "similarity": similarity(match.distance),
+        "sha256": match.sha256,
+        "width": match.width,
+        "height": match.height,
+        "format": match.format,
+        "pages": match.pages,
+        "first_seen": _iso(match.first_seen),
+        "thumbnail_url": thumbnail_url(match, external=True),
+        "sightings": [sighting_json(s) for s in match.sightings],
+    }
+
+
+def image_json(image: StoredImage) -> dict[str, object]:
+    return {
+        "image_id": image.image_id,
+        "sha256": image.sha256,
+        "dhash": hash_to_hex(image.dhash),
+        "phash": hash_to_hex(image.phash),
+        "width": image.width,
+        "height": image.height,
+        "format": image.format,
+        "first_seen": _iso(image.first_seen),
+        "thumbnail_url": thumbnail_url(image, external=True),
+        "sightings": [sighting_json(s) for s in image.sightings],
+    }
+
+
+def register_template_helpers(app: Flask) -> None:
+    app.jinja_env.tests["web_url"] = is_web_url
+    app.jinja_env.filters["similarity"] = similarity
+    app.jinja_env.filters["day"] = lambda moment: moment.strftime("%Y-%m-%d") if moment else ""
+    app.jinja_env.globals.update(thumbnail_url=thumbnail_url, distinct_pages=distinct_pages)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None

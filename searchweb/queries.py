@@ -1,0 +1,162 @@
+"""Turning a request into a search: the query image (upload, URL or dHash) and the options.
+
+Shared by the pages, the JSON API and any other blueprint (moderation checks read images
+the same way): import ``query_from_upload``/``query_from_url``/``query_from_dhash`` and
+``parse_search_options`` instead of reading request data by hand. Bad input raises a
+werkzeug HTTP error or a core exception that ``searchweb.errors`` maps to its status.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from flask import current_app
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import BadRequest
+
+from lookalike.fetch import fetch
+from lookalike.fingerprint import Fingerprint, fingerprint
+from lookalike.hashes import hash_from_hex, hash_to_hex
+from lookalike.store import SORT_ORDERS
+from searchweb.extensions import timed
+
+SORT_LABELS = {
+    "best": "Best match",
+    "pages": "Most pages",
+    "newest": "Newest",
+    "oldest": "Oldest",
+    "biggest": "Biggest image",
+}
+assert SORT_LABELS.keys() == SORT_ORDERS.keys()
+
+
+@dataclass(frozen=True, slots=True)
+class ImageQuery:
+    """What is being searched for, and how to describe it back to the person asking."""
+
+    dhash: int
+    source: str  # "upload", "url" or "dhash"
+    label: str  # a file name, a URL or the hash itself: shown escaped, never linked
+    fingerprint: Fingerprint | None = None
+
+    @property
+    def dhash_hex(self) -> str:
+        return hash_to_hex(self.dhash)
+
+    @property
+    def thumbnail(self) -> bytes | None:
+        """A small WebP re-encoded from the decoded pixels; never the uploaded bytes."""
+        return self.fingerprint.thumbnail if self.fingerprint else None
+
+    def describe(self) -> dict[str, object]:
+        """The query as the JSON API reports it."""
+        described: dict[str, object] = {"source": self.source, "dhash": self.dhash_hex}
+        if self.fingerprint:
+            fp = self.fingerprint
+            described |= {
+                "sha256": fp.sha256,
+                "width": fp.width,
+                "height": fp.height,
+                "format": fp.format,
+            }
+        if self.source == "url":
+            described["url"] = self.label
+        return described
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOptions:
+    max_distance: int
+    sort: str
+    domain: str | None
+    limit: int
+    offset: int
+
+
+def webp_data_url(webp: bytes | None) -> str | None:
+    """A ``data:`` URL for a thumbnail, so a query image needs no route that serves uploads."""
+    if not webp:
+        return None
+    return "data:image/webp;base64," + base64.b64encode(webp).decode("ascii")
+
+
+def fingerprint_query(data: bytes) -> Fingerprint:
+    """The core fingerprint, with a thumbnail to show the query, under the site's pixel limit."""
+    with timed("fingerprint"):
+        return fingerprint(
+            data, max_pixels=current_app.config["MAX_IMAGE_PIXELS"], with_thumbnail=True
+        )
+
+
+def query_from_upload(upload: FileStorage | None) -> ImageQuery:
+    """An uploaded file (size already capped by ``MAX_CONTENT_LENGTH``)."""
+    if upload is None:
+        raise BadRequest("no image file was sent")
+    data = upload.read()
+    name = (upload.filename or "").strip() or "pasted image"
+    found = fingerprint_query(data)
+    return ImageQuery(found.dhash, "upload", name, found)
+
+
+def query_from_url(url: str) -> ImageQuery:
+    """Fetch the image server-side, checking every resolved address and redirect first."""
+    url = url.strip()
+    if not url:
+        raise BadRequest("no image URL was given")
+    config = current_app.config
+    with timed("fetch"):
+        fetched = fetch(
+            url,
+            max_bytes=config["FETCH_MAX_BYTES"],
+            timeout=config["FETCH_TIMEOUT_SECONDS"],
+            max_redirects=config["FETCH_MAX_REDIRECTS"],
+            allowed=[ipaddress.ip_address(a) for a in config["FETCH_ALLOWED_ADDRESSES"]],
+        )
+    found = fingerprint_query(fetched.content)
+    return ImageQuery(found.dhash, "url", url, found)
+
+
+def query_from_dhash(text: str) -> ImageQuery:
+    try:
+        dhash = hash_from_hex(text)
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+    return ImageQuery(dhash, "dhash", hash_to_hex(dhash))
+
+
+def parse_search_options(values: Mapping[str, object], *, default_limit: int) -> SearchOptions:
+    """``max_distance``, ``sort``, ``domain``, ``limit`` and ``offset`` from form, query or JSON."""
+    config = current_app.config
+    sort = str(values.get("sort") or "best")
+    if sort not in SORT_ORDERS:
+        raise BadRequest(f"sort must be one of {', '.join(SORT_ORDERS)}, not {sort!r}")
+    domain = str(values.get("domain") or "").strip().lower() or None
+    return SearchOptions(
+        max_distance=_int_option(
+            values, "max_distance", config["DEFAULT_MAX_DISTANCE"], config["MAX_DISTANCE_LIMIT"]
+        ),
+        sort=sort,
+        domain=domain,
+        limit=_int_option(values, "limit", default_limit, config["API_MAX_LIMIT"], minimum=1),
+        offset=_int_option(values, "offset", 0, 1_000_000),
+    )
+
+
+def _int_option(
+    values: Mapping[str, object], name: str, default: int, maximum: int, *, minimum: int = 0
+) -> int:
+    raw = values.get(name)
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        raise BadRequest(f"{name} must be a whole number, not {raw!r}")
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number, not {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise BadRequest(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value

@@ -1,0 +1,54 @@
+"""Recent queries kept in memory, so a results page (sorted, filtered, paged) can still show
+the picture that was searched for after the upload request is over.
+
+Only the small re-encoded thumbnail is kept, never the uploaded bytes, and only the newest
+``QUERY_CACHE_SIZE`` queries. Results never depend on it: their URL carries the dHash, so a
+page whose query has been forgotten (or served by another process) still lists every match.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+
+from flask import Flask, current_app
+
+from searchweb.queries import ImageQuery
+
+_KEY = "lookalike_query_cache"
+
+
+class QueryCache:
+    """A thread-safe LRU of token → ImageQuery."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._queries: OrderedDict[str, ImageQuery] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, query: ImageQuery) -> str:
+        token = secrets.token_urlsafe(12)
+        with self._lock:
+            self._queries[token] = query
+            while len(self._queries) > self.size:
+                self._queries.popitem(last=False)
+        return token
+
+    def recall(self, token: str | None, dhash: int) -> ImageQuery | None:
+        """The query under ``token``, if it is still kept and is the one for ``dhash``."""
+        if not token:
+            return None
+        with self._lock:
+            query = self._queries.get(token)
+            if query is not None:
+                self._queries.move_to_end(token)
+        return query if query is not None and query.dhash == dhash else None
+
+
+def init_query_cache(app: Flask) -> None:
+    app.extensions[_KEY] = QueryCache(app.config["QUERY_CACHE_SIZE"])
+
+
+def query_cache() -> QueryCache:
+    return current_app.extensions[_KEY]
