@@ -64,10 +64,14 @@ def fp(data: bytes) -> Fingerprint:
 
 @dataclass
 class Corpus:
-    """What ``seed_corpus`` stored: the original's bytes and the stored images' ids."""
+    """What ``seed_corpus`` stored, by name: the encoded bytes and the images' ids."""
 
-    original: bytes
+    data: dict[str, bytes]
     ids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def original(self) -> bytes:
+        return self.data["original"]
 
 
 def seed_corpus(store: Store) -> Corpus:
@@ -124,9 +128,10 @@ def seed_corpus(store: Store) -> Corpus:
     with store.pool.connection() as conn:
         rows = conn.execute("SELECT sha256, id FROM images").fetchall()
     by_sha = dict(rows)
-    names = {"original": original, "small": small, "big": big, "evil": evil, "other": other}
-    corpus = Corpus(original)
-    for name, data in names.items():
+    corpus = Corpus(
+        {"original": original, "small": small, "big": big, "evil": evil, "other": other}
+    )
+    for name, data in corpus.data.items():
         corpus.ids[name] = by_sha[fingerprint(data).sha256]
     return corpus
 
@@ -139,6 +144,7 @@ class Route:
     status: int = 200
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
+    send_length: bool = True  # False: the body ends when the connection closes (HTTP/1.0)
 
 
 class ImageServer:
@@ -156,7 +162,8 @@ class ImageServer:
                 self.send_response(route.status)
                 for name, value in route.headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(route.body)))
+                if route.send_length:
+                    self.send_header("Content-Length", str(len(route.body)))
                 self.end_headers()
                 self.wfile.write(route.body)
 
@@ -181,9 +188,14 @@ class ImageServer:
 
 
 class AcceptRecorder:
-    """A listening socket that only counts the connections made to it."""
+    """A listening socket that only counts the connections made to it.
 
-    def __init__(self, host: str) -> None:
+    ``hold`` keeps each connection open without answering: a server that never replies.
+    """
+
+    def __init__(self, host: str, *, hold: bool = False) -> None:
+        self.hold = hold
+        self.held: list[socket.socket] = []
         self.listener = socket.create_server((host, 0))
         self.listener.settimeout(0.05)
         self.host = host
@@ -201,7 +213,10 @@ class AcceptRecorder:
             except OSError:
                 return
             self.accepted += 1
-            connection.close()
+            if self.hold:
+                self.held.append(connection)
+            else:
+                connection.close()
 
     def url(self, path: str = "/image.jpg") -> str:
         return f"http://{self.host}:{self.port}{path}"
@@ -213,6 +228,8 @@ class AcceptRecorder:
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self.thread.join()
+        for connection in self.held:
+            connection.close()
         self.listener.close()
 
 

@@ -1,0 +1,122 @@
+"""lookalike.fetch: user-given URLs are fetched only from checked public addresses.
+
+The refused-address tests listen on 127.0.0.x and prove no connection ever arrives there;
+nothing here connects outside this machine (private and link-local literals are refused
+before any connect is attempted, which the recorder tests show is the order of things).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from lookalike.fetch import FetchError, FetchRefused, ResponseTooLarge, fetch
+from tests.web_support import AcceptRecorder, ImageServer, Route
+
+LOOPBACK = [ipaddress.ip_address("127.0.0.1")]
+
+
+def test_fetches_from_an_allowed_local_server_with_the_url_host_in_host_header() -> None:
+    with ImageServer(
+        {"/cat.jpg": Route(body=b"JPEGDATA", headers={"Content-Type": "image/jpeg"})}
+    ) as server:
+        fetched = fetch(server.url("/cat.jpg"), allowed=LOOPBACK)
+    assert (fetched.content, fetched.content_type) == (b"JPEGDATA", "image/jpeg")
+    assert server.requests == [("/cat.jpg", f"127.0.0.1:{server.port}")]
+
+
+def test_follows_redirects_rechecking_each_hop() -> None:
+    routes = {
+        "/a": Route(302, headers={"Location": "/b?x=1"}),
+        "/b?x=1": Route(301, headers={"Location": "/final.png"}),
+        "/final.png": Route(body=b"PNG"),
+    }
+    with ImageServer(routes) as server:
+        fetched = fetch(server.url("/a"), allowed=LOOPBACK)
+    assert fetched.content == b"PNG" and fetched.url == server.url("/final.png")
+
+
+@pytest.mark.parametrize(
+    "spelling", ["127.0.0.1", "127.1", "2130706433", "0x7f000001", "0177.0.0.1", "localhost"]
+)
+def test_loopback_in_any_spelling_is_refused_before_connecting(spelling: str) -> None:
+    with AcceptRecorder("127.0.0.1") as recorder, pytest.raises(FetchRefused, match="not public"):
+        fetch(f"http://{spelling}:{recorder.port}/image.jpg")
+    assert recorder.accepted == 0
+
+
+def test_a_redirect_to_a_refused_address_is_never_followed() -> None:
+    with AcceptRecorder("127.0.0.3") as forbidden:
+        routes = {"/start.jpg": Route(302, headers={"Location": forbidden.url()})}
+        with ImageServer(routes) as server, pytest.raises(FetchRefused, match=r"127\.0\.0\.3"):
+            fetch(server.url("/start.jpg"), allowed=LOOPBACK)
+    assert server.requests == [("/start.jpg", f"127.0.0.1:{server.port}")]
+    assert forbidden.accepted == 0
+
+
+def test_the_recorder_does_see_connections_that_are_allowed() -> None:
+    """The control for the tests above: a permitted fetch does reach the recorder."""
+    with AcceptRecorder("127.0.0.2") as recorder, pytest.raises(FetchError):
+        fetch(recorder.url(), allowed=[ipaddress.ip_address("127.0.0.2")])
+    assert recorder.accepted == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.1/x.jpg",
+        "http://192.168.1.1/x.jpg",
+        "http://172.16.0.1/x.jpg",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://100.64.0.1/x.jpg",
+        "http://224.0.0.1/x.jpg",
+        "http://0.0.0.0/x.jpg",
+        "http://[::1]/x.jpg",
+        "http://[fe80::1]/x.jpg",
+        "http://[::ffff:127.0.0.1]/x.jpg",
+    ],
+)
+def test_private_link_local_cgnat_multicast_and_unspecified_are_refused(url: str) -> None:
+    with pytest.raises(FetchRefused, match="not public"):
+        fetch(url, timeout=1)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["file:///etc/passwd", "ftp://127.0.0.1/x.jpg", "javascript:alert(1)", "gopher://x/", "//x/"],
+)
+def test_only_http_and_https_are_fetched(url: str) -> None:
+    with pytest.raises(FetchRefused, match="only http and https"):
+        fetch(url)
+
+
+def test_bodies_over_the_limit_are_refused_whether_declared_or_streamed() -> None:
+    routes = {
+        "/declared": Route(body=b"x" * 2000),
+        "/streamed": Route(body=b"x" * 2000, send_length=False),
+        "/fits": Route(body=b"x" * 1000, send_length=False),
+    }
+    with ImageServer(routes) as server:
+        for path in ("/declared", "/streamed"):
+            with pytest.raises(ResponseTooLarge, match="larger than"):
+                fetch(server.url(path), max_bytes=1000, allowed=LOOPBACK)
+        assert fetch(server.url("/fits"), max_bytes=1000, allowed=LOOPBACK).content == b"x" * 1000
+
+
+def test_a_server_that_never_answers_times_out() -> None:
+    with (
+        AcceptRecorder("127.0.0.1", hold=True) as silent,
+        pytest.raises(FetchError, match="timed out"),
+    ):
+        fetch(silent.url(), timeout=0.5, allowed=LOOPBACK)
+
+
+def test_errors_and_redirect_loops_are_reported() -> None:
+    routes = {"/loop": Route(302, headers={"Location": "/loop"}), "/gone": Route(404)}
+    with ImageServer(routes) as server:
+        with pytest.raises(FetchError, match="answered 404"):
+            fetch(server.url("/gone"), allowed=LOOPBACK)
+        with pytest.raises(FetchError, match="more than 3 redirects"):
+            fetch(server.url("/loop"), max_redirects=3, allowed=LOOPBACK)
+    assert len(server.requests) == 1 + 4
