@@ -264,8 +264,8 @@ HASHERS: dict[str, Callable[[bytes], int]] = {
 }
 
 
-def _peak_rss_growth_mb(hasher: str, paths: list[Path]) -> float:
-    """In a fresh process: how far resident memory peaks above its level before hashing.
+def _peak_rss_mb(hasher: str, paths: list[Path]) -> tuple[float, float]:
+    """In a fresh process: (peak growth over the level before hashing, whole-process peak).
 
     Pillow allocates pixels outside Python's allocator, so tracemalloc cannot see them; the
     kernel's high-water mark (reset through /proc/self/clear_refs) can.
@@ -276,7 +276,8 @@ def _peak_rss_growth_mb(hasher: str, paths: list[Path]) -> float:
     before_kb = _proc_status_kb("VmRSS")
     for blob in blobs:
         HASHERS[hasher](blob)
-    return (_proc_status_kb("VmHWM") - before_kb) / 1024
+    peak_kb = _proc_status_kb("VmHWM")
+    return (peak_kb - before_kb) / 1024, peak_kb / 1024
 
 
 def _proc_status_kb(field: str) -> int:
@@ -286,10 +287,10 @@ def _proc_status_kb(field: str) -> int:
     raise click.ClickException(f"/proc/self/status has no {field}: needs Linux")
 
 
-def _peak_memory_mb(hasher: str, paths: list[Path]) -> float:
+def _peak_memory_mb(hasher: str, paths: list[Path]) -> tuple[float, float]:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as isolated:
-        return isolated.submit(_peak_rss_growth_mb, hasher, paths).result()
+        return isolated.submit(_peak_rss_mb, hasher, paths).result()
 
 
 @bench.command("hash")
@@ -324,11 +325,11 @@ def bench_hash(folder: Path, size: str | None, repeat: int, record: Path | None)
     n = len(blobs)
     report.line(
         f"lookalike fingerprint (sha256+dHash+pHash): {n / timings['lookalike']:8.1f} images/s  "
-        f"peak +{peaks['lookalike']:6.1f} MB"
+        f"peak +{peaks['lookalike'][0]:.1f} MB (process {peaks['lookalike'][1]:.0f} MB)"
     )
     report.line(
         f"imagehash.dhash(Image.open(p)):            {n / timings['imagehash']:8.1f} images/s  "
-        f"peak +{peaks['imagehash']:6.1f} MB"
+        f"peak +{peaks['imagehash'][0]:.1f} MB (process {peaks['imagehash'][1]:.0f} MB)"
     )
     report.line(
         f"speed-up {timings['imagehash'] / timings['lookalike']:.2f}×; dHash vs baseline: mean "
