@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 import waitress.server
 from flask import Flask
-from flask.testing import FlaskClient
 
 from lookalike.fingerprint import Fingerprint, fingerprint
 from lookalike.store import Sighting, Store
@@ -41,17 +39,6 @@ def running_app(database_url: str, **config: object) -> Iterator[Flask]:
         yield app
     finally:
         close_store(app)
-
-
-@pytest.fixture
-def app(database_url: str) -> Iterator[Flask]:
-    with running_app(database_url, WTF_CSRF_ENABLED=False) as made:
-        yield made
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def jpeg(seed: int, size: tuple[int, int] = (640, 480), **options: object) -> bytes:
