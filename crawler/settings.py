@@ -59,4 +59,7 @@ SPIDER_MIDDLEWARES = {
     "scrapy.spidermiddlewares.depth.DepthMiddleware": None,  # it counts image requests too
 }
 ITEM_PIPELINES = {"crawler.pipelines.BatchWriterPipeline": 300}
-EXTENSIONS = {"crawler.progress.ProgressLog": 500}
+EXTENSIONS = {
+    "crawler.progress.ProgressLog": 500,
+    "scrapy.extensions.remote_control.RemoteControl": None,  # no open port on a crawler box
+}

@@ -13,8 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -53,7 +52,12 @@ def redirect(location: str, status: int = 302) -> Resource:
 class Site:
     """An HTTP server on 127.0.0.1 with a free port, serving ``routes``."""
 
-    def __init__(self, routes: dict[str, Resource | Handler] | None = None, delay: float = 0.0):
+    def __init__(
+        self,
+        routes: dict[str, Resource | Handler] | None = None,
+        delay: float = 0.0,
+        host: str = "127.0.0.1",
+    ):
         self.routes: dict[str, Resource | Handler] = dict(routes or {})
         self.delay = delay
         self.hits: Counter[str] = Counter()
@@ -84,7 +88,7 @@ class Site:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"http://{host}:{self.port}"  # host: the name crawlers use for it
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def url(self, path: str) -> str:
@@ -157,13 +161,3 @@ def run_crawl(
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@contextmanager
-def sites(*route_sets: dict[str, Resource | Handler]) -> Iterator[list[Site]]:
-    started = [Site(routes) for routes in route_sets]
-    for site in started:
-        site.__enter__()
-    try:
-        yield started
-    finally:
-        for site in started:
-            site.__exit__()
