@@ -104,13 +104,14 @@ CREATE OR REPLACE FUNCTION hash_to_hex(hash bigint) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN lpad(to_hex(hash), 16, '0');
 
--- Images whose dHash is within max_distance bits of query, best first.
--- Exact (same answer as a full scan) and sub-linear: radius r is split over the three chunks
--- so that the per-chunk radii k0 + k1 + k2 + 3 >= r + 1 (a chunk with k = -1 is not probed);
--- any hash within r then matches some chunk within its k. Past the radius where probing
--- costs more than reading everything, it scans instead.
-CREATE OR REPLACE FUNCTION similar_images(query bigint, max_distance integer)
-RETURNS TABLE (image_id bigint, distance integer)
+-- The chunk values to probe for hashes within max_distance (0-14) bits of query: one array per
+-- chunk of the multi-index hashing columns (images.dhash_chunk0..2, bank_entries' likewise).
+-- Radius r is split over the three chunks so that the per-chunk radii k0 + k1 + k2 + 3 >= r + 1
+-- (a chunk with k = -1 gets an empty array); by the pigeonhole principle any hash within r
+-- then has some chunk within its k, so probing these values finds every candidate.
+CREATE OR REPLACE FUNCTION hash_chunk_probes(
+    query bigint, max_distance integer,
+    OUT chunk0 integer[], OUT chunk1 integer[], OUT chunk2 integer[])
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 AS $$
 DECLARE
@@ -119,9 +120,30 @@ DECLARE
     k0      integer := units / 3 - 1 + (units % 3 >= 1)::integer;
     k1      integer := units / 3 - 1 + (units % 3 >= 2)::integer;
     k2      integer := units / 3 - 1;
-    q0      integer := ((query >> 43) & 2097151)::integer;
-    q1      integer := ((query >> 22) & 2097151)::integer;
-    q2      integer := (query & 4194303)::integer;
+BEGIN
+    IF max_distance NOT BETWEEN 0 AND 14 THEN
+        RAISE EXCEPTION 'max_distance must be 0 to 14 for a chunk probe, got %', max_distance
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    chunk0 := ARRAY(SELECT ((query >> 43) & 2097151)::integer # m.mask FROM hash_flip_masks m
+                    WHERE m.weight <= k0 AND m.mask < 2097152);
+    chunk1 := ARRAY(SELECT ((query >> 22) & 2097151)::integer # m.mask FROM hash_flip_masks m
+                    WHERE m.weight <= k1 AND m.mask < 2097152);
+    chunk2 := ARRAY(SELECT (query & 4194303)::integer # m.mask FROM hash_flip_masks m
+                    WHERE m.weight <= k2);
+END
+$$;
+
+-- Images whose dHash is within max_distance bits of query, best first.
+-- Exact (same answer as a full scan) and sub-linear: probes the chunk values from
+-- hash_chunk_probes() through the b-tree indexes, then re-checks the full distance. Past the
+-- radius where probing costs more than reading everything, it scans instead.
+CREATE OR REPLACE FUNCTION similar_images(query bigint, max_distance integer)
+RETURNS TABLE (image_id bigint, distance integer)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    probes  record;
 BEGIN
     IF max_distance < 0 THEN
         RAISE EXCEPTION 'max_distance must be >= 0, got %', max_distance
@@ -135,22 +157,14 @@ BEGIN
             ORDER BY 2, 1;
         RETURN;
     END IF;
+    probes := hash_chunk_probes(query, max_distance);
     RETURN QUERY
         WITH candidates AS (
-            SELECT i.id, i.dhash FROM images i
-            WHERE k0 >= 0 AND i.dhash_chunk0 = ANY (ARRAY(
-                SELECT q0 # m.mask FROM hash_flip_masks m
-                WHERE m.weight <= k0 AND m.mask < 2097152))
+            SELECT i.id, i.dhash FROM images i WHERE i.dhash_chunk0 = ANY (probes.chunk0)
             UNION
-            SELECT i.id, i.dhash FROM images i
-            WHERE k1 >= 0 AND i.dhash_chunk1 = ANY (ARRAY(
-                SELECT q1 # m.mask FROM hash_flip_masks m
-                WHERE m.weight <= k1 AND m.mask < 2097152))
+            SELECT i.id, i.dhash FROM images i WHERE i.dhash_chunk1 = ANY (probes.chunk1)
             UNION
-            SELECT i.id, i.dhash FROM images i
-            WHERE k2 >= 0 AND i.dhash_chunk2 = ANY (ARRAY(
-                SELECT q2 # m.mask FROM hash_flip_masks m
-                WHERE m.weight <= k2))
+            SELECT i.id, i.dhash FROM images i WHERE i.dhash_chunk2 = ANY (probes.chunk2)
         )
         SELECT c.id, hamming(c.dhash, query)
         FROM candidates c
@@ -227,3 +241,125 @@ CREATE TABLE IF NOT EXISTS crawl_image_refs (
     alt_text    text,
     PRIMARY KEY (crawl_id, image_url, page_url)
 );
+
+-- Moderation banks
+--
+-- A bank is a named list of flagged fingerprints (one per purpose: banned, copyright…).
+-- Uploads are checked against the active entries; disabling an entry (a false positive) keeps
+-- its history. Radii are per bank; the defaults come from `lookalike bench radius`
+-- (docs/benchmarks.md): dHash <= 10 found 99.7% of re-saved copies of real photos with no
+-- unrelated pair that close, and a pHash within 12 (when both sides have one) confirms it.
+CREATE TABLE IF NOT EXISTS banks (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name          text NOT NULL UNIQUE CHECK (name ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
+    -- MIH probes reach 14 bits; unrelated photos start at about 13.
+    dhash_radius  integer NOT NULL DEFAULT 10 CHECK (dhash_radius BETWEEN 0 AND 14),
+    phash_radius  integer NOT NULL DEFAULT 12 CHECK (phash_radius BETWEEN 0 AND 64),
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+
+-- One flagged fingerprint. It need not have been crawled: flagged from a file, an image in
+-- the database (image_id) or a raw dHash (phash NULL: nothing to confirm with).
+CREATE TABLE IF NOT EXISTS bank_entries (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    bank_id      bigint NOT NULL REFERENCES banks (id) ON DELETE CASCADE,
+    dhash        bigint NOT NULL,
+    phash        bigint,
+    sha256       text CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    image_id     bigint REFERENCES images (id) ON DELETE SET NULL,
+    thumbnail    bytea,  -- small WebP, so moderators see what was flagged
+    reason       text,
+    flagged_by   text NOT NULL,
+    flagged_at   timestamptz NOT NULL DEFAULT now(),
+    active       boolean NOT NULL DEFAULT true,
+    disabled_by  text,
+    disabled_at  timestamptz,
+    CHECK (active = (disabled_at IS NULL)),
+    -- the same multi-index hashing chunks as images, probed by hash_chunk_probes()
+    dhash_chunk0 integer GENERATED ALWAYS AS (((dhash >> 43) & 2097151)::integer) STORED,
+    dhash_chunk1 integer GENERATED ALWAYS AS (((dhash >> 22) & 2097151)::integer) STORED,
+    dhash_chunk2 integer GENERATED ALWAYS AS ((dhash & 4194303)::integer) STORED
+);
+
+-- Covering partial indexes over active entries: a check reads only the index, one probe per
+-- chunk and bank; disabled entries drop out of them.
+CREATE INDEX IF NOT EXISTS bank_entries_dhash_chunk0
+    ON bank_entries (bank_id, dhash_chunk0) INCLUDE (dhash, phash, id) WHERE active;
+CREATE INDEX IF NOT EXISTS bank_entries_dhash_chunk1
+    ON bank_entries (bank_id, dhash_chunk1) INCLUDE (dhash, phash, id) WHERE active;
+CREATE INDEX IF NOT EXISTS bank_entries_dhash_chunk2
+    ON bank_entries (bank_id, dhash_chunk2) INCLUDE (dhash, phash, id) WHERE active;
+-- Flagging one fingerprint twice (two moderators at once) leaves one active entry.
+CREATE UNIQUE INDEX IF NOT EXISTS bank_entries_active_fingerprint
+    ON bank_entries (bank_id, dhash, (coalesce(phash, 0))) WHERE active;
+CREATE INDEX IF NOT EXISTS bank_entries_listing ON bank_entries (bank_id, id DESC);
+
+-- The bank rule, in one place: a dHash within the radius, confirmed by the pHash when both
+-- sides have one.
+CREATE OR REPLACE FUNCTION bank_rule_matches(
+    dhash_distance integer, phash_distance integer, dhash_radius integer, phash_radius integer)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN dhash_distance <= dhash_radius AND coalesce(phash_distance <= phash_radius, true);
+
+-- Active entries matching a fingerprint, closest first: what `lookalike check` and
+-- POST /api/check ask. query_phash NULL (a raw dHash) skips the pHash confirmation,
+-- bank_name NULL checks every bank, max_distance NULL uses each bank's dhash_radius.
+CREATE OR REPLACE FUNCTION bank_matches(
+    query_dhash bigint,
+    query_phash bigint DEFAULT NULL,
+    bank_name text DEFAULT NULL,
+    max_distance integer DEFAULT NULL)
+RETURNS TABLE (entry_id bigint, bank text, distance integer, reason text,
+               flagged_at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT e.id, b.name, c.distance, e.reason, e.flagged_at
+    FROM banks b
+    CROSS JOIN LATERAL hash_chunk_probes(query_dhash, coalesce(max_distance, b.dhash_radius)) p
+    CROSS JOIN LATERAL (
+        SELECT u.id, hamming(u.dhash, query_dhash) AS distance,
+               hamming(u.phash, query_phash) AS phash_distance
+        FROM (
+            SELECT e.id, e.dhash, e.phash FROM bank_entries e
+            WHERE e.active AND e.bank_id = b.id AND e.dhash_chunk0 = ANY (p.chunk0)
+            UNION
+            SELECT e.id, e.dhash, e.phash FROM bank_entries e
+            WHERE e.active AND e.bank_id = b.id AND e.dhash_chunk1 = ANY (p.chunk1)
+            UNION
+            SELECT e.id, e.dhash, e.phash FROM bank_entries e
+            WHERE e.active AND e.bank_id = b.id AND e.dhash_chunk2 = ANY (p.chunk2)
+        ) u
+    ) c
+    JOIN bank_entries e ON e.id = c.id
+    WHERE (bank_name IS NULL OR b.name = bank_name)
+      AND bank_rule_matches(c.distance, c.phash_distance,
+                            coalesce(max_distance, b.dhash_radius), b.phash_radius)
+    ORDER BY c.distance, b.name, e.id
+$$;
+
+-- Where flagged images, or near copies of them, were seen: one row per sighting of an image
+-- matching an active entry by its bank's rule. For example
+--   SELECT * FROM flagged_sightings WHERE bank = 'banned' ORDER BY last_seen DESC;
+CREATE OR REPLACE VIEW flagged_sightings AS
+SELECT
+    b.name          AS bank,
+    e.id            AS entry_id,
+    e.reason,
+    e.flagged_at,
+    m.distance,
+    s.image_id,
+    s.sha256,
+    s.image_url,
+    s.page_url,
+    s.page_title,
+    s.domain,
+    s.first_seen,
+    s.last_seen
+FROM bank_entries e
+JOIN banks b ON b.id = e.bank_id
+CROSS JOIN LATERAL similar_images(e.dhash, b.dhash_radius) m
+JOIN images i ON i.id = m.image_id
+JOIN image_sightings s ON s.image_id = m.image_id
+WHERE e.active
+  AND bank_rule_matches(m.distance, hamming(i.phash, e.phash), b.dhash_radius, b.phash_radius);

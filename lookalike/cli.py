@@ -24,6 +24,7 @@ from lookalike.bench import bench
 from lookalike.config import DatabaseUnavailable, database_url
 from lookalike.db import apply_schema, describe_server, open_pool
 from lookalike.fingerprint import ImageRejected
+from lookalike.moderation_cli import MODERATION_COMMANDS
 from lookalike.plugins import PluginGroup
 from lookalike.store import DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE, Match, Store
 
@@ -198,6 +199,8 @@ def _human_bytes(count: float) -> str:
 
 
 cli.add_command(bench)
+for command in MODERATION_COMMANDS:
+    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

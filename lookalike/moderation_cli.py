@@ -1,0 +1,256 @@
+"""``lookalike flag``, ``unflag``, ``check`` and ``banks``: moderation banks from the shell.
+
+``check`` is built for upload hooks: exit code 3 when a file matches an active entry, 0 when
+every file checked is clean, 1 when nothing could be checked, 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from lookalike import indexer
+from lookalike.banks import DEFAULT_BANK, MAX_RADIUS, BankError, BankMatch, Banks, FlagTarget
+from lookalike.config import database_url
+from lookalike.db import open_pool
+from lookalike.fingerprint import ImageRejected, fingerprint
+from lookalike.hashes import hash_from_hex, hash_to_hex
+
+EXIT_FLAGGED = 3
+
+
+@contextmanager
+def open_banks() -> Iterator[Banks]:
+    """The banks on the configured database; a bank error becomes a one-line message."""
+    pool = open_pool(database_url(), max_size=2)
+    try:
+        yield Banks(pool)
+    except BankError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        pool.close()
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in a bare container
+        return "cli"
+
+
+def _parse_hashes(values: tuple[str, ...]) -> list[int]:
+    try:
+        return [hash_from_hex(value) for value in values]
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--dhash") from None
+
+
+bank_option = click.option(
+    "--bank", default=DEFAULT_BANK, show_default=True, help="Which bank (created on first flag)."
+)
+by_option = click.option(
+    "--by", "who", default=_current_user, help="Who is acting (default: your login name)."
+)
+
+
+def _read_target(path: Path) -> FlagTarget:
+    """Fingerprint a file with its thumbnail, so moderators see later what was flagged."""
+    try:
+        return FlagTarget.from_fingerprint(fingerprint(path.read_bytes(), with_thumbnail=True))
+    except OSError as error:
+        raise ImageRejected(f"unreadable: {error.strerror or error}") from None
+
+
+@click.command("flag")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--image-id", "image_ids", type=int, multiple=True, help="A stored image's id.")
+@click.option(
+    "--dhash",
+    "dhashes",
+    multiple=True,
+    metavar="HEX",
+    help="A raw dHash (lookalike hash).",
+)
+@bank_option
+@click.option("--reason", help="Why it is flagged; shown to whoever's upload matches it.")
+@by_option
+def flag_command(
+    files: tuple[Path, ...],
+    image_ids: tuple[int, ...],
+    dhashes: tuple[str, ...],
+    bank: str,
+    reason: str | None,
+    who: str,
+) -> None:
+    """Add FILES (or --image-id / --dhash fingerprints) to a moderation bank.
+
+    Later uploads within the bank's radius of them are reported by `lookalike check`.
+    """
+    hashes = _parse_hashes(dhashes)
+    if not (files or image_ids or hashes):
+        raise click.UsageError("give files to flag, or --image-id N, or --dhash HEX")
+    flagged = 0
+    with open_banks() as banks:
+        targets: list[tuple[str, FlagTarget]] = []
+        for path in files:
+            try:
+                targets.append((str(path), _read_target(path)))
+            except ImageRejected as error:
+                click.echo(f"{path}: {error}", err=True)
+        targets += [(f"image {i}", banks.target_from_image(i)) for i in image_ids]
+        targets += [(f"dHash {hash_to_hex(h)}", FlagTarget(h)) for h in hashes]
+        for label, target in targets:
+            result = banks.flag(target, bank=bank, reason=reason, flagged_by=who)
+            flagged += 1
+            state = "flagged" if result.created else "already flagged"
+            click.echo(
+                f"{label}: {state} in {bank} as entry {result.entry.id} "
+                f"(dHash {result.entry.dhash_hex})"
+            )
+    if not flagged:
+        sys.exit(1)
+
+
+@click.command("unflag")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--entry", "entry_ids", type=int, multiple=True, help="An entry id (from check).")
+@click.option("--image-id", "image_ids", type=int, multiple=True, help="A stored image's id.")
+@click.option(
+    "--dhash",
+    "dhashes",
+    multiple=True,
+    metavar="HEX",
+    help="Entries with exactly this dHash.",
+)
+@click.option("--bank", help="Only in this bank (default: every bank).")
+@by_option
+def unflag_command(
+    files: tuple[Path, ...],
+    entry_ids: tuple[int, ...],
+    image_ids: tuple[int, ...],
+    dhashes: tuple[str, ...],
+    bank: str | None,
+    who: str,
+) -> None:
+    """Disable the active entries of FILES' exact dHashes (or --entry / --image-id / --dhash).
+
+    Disabled entries stop matching but stay in the bank's history. A near copy of a flagged
+    file has another dHash: find its entry with `lookalike check` and use --entry.
+    """
+    hashes = _parse_hashes(dhashes)
+    if not (files or entry_ids or image_ids or hashes):
+        raise click.UsageError("give files to unflag, or --entry ID, --image-id N, --dhash HEX")
+    disabled = 0
+    with open_banks() as banks:
+        for path in files:
+            result = indexer.fingerprint_file(path)
+            if result.fingerprint is None:
+                click.echo(f"{path}: {result.reason}", err=True)
+            else:
+                hashes.append(result.fingerprint.dhash)
+        hashes += [banks.target_from_image(image_id).dhash for image_id in image_ids]
+        changed = [banks.disable(disabled_by=who, entry_id=e, bank=bank) for e in entry_ids]
+        changed += [banks.disable(disabled_by=who, dhash=h, bank=bank) for h in hashes]
+        for entry in (entry for entries in changed for entry in entries):
+            disabled += 1
+            click.echo(f"disabled entry {entry.id} in {entry.bank} (dHash {entry.dhash_hex})")
+    if not disabled:
+        raise click.ClickException("no active entry matched: nothing disabled")
+
+
+@click.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--bank", help="Check only this bank (default: every bank).")
+@click.option(
+    "--max-distance",
+    type=click.IntRange(0, MAX_RADIUS),
+    help="Override every bank's dHash radius (bits of 64).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list, one item per file.")
+def check_command(
+    files: tuple[Path, ...], bank: str | None, max_distance: int | None, as_json: bool
+) -> None:
+    """Check FILES against the active bank entries.
+
+    Exit code 3 when any file matches, 0 when every checked file is clean, 1 when no file
+    could be checked.
+    """
+    results = [indexer.fingerprint_file(path) for path in files]
+    report: list[dict[str, object]] = []
+    with open_banks() as banks:
+        if bank is not None and bank not in {s.name for s in banks.summaries()}:
+            raise click.BadParameter(f"no bank named {bank!r}", param_hint="--bank")
+        for result in results:
+            fp = result.fingerprint
+            if fp is None:
+                click.echo(f"{result.path}: {result.reason}", err=True)
+                report.append({"file": str(result.path), "error": result.reason})
+                continue
+            matches = banks.check(fp.dhash, fp.phash, bank=bank, max_distance=max_distance)
+            report.append(
+                {
+                    "file": str(result.path),
+                    "flagged": bool(matches),
+                    "matches": [_match_json(m) for m in matches],
+                }
+            )
+            if not as_json:
+                click.echo(_describe(result.path, matches))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    if any(item.get("flagged") for item in report):
+        sys.exit(EXIT_FLAGGED)
+    if all("error" in item for item in report):
+        sys.exit(1)
+
+
+def _match_json(match: BankMatch) -> dict[str, object]:
+    return {**match.public(), "entry_id": match.entry_id}
+
+
+def _describe(path: Path, matches: list[BankMatch]) -> str:
+    if not matches:
+        return f"{path}: clean"
+    lines = [f"{path}: FLAGGED"]
+    for match in matches:
+        when = match.flagged_at.strftime("%Y-%m-%d %H:%M %Z")
+        reason = f" ({match.reason})" if match.reason else ""
+        lines.append(
+            f"  {match.bank}: entry {match.entry_id}, {match.distance} bits, flagged {when}"
+            + reason
+        )
+    return "\n".join(lines)
+
+
+@click.command("banks")
+@click.argument("name", required=False)
+@click.option("--dhash-radius", type=click.IntRange(0, MAX_RADIUS), help="Set NAME's radius.")
+@click.option(
+    "--phash-radius", type=click.IntRange(0, 64), help="Set NAME's pHash confirmation radius."
+)
+def banks_command(name: str | None, dhash_radius: int | None, phash_radius: int | None) -> None:
+    """List the banks; with NAME and a radius option, create or tune that bank."""
+    if (dhash_radius is not None or phash_radius is not None) and name is None:
+        raise click.UsageError("name the bank whose radius to set")
+    with open_banks() as banks:
+        if dhash_radius is not None or phash_radius is not None:
+            banks.configure(name, dhash_radius=dhash_radius, phash_radius=phash_radius)
+        summaries = [s for s in banks.summaries() if name is None or s.name == name]
+    if name is not None and not summaries:
+        raise click.ClickException(f"no bank named {name!r}")
+    if not summaries:
+        click.echo("no banks yet: `lookalike flag FILE --bank NAME` creates one")
+    for s in summaries:
+        click.echo(
+            f"{s.name:<20} dHash <= {s.dhash_radius:>2}, pHash <= {s.phash_radius:>2}  "
+            f"{s.active_entries:>9,} active  {s.disabled_entries:>7,} disabled"
+        )
+
+
+MODERATION_COMMANDS = (flag_command, unflag_command, check_command, banks_command)

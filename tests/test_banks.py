@@ -1,0 +1,281 @@
+"""Moderation banks against a real PostgreSQL: flag, check, disable, radii, concurrency, SQL."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import psycopg
+import pytest
+from PIL import ImageOps
+
+from lookalike.banks import BankError, Banks, FlagTarget
+from lookalike.bench import clustered_hashes
+from lookalike.db import apply_schema, connect, open_pool
+from lookalike.fingerprint import fingerprint
+from lookalike.hashes import from_bigint, hamming, to_bigint
+from lookalike.store import Sighting, Store
+from tests.images import encode, photo
+
+
+@pytest.fixture
+def banks(database_url: str) -> Iterator[Banks]:
+    pool = open_pool(database_url, max_size=8, init_schema=False)
+    try:
+        yield Banks(pool)
+    finally:
+        pool.close()
+
+
+def _flip(value: int, bits: int, seed: int = 0) -> int:
+    """``value`` with ``bits`` distinct bits flipped."""
+    for position in random.Random(seed).sample(range(64), bits):
+        value ^= 1 << position
+    return value
+
+
+ORIGINAL = photo(11)
+COPIES = {
+    "resized": encode(ORIGINAL.resize((320, 240)), "JPEG", quality=90),
+    "JPEG quality 30": encode(ORIGINAL, "JPEG", quality=30),
+    "grayscale": encode(ORIGINAL.convert("L"), "PNG"),
+    "1-px border": encode(ImageOps.expand(ORIGINAL, border=1, fill="black"), "PNG"),
+}
+
+
+def test_flagged_photo_matches_its_copies_and_not_unrelated_photos(banks: Banks) -> None:
+    flagged = banks.flag(
+        FlagTarget.from_fingerprint(fingerprint(encode(ORIGINAL), with_thumbnail=True)),
+        bank="banned",
+        reason="spam",
+        flagged_by="mod",
+    )
+    assert flagged.created and flagged.entry.has_thumbnail
+    for name, data in COPIES.items():
+        copy = fingerprint(data)
+        matches = banks.check(copy.dhash, copy.phash)
+        assert [(m.bank, m.entry_id, m.reason) for m in matches] == [
+            ("banned", flagged.entry.id, "spam")
+        ], name
+    for seed in range(100, 120):
+        unrelated = fingerprint(encode(photo(seed)))
+        assert banks.check(unrelated.dhash, unrelated.phash) == [], seed
+
+
+def test_disabled_entry_stops_matching_and_stays_in_history(banks: Banks) -> None:
+    target = FlagTarget(0x0123_4567_89AB_CDEF)
+    entry = banks.flag(target, bank="banned", reason=None, flagged_by="mod").entry
+    near = _flip(target.dhash, 3)
+    assert [m.entry_id for m in banks.check(near)] == [entry.id]
+
+    disabled = banks.disable(disabled_by="lead", dhash=target.dhash)
+
+    assert [e.id for e in disabled] == [entry.id]
+    assert banks.check(near) == []
+    (kept,) = banks.entries("banned")
+    assert (kept.id, kept.active, kept.disabled_by) == (entry.id, False, "lead")
+    assert kept.disabled_at is not None
+    again = banks.flag(target, bank="banned", reason="for real", flagged_by="mod")
+    assert again.created and again.entry.id != entry.id
+    assert [m.reason for m in banks.check(near)] == ["for real"]
+
+
+def test_flag_from_a_stored_image_links_it_and_keeps_its_thumbnail(
+    banks: Banks, store: Store
+) -> None:
+    fp = fingerprint(encode(photo(5)), with_thumbnail=True)
+    store.record([Sighting(fp, "https://example.org/a.jpg", "https://example.org/")])
+    (match,) = store.search(fp.dhash, max_distance=0)
+
+    entry = banks.flag(
+        banks.target_from_image(match.image_id), bank="copyright", reason=None, flagged_by="m"
+    ).entry
+
+    assert (entry.image_id, entry.sha256, entry.has_thumbnail) == (match.image_id, fp.sha256, True)
+    assert banks.thumbnail(entry.id) == store.thumbnail(match.image_id)
+    with pytest.raises(BankError, match="no image with id"):
+        banks.target_from_image(match.image_id + 1000)
+
+
+def test_flag_from_file_bytes_links_the_stored_image_of_the_same_content(
+    banks: Banks, store: Store
+) -> None:
+    fp = fingerprint(encode(photo(6)))
+    store.record([Sighting(fp, "https://example.org/b.jpg", "https://example.org/")])
+    entry = banks.flag(FlagTarget.from_fingerprint(fp), bank="b", reason=None, flagged_by="m")
+    assert entry.entry.image_id == store.search(fp.dhash, max_distance=0)[0].image_id
+
+
+def test_default_radius_and_per_bank_override(banks: Banks) -> None:
+    base = 0x7F00_FF00_1234_5678
+    banks.flag(FlagTarget(base), bank="strict", reason=None, flagged_by="m")
+    banks.flag(FlagTarget(base), bank="loose", reason=None, flagged_by="m")
+    banks.configure("strict", dhash_radius=4)
+
+    ten, eleven, five = _flip(base, 10), _flip(base, 11), _flip(base, 5)
+
+    assert [(m.bank, m.distance) for m in banks.check(ten)] == [("loose", 10)]
+    assert banks.check(eleven) == []
+    assert [m.bank for m in banks.check(five)] == ["loose"]
+    assert [m.bank for m in banks.check(five, max_distance=5)] == ["loose", "strict"]
+    assert [m.bank for m in banks.check(five, bank="strict", max_distance=5)] == ["strict"]
+    with pytest.raises(BankError, match="0 to 14"):
+        banks.check(base, max_distance=15)
+    with pytest.raises(BankError, match="no bank named"):
+        banks.check(base, bank="missing")
+
+
+def test_phash_confirms_a_dhash_match_when_both_sides_have_one(banks: Banks) -> None:
+    dhash, phash = 0x1111_2222_3333_4444, 0x5555_6666_7777_8888
+    banks.flag(FlagTarget(dhash, phash), bank="banned", reason=None, flagged_by="m")
+    near = _flip(dhash, 2)
+
+    assert len(banks.check(near, _flip(phash, 12))) == 1
+    assert banks.check(near, _flip(phash, 13)) == []
+    assert len(banks.check(near)) == 1  # a raw dHash query has no pHash to confirm with
+
+
+def test_bad_bank_names_are_refused_and_nothing_is_written(banks: Banks) -> None:
+    for name in ("Bad Name", "", "x" * 64, "-dash-first"):
+        with pytest.raises(BankError, match="bad bank name"):
+            banks.flag(FlagTarget(1), bank=name, reason=None, flagged_by="m")
+    assert banks.summaries() == []
+
+
+def test_bank_matches_is_exact_against_brute_force(banks: Banks, database_url: str) -> None:
+    """The MIH probe over bank entries and over images finds what a full scan finds."""
+    hashes = np.unique(clustered_hashes(4000, seed=3)).tolist()
+    with connect(database_url) as conn:
+        conn.execute("INSERT INTO banks (name) VALUES ('bulk')")
+        with conn.cursor().copy(
+            "COPY bank_entries (bank_id, dhash, flagged_by) FROM STDIN"
+        ) as copy:
+            for value in hashes:
+                copy.write_row((1, value, "bench"))
+        with conn.cursor().copy(
+            "COPY images (sha256, dhash, phash, width, height, format) FROM STDIN"
+        ) as copy:
+            for index, value in enumerate(hashes):
+                copy.write_row((f"{index:064x}", value, value, 1, 1, "JPEG"))
+        conn.commit()
+        conn.execute("ANALYZE bank_entries, images")  # as autovacuum would: index plans
+        rng = random.Random(4)
+        queries = [_flip(from_bigint(h), rng.randrange(4), rng.random()) for h in hashes[:12]]
+        for index, query in enumerate(queries):
+            for radius in (0, 3, 7, 10, 14) if index < 2 else (0, 3, 7, 10):
+                expected = sorted(
+                    (hamming(h, query), i)
+                    for i, h in enumerate(hashes)
+                    if hamming(h, query) <= radius
+                )
+                found = banks.check(query, max_distance=radius)
+                assert [m.distance for m in found] == [d for d, _ in expected]
+                images = conn.execute(
+                    "SELECT distance FROM similar_images(%s::bigint, %s)",
+                    (to_bigint(query), radius),
+                ).fetchall()
+                assert [d for (d,) in images] == [d for d, _ in expected]
+
+
+def test_flagging_one_fingerprint_at_once_leaves_one_active_entry(banks: Banks) -> None:
+    target = FlagTarget(0xABCD_0000_1111_2222, 0x3333_4444_5555_6666)
+    barrier = threading.Barrier(6)
+    results = []
+
+    def flag() -> None:
+        barrier.wait()
+        results.append(banks.flag(target, bank="banned", reason="dup", flagged_by="m"))
+
+    threads = [threading.Thread(target=flag) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(r.created for r in results) == 1
+    assert len({r.entry.id for r in results}) == 1
+    assert len(banks.entries("banned")) == 1
+
+
+def test_checks_stay_correct_while_others_flag(banks: Banks) -> None:
+    rng = random.Random(9)
+    flagged_first = [rng.getrandbits(64) for _ in range(20)]
+    for value in flagged_first:
+        banks.flag(FlagTarget(value), bank="banned", reason=None, flagged_by="m")
+    flagged_later = [rng.getrandbits(64) for _ in range(80)]
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def check_forever() -> None:
+        try:
+            while not done.is_set():
+                for value in flagged_first:
+                    assert len(banks.check(_flip(value, 2))) == 1
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    def flag_some(values: list[int]) -> None:
+        try:
+            for value in values:
+                banks.flag(FlagTarget(value), bank="banned", reason=None, flagged_by="m")
+        except BaseException as error:
+            errors.append(error)
+
+    checkers = [threading.Thread(target=check_forever) for _ in range(3)]
+    flaggers = [threading.Thread(target=flag_some, args=(flagged_later[i::3],)) for i in range(3)]
+    for thread in checkers + flaggers:
+        thread.start()
+    for thread in flaggers:
+        thread.join()
+    done.set()
+    for thread in checkers:
+        thread.join()
+
+    assert errors == []
+    assert all(len(banks.check(_flip(v, 1))) == 1 for v in flagged_later)
+
+
+def test_flagged_sightings_lists_pages_of_the_image_and_its_near_copies(
+    banks: Banks, store: Store, database_url: str
+) -> None:
+    copy = fingerprint(COPIES["JPEG quality 30"])
+    other = fingerprint(encode(photo(77)))
+    store.record(
+        [
+            Sighting(copy, "https://a.example/copy.jpg", "https://a.example/page"),
+            Sighting(other, "https://b.example/other.jpg", "https://b.example/page"),
+        ]
+    )
+    entry = banks.flag(
+        FlagTarget.from_fingerprint(fingerprint(encode(ORIGINAL))),
+        bank="banned",
+        reason="spam",
+        flagged_by="m",
+    ).entry
+
+    assert [s.page_url for s in banks.sightings(entry.id)] == ["https://a.example/page"]
+    with connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT bank, entry_id, reason, page_url FROM flagged_sightings"
+        ).fetchall()
+    assert rows == [("banned", entry.id, "spam", "https://a.example/page")]
+    banks.disable(disabled_by="m", entry_id=entry.id)
+    assert banks.sightings(entry.id) == []
+
+
+def test_schema_can_be_applied_again_with_banks_in_it(banks: Banks, database_url: str) -> None:
+    banks.flag(FlagTarget(42), bank="banned", reason=None, flagged_by="m")
+    apply_schema(database_url)
+    assert [(s.name, s.active_entries) for s in banks.summaries()] == [("banned", 1)]
+
+
+def test_invalid_entry_state_is_refused_by_the_database(database_url: str) -> None:
+    with connect(database_url) as conn:
+        conn.execute("INSERT INTO banks (name) VALUES ('banned')")
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(
+                "INSERT INTO bank_entries (bank_id, dhash, flagged_by, active)"
+                " VALUES (1, 1, 'm', false)"
+            )
