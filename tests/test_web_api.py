@@ -1,0 +1,242 @@
+"""The JSON API: every route and every error status, each response checked against the
+OpenAPI document at /api/openapi.json."""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from openapi_spec_validator import validate as validate_openapi
+
+from lookalike.fingerprint import fingerprint
+from tests.images import encode, photo
+from tests.web_openapi import assert_matches_openapi
+from tests.web_support import Corpus, ImageServer, Route, jpeg, running_app
+
+pytest_plugins = ["tests.web_fixtures"]
+
+SEARCH = "/api/search"
+
+
+def _search_file(client: FlaskClient, data: bytes, **fields: object):
+    response = client.post(SEARCH, data={"image": (io.BytesIO(data), "q.jpg"), **fields})
+    assert_matches_openapi(response, SEARCH, "post")
+    return response
+
+
+def _search_json(client: FlaskClient, body: object):
+    response = client.post(SEARCH, json=body)
+    assert_matches_openapi(response, SEARCH, "post")
+    return response
+
+
+def test_the_document_is_valid_openapi_and_lists_every_api_route(app: Flask) -> None:
+    document = app.test_client().get("/api/openapi.json").get_json()
+    validate_openapi(document)
+    routes = {
+        rule.rule.replace("<int:image_id>", "{image_id}")
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/")
+    }
+    assert routes == set(document["paths"])
+
+
+def test_search_by_upload_returns_matches_with_sightings(
+    client: FlaskClient, corpus: Corpus
+) -> None:
+    body = _search_file(client, corpus.original).get_json()
+    query = fingerprint(corpus.original)
+    assert body["query"]["source"] == "upload"
+    assert (body["query"]["dhash"], body["query"]["sha256"]) == (query.dhash_hex, query.sha256)
+    assert body["total"] == 4
+    by_id = {m["image_id"]: m for m in body["matches"]}
+    original = by_id[corpus.ids["original"]]
+    assert (original["distance"], original["similarity"], original["pages"]) == (0, 100, 3)
+    assert original["thumbnail_url"] == f"http://localhost/thumbnails/{corpus.ids['original']}.webp"
+    assert by_id[corpus.ids["small"]]["thumbnail_url"] == "http://c.test/small.jpg"
+    assert [s["page_url"] for s in original["sightings"]] == [
+        "http://a.test/1",
+        "http://a.test/2",
+        "https://b.test/",
+    ]
+    assert original["sightings"][2]["first_seen"].startswith("2024-03-01")
+
+
+def test_search_by_dhash_with_sort_filter_and_paging(client: FlaskClient, corpus: Corpus) -> None:
+    dhash = fingerprint(corpus.original).dhash_hex
+    newest = _search_json(client, {"dhash": dhash, "sort": "newest", "limit": 2}).get_json()
+    assert [m["image_id"] for m in newest["matches"]] == [corpus.ids["big"], corpus.ids["small"]]
+    assert newest["total"] == 4
+    rest = _search_json(client, {"dhash": dhash, "sort": "newest", "limit": 2, "offset": 2})
+    assert [m["image_id"] for m in rest.get_json()["matches"]] == [
+        corpus.ids["original"],
+        corpus.ids["evil"],
+    ]
+    on_c = _search_json(client, {"dhash": dhash, "domain": "c.test"}).get_json()
+    assert [m["image_id"] for m in on_c["matches"]] == [corpus.ids["small"]]
+    assert on_c["query"]["domain"] == "c.test"
+    tight = _search_json(client, {"dhash": dhash, "max_distance": 0}).get_json()
+    assert corpus.ids["small"] not in [m["image_id"] for m in tight["matches"]]
+
+
+def test_multipart_fields_work_like_json_ones(client: FlaskClient, corpus: Corpus) -> None:
+    dhash = fingerprint(corpus.original).dhash_hex
+    response = client.post(SEARCH, data={"dhash": dhash, "sort": "biggest", "limit": "1"})
+    assert_matches_openapi(response, SEARCH, "post")
+    assert [m["image_id"] for m in response.get_json()["matches"]] == [corpus.ids["big"]]
+
+
+def test_search_by_url_fetches_from_a_local_image_server(database_url: str, corpus: Corpus) -> None:
+    with (
+        ImageServer({"/c.jpg": Route(body=corpus.data["small"])}) as server,
+        running_app(database_url, FETCH_ALLOWED_ADDRESSES=["127.0.0.1"]) as app,
+    ):
+        response = _search_json(app.test_client(), {"url": server.url("/c.jpg")})
+    body = response.get_json()
+    assert body["query"]["source"] == "url" and body["query"]["url"] == server.url("/c.jpg")
+    assert corpus.ids["small"] in [m["image_id"] for m in body["matches"]]
+    assert server.requests == [("/c.jpg", f"127.0.0.1:{server.port}")]
+
+
+def test_image_and_stats(client: FlaskClient, corpus: Corpus) -> None:
+    image = client.get(f"/api/images/{corpus.ids['evil']}")
+    assert_matches_openapi(image, "/api/images/{image_id}")
+    body = image.get_json()
+    assert body["format"] == "PNG" and body["thumbnail_url"] is None  # javascript: is no URL
+    assert body["sightings"][0]["page_url"] == "javascript:alert('page')"  # data, not a link
+    missing = client.get("/api/images/999999")
+    assert_matches_openapi(missing, "/api/images/{image_id}")
+    assert missing.status_code == 404
+    stats = client.get("/api/stats")
+    assert_matches_openapi(stats, "/api/stats")
+    assert (stats.get_json()["images"], stats.get_json()["pages"]) == (5, 6)
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "message"),
+    [
+        (b"hello", 400, "not an image"),
+        (b"%PDF-1.4", 415, "unsupported format: PDF"),
+        (b"II*\x00rest-of-a-tiff", 415, "unsupported format: TIFF"),
+    ],
+)
+def test_bad_images_get_json_errors(
+    client: FlaskClient, data: bytes, status: int, message: str
+) -> None:
+    response = _search_file(client, data)
+    assert response.status_code == status
+    assert response.get_json()["error"]["message"].startswith(message)
+
+
+def test_too_large_requests_and_images_are_413(database_url: str) -> None:
+    with running_app(database_url, MAX_CONTENT_LENGTH=50_000, MAX_IMAGE_PIXELS=10_000) as app:
+        client = app.test_client()
+        too_long = _search_file(client, encode(photo(4, (800, 600)), "PNG"))
+        too_many_pixels = _search_file(client, jpeg(5, (200, 200)))
+    assert too_long.status_code == 413 and too_many_pixels.status_code == 413
+    assert "200×200" in too_many_pixels.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "give an 'image' file, a 'url' or a 'dhash'"),
+        ([1, 2], "must be an object"),
+        ({"dhash": "zz"}, "not a 64-bit hash"),
+        ({"dhash": "0123456789abcdef", "limit": 0}, "limit must be between 1 and 100"),
+        ({"dhash": "0123456789abcdef", "limit": True}, "limit must be a whole number"),
+        ({"dhash": "0123456789abcdef", "max_distance": "ten"}, "max_distance must be a whole"),
+        ({"dhash": "0123456789abcdef", "sort": "random"}, "sort must be one of"),
+    ],
+)
+def test_bad_parameters_are_400_with_the_reason(
+    client: FlaskClient, body: object, message: str
+) -> None:
+    response = _search_json(client, body)
+    assert response.status_code == 400 and message in response.get_json()["error"]["message"]
+
+
+def test_unparseable_json_and_other_content_types(client: FlaskClient) -> None:
+    broken = client.post(SEARCH, data="{not json", content_type="application/json")
+    assert_matches_openapi(broken, SEARCH, "post")
+    assert broken.status_code == 400
+    text = client.post(SEARCH, data="dhash=1", content_type="text/plain")
+    assert_matches_openapi(text, SEARCH, "post")
+    assert text.status_code == 415
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:9/x.jpg", "refused address 127.0.0.1"),
+        ("http://10.1.1.1/x.jpg", "refused address 10.1.1.1"),
+        ("file:///etc/passwd", "only http and https"),
+    ],
+)
+def test_refused_urls_are_422(client: FlaskClient, url: str, message: str) -> None:
+    response = _search_json(client, {"url": url})
+    assert response.status_code == 422 and message in response.get_json()["error"]["message"]
+
+
+def test_unfetchable_urls_are_422_and_oversized_ones_413(database_url: str) -> None:
+    routes = {"/gone.jpg": Route(404), "/huge.jpg": Route(body=b"x" * 5000)}
+    with (
+        ImageServer(routes) as server,
+        running_app(
+            database_url, FETCH_ALLOWED_ADDRESSES=["127.0.0.1"], FETCH_MAX_BYTES=1000
+        ) as app,
+    ):
+        client = app.test_client()
+        gone = _search_json(client, {"url": server.url("/gone.jpg")})
+        huge = _search_json(client, {"url": server.url("/huge.jpg")})
+    assert gone.status_code == 422 and "answered 404" in gone.get_json()["error"]["message"]
+    assert huge.status_code == 413
+
+
+def test_api_needs_no_csrf_token_and_sets_no_cookie(database_url: str) -> None:
+    with running_app(database_url) as app:  # CSRF on, as in production
+        response = app.test_client().post(SEARCH, json={"dhash": "0123456789abcdef"})
+    assert response.status_code == 200 and "Set-Cookie" not in response.headers
+
+
+def test_unknown_api_paths_and_methods_are_json(client: FlaskClient) -> None:
+    missing = client.get("/api/nothing")
+    assert missing.status_code == 404 and missing.get_json()["error"]["status"] == 404
+    wrong = client.get(SEARCH)
+    assert wrong.status_code == 405 and wrong.get_json()["error"]["title"] == "Method Not Allowed"
+
+
+def test_rate_limit_is_429_json_per_client(database_url: str) -> None:
+    with running_app(database_url, SEARCH_RATE_LIMIT="2 per minute") as app:
+        client = app.test_client()
+        responses = [_search_json(client, {"dhash": "0123456789abcdef"}) for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    assert responses[2].get_json()["error"]["status"] == 429
+    assert int(responses[2].headers["Retry-After"]) > 0
+
+
+def test_rate_limits_are_shared_through_redis_when_configured(database_url: str) -> None:
+    storage = os.environ.get("LOOKALIKE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(storage, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        pytest.skip(f"no Redis at {storage}")
+    config = {
+        "SEARCH_RATE_LIMIT": "3 per minute",
+        "RATELIMIT_STORAGE_URI": storage,
+        "RATELIMIT_KEY_PREFIX": f"lookalike-test-{secrets.token_hex(4)}",
+    }
+    with (
+        running_app(database_url, **config) as first,
+        running_app(database_url, **config) as second,
+    ):
+        statuses = [
+            app.test_client().post(SEARCH, json={"dhash": "0123456789abcdef"}).status_code
+            for app in (first, second, first, second)
+        ]
+    assert statuses == [200, 200, 200, 429]  # two processes' worth of apps, one budget
