@@ -134,40 +134,66 @@ def _percentile(values: list[float], fraction: float) -> float:
     return float(np.percentile(values, fraction * 100))
 
 
+def uniform_hashes(rows: int, seed: int = 1) -> np.ndarray:
+    """``rows`` independent, uniformly random 64-bit hashes: MIH's best case."""
+    info = np.iinfo(np.int64)
+    return np.random.default_rng(seed).integers(info.min, info.max, rows, dtype=np.int64)
+
+
+DISTRIBUTIONS: dict[str, Callable[[int], np.ndarray]] = {
+    "uniform": uniform_hashes,
+    "clustered": clustered_hashes,
+}
+
+
 @bench.command("search")
 @click.option("--rows", type=click.IntRange(min=1000), default=1_000_000, show_default=True)
+@click.option(
+    "--distribution",
+    "distributions",
+    type=click.Choice(list(DISTRIBUTIONS)),
+    multiple=True,
+    help="Hash distribution(s) to load [default: both].",
+)
 @click.option("--queries", type=click.IntRange(min=5), default=200, show_default=True)
 @click.option("--scan-queries", type=click.IntRange(min=3), default=10, show_default=True)
-@click.option("--keep", is_flag=True, help="Keep the benchmark database and reuse it next time.")
+@click.option("--keep", is_flag=True, help="Keep the benchmark databases and reuse them next time.")
 @record_option
 def bench_search(
-    rows: int, queries: int, scan_queries: int, keep: bool, record: Path | None
+    rows: int,
+    distributions: tuple[str, ...],
+    queries: int,
+    scan_queries: int,
+    keep: bool,
+    record: Path | None,
 ) -> None:
-    """similar_images() against a sequential scan on ROWS clustered hashes.
+    """similar_images() against a sequential scan on ROWS hashes, uniform and clustered.
 
-    Runs in its own database beside $DATABASE_URL's (or the embedded server's).
+    Queries are stored hashes with one bit flipped. Runs in its own databases beside
+    $DATABASE_URL's (or the embedded server's).
     """
-    report = Report(f"bench search, {rows:,} clustered hashes")
-    with _bench_database(database_url(), f"lookalike_bench_{rows}", keep) as (url, fresh):
-        hashes = clustered_hashes(rows)
-        if fresh:
-            started = time.perf_counter()
-            load_hashes(url, hashes)
-            report.line(
-                f"loaded {rows:,} rows + MIH indexes in {time.perf_counter() - started:.0f} s"
-            )
-        rng = np.random.default_rng(7)
-        picks = hashes[rng.integers(0, rows, size=queries)].view(np.uint64)
-        noise = np.uint64(1) << rng.integers(0, 64, size=queries).astype(np.uint64)
-        query_hashes = [to_bigint(int(h)) for h in (picks ^ noise)]
-        with connect(url, autocommit=True) as conn:
-            conn.execute("SET max_parallel_workers_per_gather = 2")
-            report.line(
-                f"{'radius':>6} {'MIH p50':>9} {'MIH p90':>9} {'scan p50':>9} "
-                f"{'ratio':>7} {'matches':>8}  exact"
-            )
-            for radius in SEARCH_RADII:
-                report.line(_compare_radius(conn, query_hashes, scan_queries, radius))
+    report = Report(f"bench search, {rows:,} hashes")
+    for distribution in distributions or tuple(DISTRIBUTIONS):
+        name = f"lookalike_bench_{distribution}_{rows}"
+        with _bench_database(database_url(), name, keep) as (url, fresh):
+            hashes = DISTRIBUTIONS[distribution](rows)
+            if fresh:
+                started = time.perf_counter()
+                load_hashes(url, hashes)
+                elapsed = time.perf_counter() - started
+                report.line(f"loaded {rows:,} {distribution} rows + MIH indexes in {elapsed:.0f} s")
+            rng = np.random.default_rng(7)
+            picks = hashes[rng.integers(0, rows, size=queries)].view(np.uint64)
+            noise = np.uint64(1) << rng.integers(0, 64, size=queries).astype(np.uint64)
+            query_hashes = [to_bigint(int(h)) for h in (picks ^ noise)]
+            with connect(url, autocommit=True) as conn:
+                report.line(
+                    f"{distribution:>9} {'radius':>6} {'MIH p50':>9} {'MIH p90':>9} "
+                    f"{'scan p50':>9} {'ratio':>7} {'matches':>8}  exact"
+                )
+                for radius in SEARCH_RADII:
+                    line = _compare_radius(conn, query_hashes, scan_queries, radius)
+                    report.line(f"{'':>9} {line}")
     report.record(record)
 
 
