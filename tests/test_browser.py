@@ -1,0 +1,251 @@
+"""The site in a real browser: headless Chromium (Debian's) driven by Playwright.
+
+One browser and one server (waitress, in a thread, on 127.0.0.1) serve every test here; the
+page never loads anything from another host. The last test saves the README's screenshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageEnhance
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from lookalike.db import apply_schema, open_pool, scratch_database
+from lookalike.fingerprint import fingerprint
+from lookalike.store import Sighting, Store
+from tests.images import encode, photo
+from tests.web_support import SiteServer, running_app
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshot-results.png"
+
+
+@dataclass
+class Site:
+    url: str
+    query: bytes  # the photo people search with
+    ids: dict[str, int]
+
+
+def _with_caption_box(image: Image.Image) -> Image.Image:
+    """An edited copy: a white box over a corner, a few dHash bits away from the original."""
+    edited = image.copy()
+    ImageDraw.Draw(edited).rectangle((500, 380, 800, 600), fill=(255, 255, 255))
+    return edited
+
+
+def _seed(store: Store) -> tuple[bytes, dict[str, int]]:
+    """A photo with copies across several sites, an unrelated one, and a hostile sighting."""
+    original = photo(7, (800, 600))
+    copies = {
+        "original": encode(original, "JPEG", quality=90),
+        "thumbnail": encode(original.resize((400, 300)), "JPEG", quality=70),
+        "large": encode(original.resize((1600, 1200)), "JPEG", quality=85),
+        "brighter": encode(ImageEnhance.Brightness(original).enhance(1.08), "JPEG"),
+        "captioned": encode(_with_caption_box(original), "JPEG"),
+        "png": encode(original, "PNG"),
+        "unrelated": encode(photo(8, (800, 600)), "JPEG"),
+    }
+    where = {
+        "original": [("photos.example", "Sunset over the bay", 2021)],
+        "thumbnail": [
+            ("blog.example", "Ten places to watch the sun go down", 2022),
+            ("forum.example", "Where was this taken?", 2023),
+            ("photos.example", "Gallery: evenings", 2022),
+        ],
+        "large": [("wallpapers.example", "Free 1600×1200 wallpapers", 2024)],
+        "brighter": [("news.example", "Heat wave: evenings by the sea", 2025)],
+        "captioned": [("memes.example", "When the sunset hits just right", 2025)],
+        "png": [("archive.example", "<b>Mirror</b> of photos.example", 2022)],
+        "unrelated": [("photos.example", "Another photo", 2021)],
+    }
+    sightings = [
+        Sighting(
+            fingerprint(copies[name], with_thumbnail=True),
+            f"https://{domain}/images/{name}.jpg",
+            f"https://{domain}/{name}/{n}",
+            title,
+            f"{name} picture",
+            datetime(year, 6, 1, tzinfo=UTC),
+        )
+        for name, places in where.items()
+        for n, (domain, title, year) in enumerate(places)
+    ]
+    sightings.append(
+        Sighting(
+            fingerprint(copies["png"], with_thumbnail=True),
+            "javascript:alert('image')",
+            "javascript:alert('page')",
+            "<script>alert('title')</script>",
+        )
+    )
+    store.record(sightings)
+    with store.pool.connection() as conn:
+        by_sha = dict(conn.execute("SELECT sha256, id FROM images").fetchall())
+    return copies["original"], {n: by_sha[fingerprint(d).sha256] for n, d in copies.items()}
+
+
+@pytest.fixture(scope="module")
+def site(server_url: str) -> Iterator[Site]:
+    with scratch_database(server_url, "lookalike_test_browser") as url:
+        apply_schema(url)
+        with Store(open_pool(url, init_schema=False)) as store:
+            query, ids = _seed(store)
+        with running_app(url) as app, SiteServer(app) as server:  # CSRF on, as in production
+            yield Site(server.url, query, ids)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def problems() -> list[str]:
+    """Script errors and console errors (blocked loads, CSP violations) seen by the page."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, problems: list[str]) -> Iterator[Page]:
+    """A fresh tab; the test fails if anything lands in ``problems``."""
+    context = browser.new_context(viewport={"width": 1100, "height": 1300})
+    opened = context.new_page()
+    opened.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    opened.on(
+        "console",
+        lambda message: problems.append(message.text) if message.type == "error" else None,
+    )
+    yield opened
+    context.close()
+    assert problems == []
+
+
+def _upload(page: Page, site: Site) -> None:
+    page.goto(site.url + "/")
+    page.set_input_files(
+        "#image-input", {"name": "sunset.jpg", "mimeType": "image/jpeg", "buffer": site.query}
+    )
+    with page.expect_navigation():
+        page.click("#search-button")
+
+
+def _match_ids(page: Page) -> list[int]:
+    return [
+        int(i)
+        for i in page.eval_on_selector_all("li.match", "els => els.map(e => e.dataset.imageId)")
+    ]
+
+
+def _images_loaded(page: Page, selector: str) -> list[bool]:
+    return page.eval_on_selector_all(
+        selector, "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)"
+    )
+
+
+def test_upload_through_the_form_shows_the_matches(page: Page, site: Site) -> None:
+    _upload(page, site)
+    assert page.url.startswith(site.url + "/search?dhash=")
+    assert page.text_content("#match-count").strip() == "6 matching images"
+    assert sorted(_match_ids(page)) == sorted(
+        site.ids[n] for n in ("original", "thumbnail", "large", "brighter", "captioned", "png")
+    )
+    # the query's re-encoded thumbnail (a data: URL) and the stored thumbnails all display
+    assert _images_loaded(page, "img.query-thumb") == [True]
+    assert all(_images_loaded(page, "li.match img.thumb")) and _images_loaded(page, "li.match img")
+    assert page.get_attribute("img.query-thumb", "src").startswith("data:image/webp;base64,")
+    # the hostile sighting is text, not a link, and its title did not run
+    assert page.locator("a[href^='javascript']").count() == 0
+    assert page.locator("text=<script>alert('title')</script>").count() == 1
+
+
+def test_sorting_and_filtering_apply_on_change(page: Page, site: Site) -> None:
+    _upload(page, site)
+    with page.expect_navigation():
+        page.select_option("#sort", "newest")
+    # same day: the closer match first
+    assert _match_ids(page)[:2] == [site.ids["brighter"], site.ids["captioned"]]
+    with page.expect_navigation():
+        page.select_option("#sort", "pages")
+    assert _match_ids(page)[0] == site.ids["thumbnail"]
+    with page.expect_navigation():
+        page.select_option("#domain", "wallpapers.example")
+    assert _match_ids(page) == [site.ids["large"]]
+    assert "seen on wallpapers.example" in page.text_content("#match-count")
+    assert page.eval_on_selector("#sort", "s => s.value") == "pages"  # kept while filtering
+
+
+def test_compare_view_puts_query_and_match_side_by_side(page: Page, site: Site) -> None:
+    _upload(page, site)
+    edited = page.locator(f"li.match[data-image-id='{site.ids['captioned']}']")
+    with page.expect_navigation():
+        edited.locator("a.compare-link").click()
+    expected = bin(fingerprint(site.query).dhash ^ fingerprint_of(site, "captioned")).count("1")
+    assert expected > 0
+    assert f"dHash distance {expected} of 64 bits" in page.text_content("#compare-distance")
+    assert _images_loaded(page, ".side-by-side img") == [True, True]
+    assert page.locator("td.differs").count() == 2 * expected
+
+
+def fingerprint_of(site: Site, name: str) -> int:
+    """The stored dHash of one seeded copy, as the API reports it."""
+    with urllib.request.urlopen(f"{site.url}/api/images/{site.ids[name]}") as response:
+        return int(json.load(response)["dhash"], 16)
+
+
+@pytest.mark.parametrize("gesture", ["drop", "paste"])
+def test_dropping_or_pasting_an_image_searches_for_it(page: Page, site: Site, gesture: str) -> None:
+    page.goto(site.url + "/")
+    encoded = base64.b64encode(site.query).decode()
+    with page.expect_navigation():
+        page.evaluate(
+            """([encoded, gesture]) => {
+                const bytes = Uint8Array.from(atob(encoded), c => c.charCodeAt(0));
+                const transfer = new DataTransfer();
+                transfer.items.add(new File([bytes], "dropped.jpg", {type: "image/jpeg"}));
+                if (gesture === "drop") {
+                    document.getElementById("drop-zone").dispatchEvent(
+                        new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+                } else {
+                    document.dispatchEvent(
+                        new ClipboardEvent("paste", {clipboardData: transfer, bubbles: true}));
+                }
+            }""",
+            [encoded, gesture],
+        )
+    assert page.text_content("#match-count").strip() == "6 matching images"
+    assert "dropped.jpg" in page.text_content("h1")
+
+
+def test_a_bad_file_gets_a_readable_error_page(page: Page, site: Site, problems: list[str]) -> None:
+    page.goto(site.url + "/")
+    page.set_input_files(
+        "#image-input", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}
+    )
+    with page.expect_navigation():
+        page.click("#search-button")
+    assert page.text_content("#error h1").strip() == "400 Bad Request"
+    assert page.text_content(".error-message").strip() == "not an image"
+    assert problems == [
+        "Failed to load resource: the server responded with a status of 400 (BAD REQUEST)"
+    ]
+    problems.clear()
+
+
+def test_results_screenshot_for_the_readme(page: Page, site: Site) -> None:
+    _upload(page, site)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
