@@ -104,46 +104,86 @@ CREATE OR REPLACE FUNCTION hash_to_hex(hash bigint) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN lpad(to_hex(hash), 16, '0');
 
--- The chunk values to probe for hashes within max_distance (0-14) bits of query: one array per
--- chunk of the multi-index hashing columns (images.dhash_chunk0..2, bank_entries' likewise).
--- Radius r is split over the three chunks so that the per-chunk radii k0 + k1 + k2 + 3 >= r + 1
--- (a chunk with k = -1 gets an empty array); by the pigeonhole principle any hash within r
--- then has some chunk within its k, so probing these values finds every candidate.
-CREATE OR REPLACE FUNCTION hash_chunk_probes(
-    query bigint, max_distance integer,
-    OUT chunk0 integer[], OUT chunk1 integer[], OUT chunk2 integer[])
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+-- How to split radius max_distance (0-14) over the three chunks. By the pigeonhole principle
+-- any hash within r bits of the query has some chunk i within k_i bits of the query's chunk
+-- when k0 + k1 + k2 + 3 >= r + 1 (k = -1: that chunk is not probed). Among the splits that
+-- satisfy it, this picks the cheapest: probing a chunk costs one b-tree descent per
+-- neighbouring value (21 + 21 + 22 bits: sum of C(bits, j) for j <= k) plus the rows found,
+-- estimated from density_i, the rows expected per value of chunk i. Real hashes are skewed,
+-- so a chunk whose values are crowded should get a small radius and a sparse one a large one.
+CREATE OR REPLACE FUNCTION hash_chunk_radii(
+    max_distance integer,
+    density0 float8 DEFAULT 0, density1 float8 DEFAULT 0, density2 float8 DEFAULT 0,
+    OUT k0 integer, OUT k1 integer, OUT k2 integer)
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 AS $$
 DECLARE
-    units   integer := max_distance + 1;   -- pigeonhole units to spread over 3 chunks
-    -- spare units go to the 21-bit chunks: a wider chunk has more neighbours to probe
-    k0      integer := units / 3 - 1 + (units % 3 >= 1)::integer;
-    k1      integer := units / 3 - 1 + (units % 3 >= 2)::integer;
-    k2      integer := units / 3 - 1;
+    -- neighbours within k bits, for k = -1 .. 4 (array index k + 2)
+    near21      constant integer[] := ARRAY[0, 1, 22, 232, 1562, 7547];
+    near22      constant integer[] := ARRAY[0, 1, 23, 254, 1794, 9109];
+    descent     constant float8 := 20;  -- one b-tree descent costs about 20 index rows read
+    best        float8 := 'infinity';
+    cost        float8;
+    c           integer;
 BEGIN
     IF max_distance NOT BETWEEN 0 AND 14 THEN
         RAISE EXCEPTION 'max_distance must be 0 to 14 for a chunk probe, got %', max_distance
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    chunk0 := ARRAY(SELECT ((query >> 43) & 2097151)::integer # m.mask FROM hash_flip_masks m
-                    WHERE m.weight <= k0 AND m.mask < 2097152);
-    chunk1 := ARRAY(SELECT ((query >> 22) & 2097151)::integer # m.mask FROM hash_flip_masks m
-                    WHERE m.weight <= k1 AND m.mask < 2097152);
-    chunk2 := ARRAY(SELECT (query & 4194303)::integer # m.mask FROM hash_flip_masks m
-                    WHERE m.weight <= k2);
+    FOR a IN -1..4 LOOP
+        FOR b IN -1..4 LOOP
+            c := greatest(max_distance - a - b - 2, -1);  -- the least k2 that still covers r
+            CONTINUE WHEN c > 4;
+            cost := near21[a + 2] * (descent + density0) + near21[b + 2] * (descent + density1)
+                    + near22[c + 2] * (descent + density2);
+            IF cost < best THEN
+                best := cost; k0 := a; k1 := b; k2 := c;
+            END IF;
+        END LOOP;
+    END LOOP;
 END
 $$;
 
+-- The chunk values to probe, one array per chunk of the multi-index hashing columns
+-- (images.dhash_chunk0..2, bank_entries' likewise), for per-chunk radii k0, k1, k2.
+CREATE OR REPLACE FUNCTION hash_chunk_probes(
+    query bigint, k0 integer, k1 integer, k2 integer,
+    OUT chunk0 integer[], OUT chunk1 integer[], OUT chunk2 integer[])
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT
+        ARRAY(SELECT ((query >> 43) & 2097151)::integer # m.mask FROM hash_flip_masks m
+              WHERE m.weight <= k0 AND m.mask < 2097152),
+        ARRAY(SELECT ((query >> 22) & 2097151)::integer # m.mask FROM hash_flip_masks m
+              WHERE m.weight <= k1 AND m.mask < 2097152),
+        ARRAY(SELECT (query & 4194303)::integer # m.mask FROM hash_flip_masks m
+              WHERE m.weight <= k2)
+$$;
+
+-- The same for a radius, split with no knowledge of the data (fewest probes).
+CREATE OR REPLACE FUNCTION hash_chunk_probes(
+    query bigint, max_distance integer,
+    OUT chunk0 integer[], OUT chunk1 integer[], OUT chunk2 integer[])
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT p.* FROM hash_chunk_radii(max_distance) r,
+                    hash_chunk_probes(query, r.k0, r.k1, r.k2) p
+$$;
+
 -- Images whose dHash is within max_distance bits of query, best first.
--- Exact (same answer as a full scan) and sub-linear: probes the chunk values from
--- hash_chunk_probes() through the b-tree indexes, then re-checks the full distance. Past the
--- radius where probing costs more than reading everything, it scans instead.
+-- Exact (same answer as a full scan) and sub-linear: it counts the rows sharing each of the
+-- query's chunk values (three index probes) to split the radius where rows are sparse,
+-- probes the chunk values within those radii through the covering b-tree indexes, then
+-- re-checks the full distance. Past radius 14, where probing costs more than reading
+-- everything, it scans instead.
 CREATE OR REPLACE FUNCTION similar_images(query bigint, max_distance integer)
 RETURNS TABLE (image_id bigint, distance integer)
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 AS $$
 DECLARE
-    probes  record;
+    rows_per_value  float8;
+    radii           record;
+    probes          record;
 BEGIN
     IF max_distance < 0 THEN
         RAISE EXCEPTION 'max_distance must be >= 0, got %', max_distance
@@ -157,7 +197,18 @@ BEGIN
             ORDER BY 2, 1;
         RETURN;
     END IF;
-    probes := hash_chunk_probes(query, max_distance);
+    -- rows per chunk value if hashes were uniform, plus what the query's own values hold
+    rows_per_value := greatest((SELECT reltuples FROM pg_class WHERE oid = 'images'::regclass), 0)
+                      / 2097152.0;
+    radii := hash_chunk_radii(
+        max_distance,
+        rows_per_value + (SELECT count(*) FROM (SELECT FROM images i WHERE i.dhash_chunk0 =
+                          ((query >> 43) & 2097151)::integer LIMIT 10000) n),
+        rows_per_value + (SELECT count(*) FROM (SELECT FROM images i WHERE i.dhash_chunk1 =
+                          ((query >> 22) & 2097151)::integer LIMIT 10000) n),
+        rows_per_value / 2 + (SELECT count(*) FROM (SELECT FROM images i WHERE i.dhash_chunk2 =
+                          (query & 4194303)::integer LIMIT 10000) n));
+    probes := hash_chunk_probes(query, radii.k0, radii.k1, radii.k2);
     RETURN QUERY
         WITH candidates AS (
             SELECT i.id, i.dhash FROM images i WHERE i.dhash_chunk0 = ANY (probes.chunk0)

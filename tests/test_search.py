@@ -106,3 +106,17 @@ def test_sql_helpers(database_url: str) -> None:
         conn.rollback()
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="max_distance"):
             conn.execute("SELECT * FROM similar_images(0::bigint, -1)")
+
+
+def test_every_radius_split_covers_the_radius_whatever_the_densities(database_url: str) -> None:
+    densities = [(0, 0, 0), (1e6, 0, 0), (0, 1e6, 3), (5, 5, 1e6), (0.5, 200, 7)]
+    with connect(database_url) as conn:
+        for radius in range(15):
+            for density in densities:
+                k0, k1, k2 = conn.execute(
+                    "SELECT * FROM hash_chunk_radii(%s, %s, %s, %s)", (radius, *density)
+                ).fetchone()
+                assert all(-1 <= k <= 4 for k in (k0, k1, k2))
+                assert (k0 + 1) + (k1 + 1) + (k2 + 1) >= radius + 1  # pigeonhole
+        # a crowded chunk gets the small radius
+        assert conn.execute("SELECT * FROM hash_chunk_radii(12, 1e5, 1, 1)").fetchone()[0] < 3
