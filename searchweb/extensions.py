@@ -51,6 +51,8 @@ def init_rate_limits(app: Flask, expensive_endpoints: Iterable[str]) -> Limiter:
     the endpoints that fingerprint or search. One Limiter per app: it keeps its counters.
     """
     limiter = Limiter(get_remote_address, app=app)
+    # The decorators below hold the limiter weakly; keep it alive even when limits are off.
+    app.extensions["lookalike_limiter"] = limiter
     searches = limiter.shared_limit(lambda: app.config["SEARCH_RATE_LIMIT"], scope="search")
     for endpoint in expensive_endpoints:
         app.view_functions[endpoint] = searches(app.view_functions[endpoint])

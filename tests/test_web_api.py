@@ -220,6 +220,17 @@ def test_rate_limit_is_429_json_per_client(database_url: str) -> None:
     assert int(responses[2].headers["Retry-After"]) > 0
 
 
+def test_rate_limits_can_be_switched_off(database_url: str) -> None:
+    with running_app(
+        database_url, SEARCH_RATE_LIMIT="1 per minute", RATELIMIT_ENABLED=False
+    ) as app:
+        client = app.test_client()
+        statuses = [
+            client.post(SEARCH, json={"dhash": "0123456789abcdef"}).status_code for _ in range(3)
+        ]
+    assert statuses == [200, 200, 200]
+
+
 def test_rate_limits_are_shared_through_redis_when_configured(database_url: str) -> None:
     storage = os.environ.get("LOOKALIKE_TEST_REDIS", "redis://127.0.0.1:6379/0")
     try:
