@@ -43,6 +43,9 @@ DEFAULTS: dict[str, object] = {
     "RATELIMIT_DEFAULT": "600 per minute",
     "SEARCH_RATE_LIMIT": "60 per minute",
     "RATELIMIT_HEADERS_ENABLED": True,
+    # Behind a reverse proxy: how many proxies' X-Forwarded-For/-Proto/-Host to trust, so
+    # rate limits apply per real client and absolute URLs use the public host. 0: none.
+    "TRUSTED_PROXIES": 0,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
     # A CSRF token stays valid as long as the session: a tab left open still submits.

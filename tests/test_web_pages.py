@@ -219,6 +219,16 @@ def test_size_limits_answer_413(database_url: str) -> None:
     assert "image too large: 200×200 px" in too_many_pixels.get_data(as_text=True)
 
 
+def test_forms_with_too_many_parts_or_oversized_fields_are_413(client: FlaskClient) -> None:
+    many_parts = client.post(
+        "/search",
+        data={f"field{n}": "x" for n in range(40)},
+        content_type="multipart/form-data",
+    )
+    long_field = client.post("/search", data={"url": "http://a.test/" + "x" * 100_000})
+    assert (many_parts.status_code, long_field.status_code) == (413, 413)
+
+
 @pytest.mark.parametrize(
     ("path", "status", "message"),
     [
@@ -271,6 +281,18 @@ def test_searches_are_rate_limited_per_client(database_url: str) -> None:
         home = client.get("/")
     assert statuses == [200, 200, 429]
     assert other_client.status_code == 200 and home.status_code == 200
+
+
+def test_behind_a_trusted_proxy_limits_apply_per_forwarded_client(database_url: str) -> None:
+    with running_app(database_url, SEARCH_RATE_LIMIT="1 per minute", TRUSTED_PROXIES=1) as app:
+        client = app.test_client()
+        statuses = [
+            client.get(
+                "/search?dhash=0123456789abcdef", headers={"X-Forwarded-For": address}
+            ).status_code
+            for address in ("203.0.113.1", "203.0.113.2", "203.0.113.1")
+        ]
+    assert statuses == [200, 200, 429]
 
 
 def test_an_unreachable_database_is_a_503_page(tmp_path) -> None:
