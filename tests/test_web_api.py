@@ -9,7 +9,6 @@ import secrets
 
 import pytest
 import redis
-from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate as validate_openapi
 
@@ -35,8 +34,11 @@ def _search_json(client: FlaskClient, body: object):
     return response
 
 
-def test_the_document_is_valid_openapi_and_lists_every_api_route(app: Flask) -> None:
-    document = app.test_client().get("/api/openapi.json").get_json()
+def test_the_document_is_valid_openapi_and_lists_every_api_route(
+    offline_client: FlaskClient,
+) -> None:
+    app = offline_client.application
+    document = offline_client.get("/api/openapi.json").get_json()
     validate_openapi(document)
     routes = {
         rule.rule.replace("<int:image_id>", "{image_id}")
@@ -126,9 +128,9 @@ def test_image_and_stats(client: FlaskClient, corpus: Corpus) -> None:
     ],
 )
 def test_bad_images_get_json_errors(
-    client: FlaskClient, data: bytes, status: int, message: str
+    offline_client: FlaskClient, data: bytes, status: int, message: str
 ) -> None:
-    response = _search_file(client, data)
+    response = _search_file(offline_client, data)
     assert response.status_code == status
     assert response.get_json()["error"]["message"].startswith(message)
 
@@ -155,17 +157,17 @@ def test_too_large_requests_and_images_are_413(database_url: str) -> None:
     ],
 )
 def test_bad_parameters_are_400_with_the_reason(
-    client: FlaskClient, body: object, message: str
+    offline_client: FlaskClient, body: object, message: str
 ) -> None:
-    response = _search_json(client, body)
+    response = _search_json(offline_client, body)
     assert response.status_code == 400 and message in response.get_json()["error"]["message"]
 
 
-def test_unparseable_json_and_other_content_types(client: FlaskClient) -> None:
-    broken = client.post(SEARCH, data="{not json", content_type="application/json")
+def test_unparseable_json_and_other_content_types(offline_client: FlaskClient) -> None:
+    broken = offline_client.post(SEARCH, data="{not json", content_type="application/json")
     assert_matches_openapi(broken, SEARCH, "post")
     assert broken.status_code == 400
-    text = client.post(SEARCH, data="dhash=1", content_type="text/plain")
+    text = offline_client.post(SEARCH, data="dhash=1", content_type="text/plain")
     assert_matches_openapi(text, SEARCH, "post")
     assert text.status_code == 415
 
@@ -178,8 +180,8 @@ def test_unparseable_json_and_other_content_types(client: FlaskClient) -> None:
         ("file:///etc/passwd", "only http and https"),
     ],
 )
-def test_refused_urls_are_422(client: FlaskClient, url: str, message: str) -> None:
-    response = _search_json(client, {"url": url})
+def test_refused_urls_are_422(offline_client: FlaskClient, url: str, message: str) -> None:
+    response = _search_json(offline_client, {"url": url})
     assert response.status_code == 422 and message in response.get_json()["error"]["message"]
 
 
@@ -204,10 +206,10 @@ def test_api_needs_no_csrf_token_and_sets_no_cookie(database_url: str) -> None:
     assert response.status_code == 200 and "Set-Cookie" not in response.headers
 
 
-def test_unknown_api_paths_and_methods_are_json(client: FlaskClient) -> None:
-    missing = client.get("/api/nothing")
+def test_unknown_api_paths_and_methods_are_json(offline_client: FlaskClient) -> None:
+    missing = offline_client.get("/api/nothing")
     assert missing.status_code == 404 and missing.get_json()["error"]["status"] == 404
-    wrong = client.get(SEARCH)
+    wrong = offline_client.get(SEARCH)
     assert wrong.status_code == 405 and wrong.get_json()["error"]["title"] == "Method Not Allowed"
 
 

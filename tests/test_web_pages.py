@@ -199,9 +199,9 @@ def test_search_by_url_through_the_form(database_url: str, corpus: Corpus) -> No
     ],
 )
 def test_bad_uploads_get_an_error_page_with_the_reason(
-    client: FlaskClient, data: bytes, status: int, message: str
+    offline_client: FlaskClient, data: bytes, status: int, message: str
 ) -> None:
-    response = _upload(client, data, "bad.jpg")
+    response = _upload(offline_client, data, "bad.jpg")
     assert response.status_code == status
     assert message in response.get_data(as_text=True)
     assert "Traceback" not in response.get_data(as_text=True)
@@ -219,13 +219,13 @@ def test_size_limits_answer_413(database_url: str) -> None:
     assert "image too large: 200×200 px" in too_many_pixels.get_data(as_text=True)
 
 
-def test_forms_with_too_many_parts_or_oversized_fields_are_413(client: FlaskClient) -> None:
-    many_parts = client.post(
+def test_forms_with_too_many_parts_or_oversized_fields_are_413(offline_client: FlaskClient) -> None:
+    many_parts = offline_client.post(
         "/search",
         data={f"field{n}": "x" for n in range(40)},
         content_type="multipart/form-data",
     )
-    long_field = client.post("/search", data={"url": "http://a.test/" + "x" * 100_000})
+    long_field = offline_client.post("/search", data={"url": "http://a.test/" + "x" * 100_000})
     assert (many_parts.status_code, long_field.status_code) == (413, 413)
 
 
@@ -241,21 +241,23 @@ def test_forms_with_too_many_parts_or_oversized_fields_are_413(client: FlaskClie
     ],
 )
 def test_bad_parameters_get_a_clear_error_page(
-    client: FlaskClient, path: str, status: int, message: str
+    offline_client: FlaskClient, path: str, status: int, message: str
 ) -> None:
-    response = client.get(path)
+    response = offline_client.get(path)
     assert response.status_code == status and message in response.get_data(as_text=True)
 
 
-def test_an_empty_form_and_a_wrong_method_are_explained(client: FlaskClient) -> None:
-    empty = client.post("/search", data={})
+def test_an_empty_form_and_a_wrong_method_are_explained(offline_client: FlaskClient) -> None:
+    empty = offline_client.post("/search", data={})
     assert empty.status_code == 400 and "Choose an image file" in empty.get_data(as_text=True)
-    wrong = client.put("/search")
+    wrong = offline_client.put("/search")
     assert wrong.status_code == 405 and "GET" in wrong.headers["Allow"]
 
 
-def test_refused_urls_get_422(client: FlaskClient) -> None:
-    response = client.post("/search", data={"url": "http://169.254.169.254/latest/meta-data/"})
+def test_refused_urls_get_422(offline_client: FlaskClient) -> None:
+    response = offline_client.post(
+        "/search", data={"url": "http://169.254.169.254/latest/meta-data/"}
+    )
     assert response.status_code == 422
     assert "refused address 169.254.169.254" in response.get_data(as_text=True)
 
@@ -295,9 +297,7 @@ def test_behind_a_trusted_proxy_limits_apply_per_forwarded_client(database_url: 
     assert statuses == [200, 200, 429]
 
 
-def test_an_unreachable_database_is_a_503_page(tmp_path) -> None:
-    url = "postgresql://nobody@127.0.0.1:9/none?connect_timeout=2"
-    with running_app(url) as app:
-        response = app.test_client().get("/")
+def test_an_unreachable_database_is_a_503_page(offline_client: FlaskClient) -> None:
+    response = offline_client.get("/")
     assert response.status_code == 503
     assert "cannot connect to the database" in response.get_data(as_text=True)

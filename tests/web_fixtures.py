@@ -26,3 +26,15 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def corpus(store: Store) -> Corpus:
     return seed_corpus(store)
+
+
+# Port 9 (discard) has no PostgreSQL: any query fails with 503, so a test using this proves
+# its request was answered before the database was touched.
+UNREACHABLE_DATABASE = "postgresql://nobody@127.0.0.1:9/unreachable?connect_timeout=1"
+
+
+@pytest.fixture
+def offline_client() -> Iterator[FlaskClient]:
+    """A client of the site with no database behind it (and CSRF off)."""
+    with running_app(UNREACHABLE_DATABASE, WTF_CSRF_ENABLED=False) as made:
+        yield made.test_client()
