@@ -60,6 +60,8 @@ class BatchWriterPipeline:
         self.thumbnails = settings.getbool("LOOKALIKE_THUMBNAILS")
         self._queue: queue.Queue[Any] = queue.Queue()
         self._buffered_bytes = 0
+        self._unwritten = 0  # items handed to the writer and not yet committed
+        self._counting = threading.Lock()  # both threads update the two counts above
         self._gave_up = False
         self._thread: threading.Thread | None = None
 
@@ -70,6 +72,7 @@ class BatchWriterPipeline:
     def open_spider(self, spider: Any = None) -> None:
         spider = self.crawler.spider
         self.store, self.crawl_id = spider.store, spider.crawl_id
+        spider.writer = self
         self._thread = threading.Thread(target=self._run, name="lookalike-writer", daemon=True)
         self._thread.start()
 
@@ -81,9 +84,18 @@ class BatchWriterPipeline:
             self._buffered_bytes and self._buffered_bytes + size > self.max_bytes
         ):
             await asyncio.sleep(0.05)  # back-pressure: the writer is behind (or the DB away)
-        self._buffered_bytes += size
+        with self._counting:
+            self._buffered_bytes += size
+            self._unwritten += 1
         self._queue.put((item, size))
         return item
+
+    def wait_until_written(self, timeout: float) -> bool:
+        """Block until every item so far is in the database (True) or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while self._unwritten and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._unwritten
 
     async def close_spider(self, spider: Any = None) -> None:
         self._queue.put(_STOP)
@@ -98,6 +110,8 @@ class BatchWriterPipeline:
             items, stopping = self._take_batch()
             if items and not self._gave_up:
                 self._write(self._to_batch(items))
+            with self._counting:
+                self._unwritten -= len(items)
 
     def _take_batch(self) -> tuple[list[Any], bool]:
         """Up to batch_size items, waiting at most flush_seconds after the first one."""
@@ -112,7 +126,8 @@ class BatchWriterPipeline:
             if entry is _STOP:
                 return items, True
             item, size = entry
-            self._buffered_bytes -= size
+            with self._counting:
+                self._buffered_bytes -= size
             items.append(item)
             deadline = deadline or time.monotonic() + self.flush_seconds
         return items, False

@@ -13,11 +13,15 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+import psycopg
+
+from lookalike.db import apply_schema, scratch_database
 from tests.images import encode, photo
 
 
@@ -66,6 +70,7 @@ class Site:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are separate writes
 
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
@@ -85,7 +90,7 @@ class Site:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.base = f"http://{host}:{self.port}"  # host: the name crawlers use for it
@@ -101,6 +106,12 @@ class Site:
     def __exit__(self, *exc_info: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops connection bursts, and each dropped SYN costs the client
+    # a 1 s retransmission: the crawl would measure the test server, not itself.
+    request_queue_size = 128
 
 
 def send(handler: BaseHTTPRequestHandler, resource: Resource) -> None:
@@ -135,8 +146,46 @@ def calendar(handler: BaseHTTPRequestHandler) -> None:
     send(handler, html(f'<a href="/calendar?m={month + 1}">next month</a>', f"month {month}"))
 
 
+def linked_routes(pages: int, images: int) -> dict[str, Resource | Handler]:
+    """Pages linking to each other, each showing 3 images shared with other pages."""
+    routes: dict[str, Resource | Handler] = {}
+    for page in range(pages):
+        links = "".join(f'<a href="/p{(page * 7 + k) % pages}">p</a>' for k in (1, 2, 3))
+        shown = "".join(
+            f'<img src="/i{(page * 3 + k) % images}.jpg" alt="{page}-{k}">' for k in range(3)
+        )
+        routes[f"/p{page}"] = html(links + shown, f"page {page}")
+    routes |= {f"/i{n}.jpg": jpeg(n, (160, 120)) for n in range(images)}
+    return routes
+
+
+def snapshot(url: str) -> dict[str, set[tuple[object, ...]]]:
+    """Every stored fact, by natural keys (ids and timestamps differ between crawls)."""
+    queries = {
+        "images": "SELECT sha256, dhash, phash, width, height, format FROM images",
+        "pages": "SELECT url, title FROM pages",
+        "sightings": "SELECT sha256, page_url, image_url, alt_text FROM image_sightings",
+        "thumbnails": "SELECT i.sha256 FROM thumbnails t JOIN images i ON i.id = t.image_id",
+    }
+    facts = {}
+    with psycopg.connect(url) as conn:
+        for name, query in queries.items():
+            rows = conn.execute(query).fetchall()
+            facts[name] = set(rows)
+            assert len(facts[name]) == len(rows), f"duplicate {name}"
+    return facts
+
+
+@contextmanager
+def reference_database(server_url: str) -> Iterator[str]:
+    """A second fresh database, for an uninterrupted crawl to compare with."""
+    with scratch_database(server_url, "lookalike_test_reference") as url:
+        apply_schema(url)
+        yield url
+
+
 def crawl_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "lookalike", "crawl", *args, *FAST_SETTINGS]
+    return [sys.executable, "-m", "lookalike", "crawl", *FAST_SETTINGS, *args]
 
 
 # Throttling off and short timeouts: tests crawl small local sites and must stay fast.
@@ -159,5 +208,3 @@ def run_crawl(
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-

@@ -13,8 +13,16 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lookalike.db import apply_schema, scratch_database
-from tests.crawl_site import ROOT, Site, crawl_command, html, jpeg, run_crawl
+from lookalike.db import apply_schema
+from tests.crawl_site import (
+    ROOT,
+    Site,
+    crawl_command,
+    linked_routes,
+    reference_database,
+    run_crawl,
+    snapshot,
+)
 
 PAGES = 30
 IMAGES = 45
@@ -22,43 +30,15 @@ IMAGES = 45
 
 @pytest.fixture
 def slow_site() -> Iterator[Site]:
-    """30 pages linking to each other, each showing 3 of 45 images (shared between pages);
-    every response takes 40 ms, so a crawl lasts long enough to be interrupted."""
-    routes = {}
-    for page in range(PAGES):
-        links = "".join(f'<a href="/p{(page * 7 + k) % PAGES}">p</a>' for k in (1, 2, 3))
-        images = "".join(
-            f'<img src="/i{(page * 3 + k) % IMAGES}.jpg" alt="{page}-{k}">' for k in range(3)
-        )
-        routes[f"/p{page}"] = html(links + images, f"page {page}")
-    routes |= {f"/i{n}.jpg": jpeg(n, (160, 120)) for n in range(IMAGES)}
-    with Site(routes, delay=0.04) as site:
+    """Every response takes 40 ms, so a crawl lasts long enough to be interrupted."""
+    with Site(linked_routes(PAGES, IMAGES), delay=0.04) as site:
         yield site
 
 
 @pytest.fixture
 def reference_url(server_url: str) -> Iterator[str]:
-    """A second fresh database, for the uninterrupted crawl to compare with."""
-    with scratch_database(server_url, "lookalike_test_reference") as url:
-        apply_schema(url)
+    with reference_database(server_url) as url:
         yield url
-
-
-def snapshot(url: str) -> dict[str, set[tuple[object, ...]]]:
-    """Every stored fact, by natural keys (ids and timestamps differ between crawls)."""
-    with psycopg.connect(url) as conn:
-        queries = {
-            "images": "SELECT sha256, dhash, phash, width, height, format FROM images",
-            "pages": "SELECT url, title FROM pages",
-            "sightings": "SELECT sha256, page_url, image_url, alt_text FROM image_sightings",
-            "thumbnails": "SELECT i.sha256 FROM thumbnails t JOIN images i ON i.id = t.image_id",
-        }
-        facts = {}
-        for name, query in queries.items():
-            rows = conn.execute(query).fetchall()
-            facts[name] = set(rows)
-            assert len(facts[name]) == len(rows), f"duplicate {name}"
-    return facts
 
 
 def progress(url: str) -> tuple[int, int]:

@@ -25,6 +25,7 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DontCloseSpider
 from scrapy.http import HtmlResponse, Response
+from twisted.internet import task
 from twisted.python.failure import Failure
 
 from crawler.claims import LocalClaims, RedisClaims
@@ -41,6 +42,7 @@ from lookalike.store import Store
 logger = logging.getLogger(__name__)
 
 IMAGE_PRIORITY = 10  # finish a page's images before wandering further: bounded frontier
+REDIS_POLL_SECONDS = 0.5
 
 
 class SiteSpider(scrapy.Spider):
@@ -76,6 +78,8 @@ class SiteSpider(scrapy.Spider):
         spider: SiteSpider = super().from_crawler(crawler, *args, **kwargs)
         spider._open_crawl(crawler)
         crawler.signals.connect(spider._on_idle, signal=signals.spider_idle)
+        if spider.redis_url:
+            crawler.signals.connect(spider._start_polling, signal=signals.spider_opened)
         return spider
 
     def _open_crawl(self, crawler: Crawler) -> None:
@@ -95,10 +99,9 @@ class SiteSpider(scrapy.Spider):
             "max_pages": self.max_pages,
         }
         self.store = Store(open_pool(database_url(), max_size=4))
+        key = crawls.crawl_key(self.seed_urls, scope)
         with self.store.pool.connection() as conn:
-            frontier = open_frontier(
-                conn, crawls.crawl_key(self.seed_urls, scope), self.seed_urls, scope
-            )
+            frontier = open_frontier(conn, key, self.seed_urls, scope)
         self.crawl_id = frontier.crawl_id
         self.resumed = frontier.resumed
         self.redis_url = settings.get("REDIS_URL")
@@ -106,7 +109,7 @@ class SiteSpider(scrapy.Spider):
         self._last_pending: tuple[int, float] | None = None
         if self.redis_url:
             self.redis = redis.Redis.from_url(self.redis_url)
-            self.redis_prefix = f"lookalike:crawl:{self.crawl_id}"
+            self.redis_prefix = f"lookalike:{key[:16]}:{self.crawl_id}"
             settings.set("SCHEDULER", "scrapy_redis.scheduler.Scheduler")
             settings.set("SCHEDULER_PERSIST", True)  # a worker leaving must not empty the queue
             settings.set("SCHEDULER_QUEUE_KEY", f"{self.redis_prefix}:requests")
@@ -212,10 +215,25 @@ class SiteSpider(scrapy.Spider):
         host = urlsplit(url).hostname or ""
         return any(host == d or host.endswith("." + d) for d in self.allow_domains)
 
+    def _start_polling(self) -> None:
+        """An idle engine looks at its scheduler only every 5 s; other workers fill the shared
+        queue meanwhile, so look every REDIS_POLL_SECONDS instead."""
+        self._poll = task.LoopingCall(self._take_shared_work)
+        self._poll.start(REDIS_POLL_SECONDS, now=False)
+
+    def _take_shared_work(self) -> None:
+        engine = self.crawler.engine
+        busy = engine.downloader.active or not engine.scheduler
+        if not busy and len(engine.scheduler):  # type: ignore[arg-type]
+            request = engine.scheduler.next_request()
+            if request is not None:
+                engine.crawl(request)  # back into the queue, and wakes the engine up
+
     def _on_idle(self) -> None:
         """With Redis: stay while other workers still have work; take over a dead one's."""
         if not self.redis_url:
             return
+        self.writer.wait_until_written(timeout=5.0)  # our own results count as pending until then
         with self.store.pool.connection() as conn:
             pending = frontier_pending(conn, self.crawl_id)
         if not pending:
@@ -239,6 +257,8 @@ class SiteSpider(scrapy.Spider):
             if reason == "finished":
                 crawls.finish_crawl(conn, self.crawl_id, "finished")
             summary = crawls.get_crawl(conn, self.crawl_id)
+        if self.redis_url and self._poll.running:
+            self._poll.stop()
         if reason == "finished" and self.redis_url:
             keys = list(self.redis.scan_iter(f"{self.redis_prefix}:*"))
             if keys:

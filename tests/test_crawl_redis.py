@@ -1,0 +1,85 @@
+"""Two `lookalike crawl --redis` workers share one frontier: nothing fetched twice, nothing
+missed, the same rows as one process would leave."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.crawl_site import (
+    ROOT,
+    Site,
+    crawl_command,
+    linked_routes,
+    reference_database,
+    run_crawl,
+    snapshot,
+)
+
+PAGES = 30
+IMAGES = 45
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_client() -> redis.Redis:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    return client
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    # 100 ms a response: long enough for the second worker to start and take a share.
+    with Site(linked_routes(PAGES, IMAGES), delay=0.1) as served:
+        yield served
+
+
+@pytest.fixture
+def reference_url(server_url: str) -> Iterator[str]:
+    with reference_database(server_url) as url:
+        yield url
+
+
+def test_two_workers_share_one_frontier(
+    site: Site,
+    database_url: str,
+    reference_url: str,
+    cli_env: dict[str, str],
+    redis_client: redis.Redis,
+) -> None:
+    args = [site.url("/p0"), "--depth", "50"]
+    reference = run_crawl({**cli_env, "DATABASE_URL": reference_url}, *args)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    site.hits.clear()
+    keys_before = set(redis_client.scan_iter("lookalike:*"))
+
+    worker_args = crawl_command(*args, "--redis", REDIS_URL, "-s", "LOOKALIKE_STALLED_SECONDS=600")
+    workers = [
+        subprocess.Popen(
+            worker_args, env=cli_env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]  # fmt: skip
+    outputs = [worker.communicate(timeout=120) for worker in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-3000:]
+
+    fetched = {path: n for path, n in site.hits.items() if path != "/robots.txt"}
+    assert len(fetched) == PAGES + IMAGES  # nothing missed…
+    assert set(fetched.values()) == {1}  # …and nothing fetched twice
+    assert snapshot(database_url) == snapshot(reference_url)
+    # Both workers did part of the work.
+    per_worker = [int(re.findall(r"'lookalike/images': (\d+)", err)[-1]) for _, err in outputs]
+    assert sum(per_worker) == IMAGES and min(per_worker) > 0, per_worker
+    # The finished crawl leaves no keys behind in Redis.
+    assert set(redis_client.scan_iter("lookalike:*")) <= keys_before
