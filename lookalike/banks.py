@@ -143,7 +143,10 @@ class Banks:
                 self._bank_id(conn, bank)
             cursor = conn.cursor(row_factory=class_row(BankMatch))
             return cursor.execute(
-                "SELECT * FROM bank_matches(%s::bigint, %s::bigint, %s::text, %s::integer)",
+                """
+                SELECT * FROM bank_matches(%s::bigint, %s::bigint, %s::text, %s::integer)
+                ORDER BY distance, bank, entry_id
+                """,
                 (to_bigint(dhash), _optional_bigint(phash), bank, max_distance),
             ).fetchall()
 

@@ -8,7 +8,12 @@ radius is chosen from. ``check`` measures a bank check against a large bank.
 from __future__ import annotations
 
 import io
+import itertools
+import os
+import threading
+import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +21,15 @@ import click
 import numpy as np
 from PIL import Image, ImageOps
 
-from lookalike.bench import Report, _jpeg_files, record_option
+from lookalike.banks import Banks
+from lookalike.bench import Report, _jpeg_files, _percentile, clustered_hashes, record_option
+from lookalike.config import database_url
+from lookalike.db import apply_schema, connect, open_pool, scratch_database
 from lookalike.fingerprint import ImageRejected, fingerprint
 
 RADII = range(17)
+BENCH_BANK = "bench"
+COMPARED_RADII = (4, 8, 10)  # single-client latency is also shown at these radii
 # Copies of one photo sit 0-4 bits apart and unrelated photos >= 14 (datasets README), so any
 # threshold in between recovers which file is a copy of which.
 SAME_PHOTO_BITS = 8
@@ -202,4 +212,122 @@ def bench_radius(folders: tuple[Path, ...], phash_radius: int, record: Path | No
             false_positives = int(within[unrelated].sum())
             cells += f"  {100 * recall:7.1f}% {false_positives:>6}/{total_unrelated}"
         report.line(f"{radius:>3}{cells}")
+    report.record(record)
+
+
+def _load_bank(url: str, hashes: np.ndarray) -> None:
+    """COPY the entries into one bank with its chunk indexes dropped, then rebuild them once."""
+    with connect(url, autocommit=True) as conn:
+        (bank_id,) = conn.execute(
+            "INSERT INTO banks (name) VALUES (%s) RETURNING id", (BENCH_BANK,)
+        ).fetchone()
+        for chunk in range(3):
+            conn.execute(f"DROP INDEX IF EXISTS bank_entries_dhash_chunk{chunk}")
+        conn.execute("DROP INDEX IF EXISTS bank_entries_active_fingerprint")
+        with conn.cursor().copy(
+            "COPY bank_entries (bank_id, dhash, phash, reason, flagged_by) FROM STDIN"
+        ) as copy:
+            for start in range(0, len(hashes), 100_000):
+                copy.write(
+                    "".join(
+                        f"{bank_id}\t{value}\t{value}\tbench\tbench\n"
+                        for value in hashes[start : start + 100_000].tolist()
+                    )
+                )
+    apply_schema(url)  # recreates the indexes
+    with connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) bank_entries")  # visibility map: index-only probes
+
+
+def _check_queries(hashes: np.ndarray, held_out: np.ndarray, count: int) -> list[int]:
+    """Half re-uploads (a flagged hash with up to 3 bits flipped), half held-out hashes."""
+    rng = np.random.default_rng(11)
+    picks = hashes[rng.integers(0, len(hashes), size=count // 2)].view(np.uint64)
+    for _ in range(3):
+        picks ^= np.uint64(1) << rng.integers(0, 64, size=len(picks)).astype(np.uint64)
+    queries = [*picks.tolist(), *held_out[: count - len(picks)].view(np.uint64).tolist()]
+    rng.shuffle(queries)
+    return queries
+
+
+def _concurrent_checks(
+    banks: Banks, queries: list[int], clients: int, seconds: float
+) -> tuple[int, list[float]]:
+    """Run checks from ``clients`` threads for ``seconds``: (checks done, latencies in ms)."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    deadline = time.perf_counter() + seconds
+    errors: list[BaseException] = []
+
+    def client(number: int) -> None:
+        try:
+            for query in itertools.islice(itertools.cycle(queries), number, None, clients):
+                started = time.perf_counter()
+                if started > deadline:
+                    return
+                banks.check(query)
+                latencies[number].append((time.perf_counter() - started) * 1000)
+        except BaseException as error:  # re-raised in the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    merged = [ms for own in latencies for ms in own]
+    return len(merged), merged
+
+
+@click.command("check")
+@click.option("--entries", type=click.IntRange(min=1000), default=1_000_000, show_default=True)
+@click.option("--queries", type=click.IntRange(min=10), default=1000, show_default=True)
+@click.option("--clients", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--seconds", type=click.FloatRange(min=1), default=20, show_default=True)
+@record_option
+def bench_check(
+    entries: int, queries: int, clients: int, seconds: float, record: Path | None
+) -> None:
+    """Bank check latency against ENTRIES flagged hashes, alone and under concurrent clients.
+
+    The bank is filled with clustered hashes (skewed bits, near-duplicate clusters, like real
+    dHashes); queries are half near copies of flagged hashes and half hashes held out of the
+    bank (the synthetic space is dense: most of those are near some entry too). Each goes
+    through Banks.check (the bank_matches SQL function), as `lookalike check` and the API do.
+    Runs in a throwaway database beside $DATABASE_URL's (or the embedded server's).
+    """
+    report = Report(f"bench check, a bank of {entries:,} clustered hashes")
+    generated = clustered_hashes(entries + queries, seed=5)
+    hashes, held_out = np.unique(generated[:entries]), generated[entries:]
+    with scratch_database(database_url(), "lookalike_bench") as url:
+        apply_schema(url)
+        started = time.perf_counter()
+        _load_bank(url, hashes)
+        report.line(
+            f"loaded {len(hashes):,} entries + MIH indexes in {time.perf_counter() - started:.0f} s"
+        )
+        query_hashes = _check_queries(hashes, held_out, queries)
+        with closing(open_pool(url, max_size=clients, init_schema=False)) as pool:
+            banks = Banks(pool)
+            banks.check(query_hashes[0])  # warm the connection's plans
+            default_radius = banks.summaries()[0].dhash_radius
+            for radius in sorted({*COMPARED_RADII, default_radius}):
+                found = 0
+                single: list[float] = []
+                for query in query_hashes:
+                    started = time.perf_counter()
+                    found += bool(banks.check(query, max_distance=radius))
+                    single.append((time.perf_counter() - started) * 1000)
+                report.line(
+                    f"1 client,  radius {radius:>2}: p50 {_percentile(single, 0.5):6.2f} ms, "
+                    f"p99 {_percentile(single, 0.99):6.2f} ms over {len(single)} checks "
+                    f"({found} flagged)" + (" <- bank default" if radius == default_radius else "")
+                )
+            done, loaded = _concurrent_checks(banks, query_hashes, clients, seconds)
+            report.line(
+                f"{clients} clients, radius {default_radius:>2}: {done / seconds:.0f} checks/s, "
+                f"p50 {_percentile(loaded, 0.5):.2f} ms, p99 {_percentile(loaded, 0.99):.2f} ms "
+                f"over {seconds:g} s on {os.cpu_count()} cores"
+            )
     report.record(record)

@@ -106,7 +106,7 @@ def test_unflag_disables_an_entry_and_check_stops_matching(
         "copyright",
         "dHash",
         "<=",
-        "10,",
+        "8,",
         "pHash",
         "<=",
         "12",
