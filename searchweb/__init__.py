@@ -26,6 +26,7 @@ EXPENSIVE_ENDPOINTS = ["pages.submit_search", "pages.results", "pages.compare", 
 def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
     """The site, configured from DEFAULTS, then ``LOOKALIKE_*`` variables, then test_config."""
     app = Flask(__name__)
+    app.json.sort_keys = False  # keep JSON in the documented order: query, matches, total
     app.config.from_mapping(DEFAULTS)
     app.config.from_prefixed_env("LOOKALIKE")
     if test_config is not None:
