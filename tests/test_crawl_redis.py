@@ -62,7 +62,11 @@ def test_two_workers_share_one_frontier(
     site.hits.clear()
     keys_before = set(redis_client.scan_iter("lookalike:*"))
 
-    worker_args = crawl_command(*args, "--redis", REDIS_URL, "-s", "LOOKALIKE_STALLED_SECONDS=600")
+    # Each worker takes at most 4 requests off the shared queue at a time, leaving the rest.
+    worker_args = crawl_command(
+        *args, "--redis", REDIS_URL, "-s", "CONCURRENT_REQUESTS=4",
+        "-s", "LOOKALIKE_STALLED_SECONDS=600",
+    )  # fmt: skip
     workers = [
         subprocess.Popen(
             worker_args, env=cli_env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
