@@ -185,6 +185,14 @@ def test_sorting_and_filtering_apply_on_change(page: Page, site: Site) -> None:
     assert _match_ids(page) == [site.ids["large"]]
     assert "seen on wallpapers.example" in page.text_content("#match-count")
     assert page.eval_on_selector("#sort", "s => s.value") == "pages"  # kept while filtering
+    with page.expect_navigation():
+        page.select_option("#domain", "")
+    with page.expect_navigation():
+        page.fill("#radius", "2")
+        page.dispatch_event("#radius", "change")
+    assert "radius 2 bits" in page.text_content(".query-facts")
+    assert page.text_content("#match-count").strip() == "5 matching images"
+    assert site.ids["captioned"] not in _match_ids(page)  # 4 bits away
 
 
 def test_compare_view_puts_query_and_match_side_by_side(page: Page, site: Site) -> None:

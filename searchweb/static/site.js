@@ -65,8 +65,12 @@ function setUpSearchForm() {
 
 function setUpResultControls() {
   // Sorting and filtering apply as soon as a choice changes; the Apply button is the fallback.
-  for (const select of document.querySelectorAll("select.auto-submit")) {
-    select.addEventListener("change", () => select.form.requestSubmit());
+  for (const control of document.querySelectorAll(".auto-submit")) {
+    control.addEventListener("change", () => {
+      if (control.reportValidity()) {
+        control.form.requestSubmit();
+      }
+    });
   }
   for (const button of document.querySelectorAll("#result-controls .apply")) {
     button.classList.add("hidden-with-js");
