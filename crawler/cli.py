@@ -100,16 +100,8 @@ def crawl(
     with connect(url) as conn:
         summary = crawls.get_crawl(conn, spider.crawl_id)
     assert summary is not None
-    click.echo(describe(summary))
+    click.echo(summary.one_line())
     if summary.finished_at is None:
         click.echo("crawl not finished: run the same command again to resume it", err=True)
         sys.exit(1)
 
-
-def describe(summary: crawls.CrawlSummary) -> str:
-    errors = ", ".join(f"{kind}: {n}" for kind, n in sorted(summary.errors.items())) or "none"
-    return (
-        f"crawl {summary.id} {summary.outcome or 'unfinished'}: {summary.pages} pages, "
-        f"{summary.images_seen} images ({summary.new_images} new), "
-        f"{summary.new_sightings} new sightings; errors: {errors}"
-    )

@@ -19,7 +19,7 @@ import click
 import psycopg
 from tqdm import tqdm
 
-from lookalike import indexer
+from lookalike import crawls, indexer
 from lookalike.bench import bench
 from lookalike.config import DatabaseUnavailable, database_url
 from lookalike.db import apply_schema, describe_server, open_pool
@@ -181,13 +181,19 @@ def _match_json(match: Match) -> dict[str, Any]:
 
 @cli.command("stats")
 def stats_command() -> None:
-    """Counts of images, pages and sightings, and the database size."""
+    """Counts of images, pages and sightings, the database size and the latest crawls."""
     with open_store() as store:
         stats = store.stats()
+        with store.pool.connection() as conn:
+            recent = crawls.recent_crawls(conn, limit=5)
     click.echo(f"images     {stats.images:>12,}")
     click.echo(f"pages      {stats.pages:>12,}")
     click.echo(f"sightings  {stats.sightings:>12,}")
     click.echo(f"database   {_human_bytes(stats.database_bytes):>12}")
+    if recent:
+        click.echo("recent crawls:")
+        for crawl in recent:
+            click.echo(f"  {crawl.started_at:%Y-%m-%d %H:%M}  {crawl.one_line()}")
 
 
 def _human_bytes(count: float) -> str:

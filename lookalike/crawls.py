@@ -38,9 +38,14 @@ class CrawlSummary:
     new_sightings: int
     errors: dict[str, int]
 
-    @property
-    def error_count(self) -> int:
-        return sum(self.errors.values())
+    def one_line(self) -> str:
+        """``crawl 3 finished: 120 pages, 480 images (450 new), …; errors: timeout: 2``."""
+        errors = ", ".join(f"{kind}: {n}" for kind, n in sorted(self.errors.items())) or "none"
+        return (
+            f"crawl {self.id} {self.outcome or 'unfinished'}: {self.pages} pages, "
+            f"{self.images_seen} images ({self.new_images} new), "
+            f"{self.new_sightings} new sightings; errors: {errors}"
+        )
 
 
 def crawl_key(seeds: Iterable[str], scope: Mapping[str, object]) -> str:

@@ -169,6 +169,17 @@ def test_crawling_again_updates_last_seen_only(
         database_url, "SELECT id, outcome, new_images, images_seen FROM crawls ORDER BY id"
     )
     assert crawls == [(1, "finished", 12, 12), (2, "finished", 0, 12)]
+    stats = subprocess.run(
+        [sys.executable, "-m", "lookalike", "stats"], env=cli_env, capture_output=True, text=True
+    )
+    assert stats.returncode == 0, stats.stderr
+    listed = stats.stdout.split("recent crawls:\n")[1].splitlines()
+    assert [line.split("  ", 2)[2] for line in listed] == [
+        "crawl 2 finished: 3 pages, 12 images (0 new), 0 new sightings; errors: "
+        "robots.txt disallowed: 1",
+        "crawl 1 finished: 3 pages, 12 images (12 new), 13 new sightings; errors: "
+        "robots.txt disallowed: 1",
+    ]
 
 
 def test_depth_and_page_caps(database_url: str, cli_env: dict[str, str]) -> None:
