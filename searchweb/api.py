@@ -9,18 +9,15 @@ import json
 from functools import cache
 from importlib import resources
 
-from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
+from flask import Blueprint, Response, current_app, jsonify
+from werkzeug.exceptions import NotFound
 
 from searchweb.extensions import get_store, timed
 from searchweb.present import image_json, match_json
-from searchweb.queries import (
-    ImageQuery,
-    parse_search_options,
-    query_from_dhash,
-    query_from_upload,
-    query_from_url,
-)
+from searchweb.queries import parse_search_options, query_from_request
+
+# Old private name, still imported by searchweb.moderation; use queries.query_from_request.
+_query_from_request = query_from_request
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -28,7 +25,7 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 @bp.post("/search")
 def search() -> Response:
     """Multipart ``image`` (or ``url``/``dhash`` fields), or JSON ``{"url"}``/``{"dhash"}``."""
-    values, query = _query_from_request()
+    values, query = query_from_request()
     options = parse_search_options(values, default_limit=current_app.config["RESULTS_PER_PAGE"])
     with timed("db"):
         found = get_store().search_page(
@@ -89,26 +86,3 @@ def openapi_document() -> dict[str, object]:
     """The API's OpenAPI 3.1 description, shipped beside this module."""
     text = resources.files("searchweb").joinpath("openapi.json").read_text(encoding="utf-8")
     return json.loads(text)
-
-
-def _query_from_request() -> tuple[dict[str, object], ImageQuery]:
-    """(option values, query) from a multipart/urlencoded form or a JSON object."""
-    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        values: dict[str, object] = dict(request.form.items())
-        if "image" in request.files:
-            return values, query_from_upload(request.files["image"])
-    elif request.mimetype == "application/json":
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise BadRequest('the JSON body must be an object such as {"url": "https://…"}')
-        values = body
-    else:
-        raise UnsupportedMediaType(
-            "send multipart/form-data with an 'image' file, or JSON with 'url' or 'dhash'"
-        )
-    url, dhash = values.get("url"), values.get("dhash")
-    if isinstance(url, str) and url.strip():
-        return values, query_from_url(url)
-    if isinstance(dhash, str) and dhash.strip():
-        return values, query_from_dhash(dhash)
-    raise BadRequest("give an 'image' file, a 'url' or a 'dhash' (16 hex digits)")

@@ -13,9 +13,9 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import current_app, request
 from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from lookalike.fetch import fetch
 from lookalike.fingerprint import Fingerprint, fingerprint
@@ -127,6 +127,31 @@ def query_from_dhash(text: str) -> ImageQuery:
     return ImageQuery(dhash, "dhash", hash_to_hex(dhash))
 
 
+def query_from_request() -> tuple[dict[str, object], ImageQuery]:
+    """(option values, query) from a JSON-API style request: a multipart or urlencoded form
+    with an ``image`` file or ``url``/``dhash`` fields, or a JSON object with ``url``/``dhash``.
+    """
+    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        values: dict[str, object] = dict(request.form.items())
+        if "image" in request.files:
+            return values, query_from_upload(request.files["image"])
+    elif request.mimetype == "application/json":
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadRequest('the JSON body must be an object such as {"url": "https://…"}')
+        values = body
+    else:
+        raise UnsupportedMediaType(
+            "send multipart/form-data with an 'image' file, or JSON with 'url' or 'dhash'"
+        )
+    url, dhash = values.get("url"), values.get("dhash")
+    if isinstance(url, str) and url.strip():
+        return values, query_from_url(url)
+    if isinstance(dhash, str) and dhash.strip():
+        return values, query_from_dhash(dhash)
+    raise BadRequest("give an 'image' file, a 'url' or a 'dhash' (16 hex digits)")
+
+
 def parse_search_options(values: Mapping[str, object], *, default_limit: int) -> SearchOptions:
     """``max_distance``, ``sort``, ``domain``, ``limit`` and ``offset`` from form, query or JSON."""
     config = current_app.config
@@ -135,19 +160,20 @@ def parse_search_options(values: Mapping[str, object], *, default_limit: int) ->
         raise BadRequest(f"sort must be one of {', '.join(SORT_ORDERS)}, not {sort!r}")
     domain = str(values.get("domain") or "").strip().lower() or None
     return SearchOptions(
-        max_distance=_int_option(
+        max_distance=int_option(
             values, "max_distance", config["DEFAULT_MAX_DISTANCE"], config["MAX_DISTANCE_LIMIT"]
         ),
         sort=sort,
         domain=domain,
-        limit=_int_option(values, "limit", default_limit, config["API_MAX_LIMIT"], minimum=1),
-        offset=_int_option(values, "offset", 0, 1_000_000),
+        limit=int_option(values, "limit", default_limit, config["API_MAX_LIMIT"], minimum=1),
+        offset=int_option(values, "offset", 0, 1_000_000),
     )
 
 
-def _int_option(
+def int_option(
     values: Mapping[str, object], name: str, default: int, maximum: int, *, minimum: int = 0
 ) -> int:
+    """``values[name]`` as a whole number in [minimum, maximum]; 400 with the reason if not."""
     raw = values.get(name)
     if raw is None or raw == "":
         return default
@@ -160,3 +186,7 @@ def _int_option(
     if not minimum <= value <= maximum:
         raise BadRequest(f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
+
+
+# Old private name, still imported by searchweb.moderation; use int_option.
+_int_option = int_option
