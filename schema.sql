@@ -419,7 +419,8 @@ SELECT
     s.page_title,
     s.domain,
     s.first_seen,
-    s.last_seen
+    s.last_seen,
+    s.alt_text
 FROM bank_entries e
 JOIN banks b ON b.id = e.bank_id
 CROSS JOIN LATERAL similar_images(e.dhash, b.dhash_radius) m

@@ -26,6 +26,10 @@ class BankError(ValueError):
     """A request a bank cannot honour; ``str(error)`` is a one-line reason for a person."""
 
 
+class UnknownBank(BankError):
+    """No bank (or entry) by that name or id."""
+
+
 @dataclass(frozen=True, slots=True)
 class FlagTarget:
     """What gets flagged: a fingerprint, from a file, a stored image or a raw dHash."""
@@ -107,6 +111,9 @@ class FlaggedSighting:
     image_url: str
     page_url: str
     page_title: str | None
+    domain: str | None
+    alt_text: str | None
+    first_seen: datetime
     last_seen: datetime
 
 
@@ -202,7 +209,7 @@ class Banks:
                 (image_id,),
             ).fetchone()
         if row is None:
-            raise BankError(f"no image with id {image_id} in the database")
+            raise UnknownBank(f"no image with id {image_id} in the database")
         dhash, phash, sha256, thumbnail = row
         return FlagTarget(from_bigint(dhash), from_bigint(phash), sha256, image_id, thumbnail)
 
@@ -301,7 +308,7 @@ class Banks:
         with self.pool.connection() as conn:
             try:
                 return self._entry(conn, entry_id)
-            except BankError:
+            except UnknownBank:
                 return None
 
     def thumbnail(self, entry_id: int) -> bytes | None:
@@ -319,7 +326,8 @@ class Banks:
                 conn.cursor(row_factory=class_row(FlaggedSighting))
                 .execute(
                     """
-                    SELECT image_id, distance, image_url, page_url, page_title, last_seen
+                    SELECT image_id, distance, image_url, page_url, page_title, domain,
+                           alt_text, first_seen, last_seen
                     FROM flagged_sightings WHERE entry_id = %s
                     ORDER BY distance, last_seen DESC LIMIT %s
                     """,
@@ -332,7 +340,7 @@ class Banks:
     def _bank_id(conn: psycopg.Connection, bank: str) -> int:
         row = conn.execute("SELECT id FROM banks WHERE name = %s", (bank,)).fetchone()
         if row is None:
-            raise BankError(f"no bank named {bank!r}")
+            raise UnknownBank(f"no bank named {bank!r}")
         return row[0]
 
     @staticmethod
@@ -362,7 +370,7 @@ class Banks:
             .fetchone()
         )
         if entry is None:
-            raise BankError(f"no bank entry with id {entry_id}")
+            raise UnknownBank(f"no bank entry with id {entry_id}")
         return entry
 
 

@@ -7,7 +7,9 @@ every file checked is clean, 1 when nothing could be checked, 2 for usage errors
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
+import secrets
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -253,4 +255,24 @@ def banks_command(name: str | None, dhash_radius: int | None, phash_radius: int 
         )
 
 
-MODERATION_COMMANDS = (flag_command, unflag_command, check_command, banks_command)
+@click.command("moderator-key")
+@click.argument("name")
+def moderator_key_command(name: str) -> None:
+    """Make a new moderator API key for NAME, and the digest the web site is configured with.
+
+    The site stores only the SHA-256 digest (LOOKALIKE_MODERATOR_KEYS), so its configuration
+    holds nothing a reader could sign in with. Give the key to NAME; it is shown only once.
+    """
+    key = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    click.echo(f"key for {name} (shown once): {key}")
+    click.echo(f"site setting: LOOKALIKE_MODERATOR_KEYS='{json.dumps({name: digest})}'")
+
+
+MODERATION_COMMANDS = (
+    flag_command,
+    unflag_command,
+    check_command,
+    banks_command,
+    moderator_key_command,
+)

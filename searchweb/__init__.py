@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from searchweb import api, pages
+from searchweb import api, moderation, pages
 from searchweb.errors import register_error_handlers
 from searchweb.extensions import add_server_timing, csrf, init_rate_limits
 from searchweb.present import register_template_helpers
@@ -20,7 +20,13 @@ from searchweb.security import add_security_headers
 from searchweb.settings import DEFAULTS, persistent_secret_key
 
 # Endpoints that fingerprint or search: they share the per-client SEARCH_RATE_LIMIT.
-EXPENSIVE_ENDPOINTS = ["pages.submit_search", "pages.results", "pages.compare", "api.search"]
+EXPENSIVE_ENDPOINTS = [
+    "pages.submit_search",
+    "pages.results",
+    "pages.compare",
+    "api.search",
+    "moderation.check",
+]
 
 
 def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
@@ -41,6 +47,7 @@ def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     # Moderation bank (issue 5): register searchweb.moderation's blueprint here.
+    app.register_blueprint(moderation.bp)
     init_rate_limits(app, EXPENSIVE_ENDPOINTS)
     init_query_cache(app)
     register_error_handlers(app)
