@@ -331,3 +331,14 @@ def test_moderator_forms_need_the_csrf_token(database_url: str) -> None:
         # the JSON API takes no cookies, so it needs no token
         check = client.post("/api/check", json={"dhash": "00ff00ff00ff00ff"})
         assert check.status_code == 200
+
+
+def test_search_results_offer_a_flag_link_to_moderators_only(
+    web: FlaskClient, corpus: Corpus
+) -> None:
+    results = f"/search?dhash={fingerprint(corpus.original).dhash_hex}"
+    assert "flag-link" not in web.get(results).get_data(as_text=True)
+    _login(web)
+    html = web.get(results).get_data(as_text=True)
+    linked = {int(i) for i in re.findall(r"/moderation/flag\?image_id=(\d+)", html)}
+    assert corpus.ids["original"] in linked and corpus.ids["other"] not in linked
