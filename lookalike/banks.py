@@ -157,6 +157,12 @@ class Banks:
                 (to_bigint(dhash), _optional_bigint(phash), bank, max_distance),
             ).fetchall()
 
+    def has_bank(self, name: str) -> bool:
+        with self.pool.connection() as conn:
+            return (
+                conn.execute("SELECT 1 FROM banks WHERE name = %s", (name,)).fetchone() is not None
+            )
+
     def flag(
         self, target: FlagTarget, *, bank: str, reason: str | None, flagged_by: str
     ) -> FlagResult:

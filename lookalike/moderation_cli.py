@@ -186,7 +186,7 @@ def check_command(
     results = [indexer.fingerprint_file(path) for path in files]
     report: list[dict[str, object]] = []
     with open_banks() as banks:
-        if bank is not None and bank not in {s.name for s in banks.summaries()}:
+        if bank is not None and not banks.has_bank(bank):
             raise click.BadParameter(f"no bank named {bank!r}", param_hint="--bank")
         for result in results:
             fp = result.fingerprint
