@@ -86,6 +86,8 @@ def _seed(store: Store) -> tuple[bytes, dict[str, int]]:
             "javascript:alert('image')",
             "javascript:alert('page')",
             "<script>alert('title')</script>",
+            None,
+            datetime(2023, 6, 1, tzinfo=UTC),  # fixed, so the screenshot is the same every day
         )
     )
     store.record(sightings)
