@@ -25,7 +25,7 @@ def test_bench_radius_measures_recall_and_false_positives_per_radius(tmp_path: P
     assert [int(r) for r, _, _ in rows] == list(range(17))
     recall_at_8, false_positives_at_8 = float(rows[8][1]), int(rows[8][2])
     assert (recall_at_8, false_positives_at_8) == (100.0, 0)  # smooth synthetic photos
-    assert "$ lookalike bench radius" in record.read_text()
+    assert "## bench radius, 24 samples" in record.read_text()
 
 
 def test_bench_check_reports_latency_and_throughput(cli_env: dict[str, str]) -> None:
