@@ -15,7 +15,7 @@ from openapi_spec_validator import validate as validate_openapi
 from lookalike.fingerprint import fingerprint
 from tests.images import encode, photo
 from tests.web_openapi import assert_matches_openapi
-from tests.web_support import Corpus, ImageServer, Route, jpeg, running_app
+from tests.web_support import AcceptRecorder, Corpus, ImageServer, Route, jpeg, running_app
 
 pytest_plugins = ["tests.web_fixtures"]
 
@@ -183,6 +183,36 @@ def test_unparseable_json_and_other_content_types(offline_client: FlaskClient) -
 def test_refused_urls_are_422(offline_client: FlaskClient, url: str, message: str) -> None:
     response = _search_json(offline_client, {"url": url})
     assert response.status_code == 422 and message in response.get_json()["error"]["message"]
+
+
+def test_search_by_url_never_connects_to_a_refused_address(database_url: str) -> None:
+    """End to end: a direct URL and a redirect to 127.0.0.2 are refused, and nothing arrives."""
+    with (
+        AcceptRecorder("127.0.0.2") as forbidden,
+        ImageServer({"/r.jpg": Route(302, headers={"Location": forbidden.url()})}) as server,
+        running_app(database_url, FETCH_ALLOWED_ADDRESSES=["127.0.0.1"]) as app,
+    ):
+        client = app.test_client()
+        direct = _search_json(client, {"url": forbidden.url()})
+        redirected = _search_json(client, {"url": server.url("/r.jpg")})
+    for response in (direct, redirected):
+        assert response.status_code == 422
+        assert "refused address 127.0.0.2" in response.get_json()["error"]["message"]
+    assert server.requests == [("/r.jpg", f"127.0.0.1:{server.port}")]
+    assert forbidden.accepted == 0
+
+
+def test_unexpected_failures_are_a_500_without_a_traceback(
+    offline_client: FlaskClient,
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("secret internal detail")
+
+    offline_client.application.add_url_rule("/api/broken", view_func=broken)
+    response = offline_client.get("/api/broken")
+    assert response.status_code == 500
+    assert response.get_json()["error"]["message"].startswith("something went wrong")
+    assert b"secret internal detail" not in response.data and b"Traceback" not in response.data
 
 
 def test_unfetchable_urls_are_422_and_oversized_ones_413(database_url: str) -> None:
