@@ -16,7 +16,7 @@ from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
 
 from lookalike.fingerprint import Fingerprint
-from lookalike.hashes import from_bigint, hash_to_hex, to_bigint
+from lookalike.hashes import from_bigint, to_bigint
 
 DEFAULT_BANK = "banned"
 MAX_RADIUS = 14  # the MIH probes' reach (hash_chunk_probes); unrelated photos start near 13
@@ -43,10 +43,6 @@ class FlagTarget:
     @classmethod
     def from_fingerprint(cls, fp: Fingerprint) -> FlagTarget:
         return cls(fp.dhash, fp.phash, fp.sha256, thumbnail=fp.thumbnail)
-
-    @property
-    def dhash_hex(self) -> str:
-        return hash_to_hex(self.dhash)
 
 
 @dataclass(frozen=True, slots=True)
