@@ -41,10 +41,9 @@ from lookalike.banks import (
     FlagTarget,
     UnknownBank,
 )
-from searchweb.api import _query_from_request
 from searchweb.errors import render_error
 from searchweb.extensions import csrf, get_store, timed
-from searchweb.queries import _int_option, query_from_dhash
+from searchweb.queries import int_option, query_from_dhash, query_from_request
 
 bp = Blueprint("moderation", __name__)
 
@@ -138,7 +137,7 @@ def _bank_error(error: BankError) -> Any:
 @csrf.exempt
 def check() -> Response:
     """Is this image (multipart ``image``, or JSON ``url``/``dhash``) in a bank?"""
-    values, query = _query_from_request()
+    values, query = query_from_request()
     phash = query.fingerprint.phash if query.fingerprint else None
     bank = _bank_option(values)
     with timed("db"):
@@ -171,7 +170,7 @@ def unflag(moderator: str) -> Response:
     entry_id = values.get("entry_id")
     dhash = values.get("dhash")
     if entry_id not in (None, ""):
-        target: dict[str, Any] = {"entry_id": _int_option(values, "entry_id", 0, 2**62)}
+        target: dict[str, Any] = {"entry_id": int_option(values, "entry_id", 0, 2**62)}
     elif isinstance(dhash, str) and dhash.strip():
         target = {"dhash": query_from_dhash(dhash).dhash}
     else:
@@ -208,10 +207,8 @@ def list_banks(moderator: str) -> Response:
 def list_entries(moderator: str) -> Response:
     """A bank's entries, newest first (``bank``, ``limit``, ``offset`` in the query string)."""
     bank = _bank_option(request.args) or DEFAULT_BANK
-    limit = _int_option(
-        request.args, "limit", ENTRIES_PER_PAGE, current_app.config["API_MAX_LIMIT"]
-    )
-    offset = _int_option(request.args, "offset", 0, 1_000_000)
+    limit = int_option(request.args, "limit", ENTRIES_PER_PAGE, current_app.config["API_MAX_LIMIT"])
+    offset = int_option(request.args, "offset", 0, 1_000_000)
     with timed("db"):
         entries = get_banks().entries(bank, limit=limit, offset=offset)
     return jsonify({"bank": bank, "entries": [entry_json(e) for e in entries]})
@@ -239,9 +236,9 @@ def _flag_target() -> tuple[Mapping[str, Any], FlagTarget]:
     """What to flag: a stored ``image_id`` (JSON or form), else what a search would read."""
     values = _json_or_form()
     if values.get("image_id") not in (None, ""):
-        image_id = _int_option(values, "image_id", 0, 2**62)
+        image_id = int_option(values, "image_id", 0, 2**62)
         return values, get_banks().target_from_image(image_id)
-    values, query = _query_from_request()
+    values, query = query_from_request()
     if query.fingerprint is not None:
         return values, FlagTarget.from_fingerprint(query.fingerprint)
     return values, FlagTarget(query.dhash)
@@ -269,7 +266,7 @@ def _max_distance(values: Mapping[str, Any]) -> int | None:
     """None (each bank's own radius) unless the request names one."""
     if values.get("max_distance") in (None, ""):
         return None
-    return _int_option(values, "max_distance", 0, MAX_RADIUS)
+    return int_option(values, "max_distance", 0, MAX_RADIUS)
 
 
 def _text(values: Mapping[str, Any], name: str, limit: int = 500) -> str | None:
@@ -315,7 +312,7 @@ def banks_page(moderator: str) -> str:
 @bp.get("/moderation/banks/<name>")
 @login_required
 def bank_page(moderator: str, name: str) -> str:
-    page = _int_option(request.args, "page", 1, 1_000_000, minimum=1)
+    page = int_option(request.args, "page", 1, 1_000_000, minimum=1)
     with timed("db"):
         entries = get_banks().entries(
             name, limit=ENTRIES_PER_PAGE + 1, offset=(page - 1) * ENTRIES_PER_PAGE
@@ -360,7 +357,7 @@ def entry_thumbnail(moderator: str, entry_id: int) -> Response:
 @login_required
 def flag_image(moderator: str) -> Any:
     """Flag a stored image, e.g. one found by a search (the results page links here)."""
-    image_id = _int_option(request.values, "image_id", 0, 2**62)
+    image_id = int_option(request.values, "image_id", 0, 2**62)
     with timed("db"):
         stored = get_store().image(image_id, sightings=current_app.config["SIGHTINGS_PER_MATCH"])
     if stored is None:
