@@ -111,10 +111,11 @@ RETURN lpad(to_hex(hash), 16, '0');
 -- neighbouring value (21 + 21 + 22 bits: sum of C(bits, j) for j <= k) plus the rows found,
 -- estimated from density_i, the rows expected per value of chunk i. Real hashes are skewed,
 -- so a chunk whose values are crowded should get a small radius and a sparse one a large one.
+-- cost is in index rows read, for comparison with a full scan.
 CREATE OR REPLACE FUNCTION hash_chunk_radii(
     max_distance integer,
     density0 float8 DEFAULT 0, density1 float8 DEFAULT 0, density2 float8 DEFAULT 0,
-    OUT k0 integer, OUT k1 integer, OUT k2 integer)
+    OUT k0 integer, OUT k1 integer, OUT k2 integer, OUT cost float8)
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 AS $$
 DECLARE
@@ -122,8 +123,7 @@ DECLARE
     near21      constant integer[] := ARRAY[0, 1, 22, 232, 1562, 7547];
     near22      constant integer[] := ARRAY[0, 1, 23, 254, 1794, 9109];
     descent     constant float8 := 20;  -- one b-tree descent costs about 20 index rows read
-    best        float8 := 'infinity';
-    cost        float8;
+    split_cost  float8;
     c           integer;
 BEGIN
     IF max_distance NOT BETWEEN 0 AND 14 THEN
@@ -134,10 +134,11 @@ BEGIN
         FOR b IN -1..4 LOOP
             c := greatest(max_distance - a - b - 2, -1);  -- the least k2 that still covers r
             CONTINUE WHEN c > 4;
-            cost := near21[a + 2] * (descent + density0) + near21[b + 2] * (descent + density1)
-                    + near22[c + 2] * (descent + density2);
-            IF cost < best THEN
-                best := cost; k0 := a; k1 := b; k2 := c;
+            split_cost := near21[a + 2] * (descent + density0)
+                          + near21[b + 2] * (descent + density1)
+                          + near22[c + 2] * (descent + density2);
+            IF cost IS NULL OR split_cost < cost THEN
+                cost := split_cost; k0 := a; k1 := b; k2 := c;
             END IF;
         END LOOP;
     END LOOP;
@@ -166,60 +167,81 @@ CREATE OR REPLACE FUNCTION hash_chunk_probes(
     OUT chunk0 integer[], OUT chunk1 integer[], OUT chunk2 integer[])
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
 AS $$
-    SELECT p.* FROM hash_chunk_radii(max_distance) r,
+    SELECT p.chunk0, p.chunk1, p.chunk2 FROM hash_chunk_radii(max_distance) r,
                     hash_chunk_probes(query, r.k0, r.k1, r.k2) p
 $$;
 
--- Images whose dHash is within max_distance bits of query, best first.
--- Exact (same answer as a full scan) and sub-linear: it counts the rows sharing each of the
--- query's chunk values (three index probes) to split the radius where rows are sparse,
--- probes the chunk values within those radii through the covering b-tree indexes, then
--- re-checks the full distance. Past radius 14, where probing costs more than reading
--- everything, it scans instead.
+-- The density-informed radius split for a query against images: it counts the rows sharing
+-- each of the query's chunk values (three index probes, capped) on top of what a uniform
+-- spread would put there, so crowded chunks get small radii and sparse ones large radii.
+CREATE OR REPLACE FUNCTION image_chunk_radii(
+    query bigint, max_distance integer,
+    OUT k0 integer, OUT k1 integer, OUT k2 integer, OUT cost float8)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT r.k0, r.k1, r.k2, r.cost
+    FROM (SELECT pg_relation_size('images') / 150.0 / 2097152.0 AS uniform) AS per_value,
+    LATERAL hash_chunk_radii(
+        max_distance,
+        per_value.uniform + (SELECT count(*) FROM (SELECT FROM images i WHERE i.dhash_chunk0 =
+                             ((query >> 43) & 2097151)::integer LIMIT 10000) n),
+        per_value.uniform + (SELECT count(*) FROM (SELECT FROM images i WHERE i.dhash_chunk1 =
+                             ((query >> 22) & 2097151)::integer LIMIT 10000) n),
+        per_value.uniform / 2 + (SELECT count(*) FROM (SELECT FROM images i WHERE
+                             i.dhash_chunk2 = (query & 4194303)::integer LIMIT 10000) n)) AS r
+$$;
+
+-- Images within max_distance bits of query found through the chunk indexes alone: probes the
+-- chunk values within radii k0, k1, k2 with index-only scans, then re-checks the full
+-- distance. Exact whenever k0 + k1 + k2 + 3 >= max_distance + 1.
+CREATE OR REPLACE FUNCTION similar_images_probed(
+    query bigint, max_distance integer, k0 integer, k1 integer, k2 integer)
+RETURNS TABLE (image_id bigint, distance integer)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+    WITH probes AS (SELECT * FROM hash_chunk_probes(query, k0, k1, k2)),
+    candidates AS (
+        SELECT i.id, i.dhash FROM images i, probes p WHERE i.dhash_chunk0 = ANY (p.chunk0)
+        UNION
+        SELECT i.id, i.dhash FROM images i, probes p WHERE i.dhash_chunk1 = ANY (p.chunk1)
+        UNION
+        SELECT i.id, i.dhash FROM images i, probes p WHERE i.dhash_chunk2 = ANY (p.chunk2)
+    )
+    SELECT c.id, hamming(c.dhash, query)
+    FROM candidates c
+    WHERE hamming(c.dhash, query) <= max_distance
+    ORDER BY 2, 1
+$$;
+
+-- Images whose dHash is within max_distance bits of query, best first. Exact (the same answer
+-- as a full scan) and sub-linear: multi-index hashing with the density-informed split of
+-- image_chunk_radii(). When probing would cost more than reading every row (a small table, or
+-- a radius past 14, where the probes grow past the table) it scans instead.
 CREATE OR REPLACE FUNCTION similar_images(query bigint, max_distance integer)
 RETURNS TABLE (image_id bigint, distance integer)
 LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 AS $$
 DECLARE
-    rows_per_value  float8;
-    radii           record;
-    probes          record;
+    radii   record;
 BEGIN
     IF max_distance < 0 THEN
         RAISE EXCEPTION 'max_distance must be >= 0, got %', max_distance
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF max_distance > 14 THEN
-        RETURN QUERY
-            SELECT i.id, hamming(i.dhash, query)
-            FROM images i
-            WHERE hamming(i.dhash, query) <= max_distance
-            ORDER BY 2, 1;
-        RETURN;
+    IF max_distance <= 14 THEN
+        radii := image_chunk_radii(query, max_distance);
+        -- one row read by a scan costs about one index row; the table is ~150 bytes a row
+        IF radii.cost <= pg_relation_size('images') / 150.0 THEN
+            RETURN QUERY
+                SELECT * FROM similar_images_probed(
+                    query, max_distance, radii.k0, radii.k1, radii.k2);
+            RETURN;
+        END IF;
     END IF;
-    -- rows per chunk value if hashes were uniform, plus what the query's own values hold
-    rows_per_value := greatest((SELECT reltuples FROM pg_class WHERE oid = 'images'::regclass), 0)
-                      / 2097152.0;
-    radii := hash_chunk_radii(
-        max_distance,
-        rows_per_value + (SELECT count(*) FROM (SELECT FROM images i WHERE i.dhash_chunk0 =
-                          ((query >> 43) & 2097151)::integer LIMIT 10000) n),
-        rows_per_value + (SELECT count(*) FROM (SELECT FROM images i WHERE i.dhash_chunk1 =
-                          ((query >> 22) & 2097151)::integer LIMIT 10000) n),
-        rows_per_value / 2 + (SELECT count(*) FROM (SELECT FROM images i WHERE i.dhash_chunk2 =
-                          (query & 4194303)::integer LIMIT 10000) n));
-    probes := hash_chunk_probes(query, radii.k0, radii.k1, radii.k2);
     RETURN QUERY
-        WITH candidates AS (
-            SELECT i.id, i.dhash FROM images i WHERE i.dhash_chunk0 = ANY (probes.chunk0)
-            UNION
-            SELECT i.id, i.dhash FROM images i WHERE i.dhash_chunk1 = ANY (probes.chunk1)
-            UNION
-            SELECT i.id, i.dhash FROM images i WHERE i.dhash_chunk2 = ANY (probes.chunk2)
-        )
-        SELECT c.id, hamming(c.dhash, query)
-        FROM candidates c
-        WHERE hamming(c.dhash, query) <= max_distance
+        SELECT i.id, hamming(i.dhash, query)
+        FROM images i
+        WHERE hamming(i.dhash, query) <= max_distance
         ORDER BY 2, 1;
 END
 $$;

@@ -52,14 +52,23 @@ def _queries(hashes: np.ndarray, count: int, seed: int) -> list[int]:
     return [int(v) for v in near.view(np.int64)] + [int(v) for v in fresh]
 
 
-@pytest.mark.parametrize("radius", range(13))
-def test_similar_images_equals_brute_force(loaded, radius: int) -> None:
+PROBED_SQL = """
+    SELECT p.image_id, p.distance
+    FROM image_chunk_radii(%(q)s::bigint, %(r)s) AS k,
+    LATERAL similar_images_probed(%(q)s::bigint, %(r)s, k.k0, k.k1, k.k2) AS p
+"""
+PLANNED_SQL = "SELECT image_id, distance FROM similar_images(%(q)s::bigint, %(r)s)"
+
+
+@pytest.mark.parametrize("radius", range(15))
+@pytest.mark.parametrize("path", ["probed", "planned"])
+def test_similar_images_equals_brute_force(loaded, radius: int, path: str) -> None:
+    """Both the index path (forced) and similar_images (which may choose to scan)."""
     url, ids, hashes = loaded
+    statement = PROBED_SQL if path == "probed" else PLANNED_SQL
     with connect(url) as conn:
         for query in _queries(hashes, QUERIES_PER_RADIUS, seed=radius):
-            found = conn.execute(
-                "SELECT image_id, distance FROM similar_images(%s::bigint, %s)", (query, radius)
-            ).fetchall()
+            found = conn.execute(statement, {"q": query, "r": radius}).fetchall()
             assert sorted(found) == _brute_force(ids, hashes, query, radius)
             assert [d for _, d in found] == sorted(d for _, d in found)  # best first
 
@@ -114,9 +123,9 @@ def test_every_radius_split_covers_the_radius_whatever_the_densities(database_ur
         for radius in range(15):
             for density in densities:
                 k0, k1, k2 = conn.execute(
-                    "SELECT * FROM hash_chunk_radii(%s, %s, %s, %s)", (radius, *density)
+                    "SELECT k0, k1, k2 FROM hash_chunk_radii(%s, %s, %s, %s)", (radius, *density)
                 ).fetchone()
                 assert all(-1 <= k <= 4 for k in (k0, k1, k2))
                 assert (k0 + 1) + (k1 + 1) + (k2 + 1) >= radius + 1  # pigeonhole
         # a crowded chunk gets the small radius
-        assert conn.execute("SELECT * FROM hash_chunk_radii(12, 1e5, 1, 1)").fetchone()[0] < 3
+        assert conn.execute("SELECT k0 FROM hash_chunk_radii(12, 1e5, 1, 1)").fetchone()[0] < 3
