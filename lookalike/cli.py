@@ -26,7 +26,7 @@ from lookalike.db import apply_schema, describe_server, open_pool
 from lookalike.fingerprint import ImageRejected
 from lookalike.moderation_cli import MODERATION_COMMANDS
 from lookalike.plugins import PluginGroup
-from lookalike.store import DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE, Match, Store
+from lookalike.store import DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE, Store
 
 
 class LookalikeGroup(PluginGroup):
@@ -145,7 +145,7 @@ def search_command(image: Path, max_distance: int, limit: int, as_json: bool) ->
     with open_store() as store:
         matches = store.search(result.fingerprint.dhash, max_distance=max_distance, limit=limit)
     if as_json:
-        click.echo(json.dumps([_match_json(m) for m in matches], indent=2))
+        click.echo(json.dumps([match.to_json() for match in matches], indent=2))
         return
     if not matches:
         click.echo(f"no matches within {max_distance} bits of {result.fingerprint.dhash_hex}")
@@ -157,26 +157,6 @@ def search_command(image: Path, max_distance: int, limit: int, as_json: bool) ->
                 f"{sighting.image_url}  on {sighting.page_url}" if sighting else "(no sightings)"
             )
             click.echo(f"{match.distance:>2}  {size:>11}  {where}")
-
-
-def _match_json(match: Match) -> dict[str, Any]:
-    return {
-        "distance": match.distance,
-        "sha256": match.sha256,
-        "width": match.width,
-        "height": match.height,
-        "format": match.format,
-        "sightings": [
-            {
-                "image_url": s.image_url,
-                "page_url": s.page_url,
-                "page_title": s.page_title,
-                "first_seen": s.first_seen.isoformat(),
-                "last_seen": s.last_seen.isoformat(),
-            }
-            for s in match.sightings
-        ],
-    }
 
 
 @cli.command("stats")

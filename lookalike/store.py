@@ -66,6 +66,18 @@ class PageSighting:
     first_seen: datetime
     last_seen: datetime
 
+    def to_json(self) -> dict[str, object]:
+        """The JSON form shared by `lookalike search --json` and the web API."""
+        return {
+            "image_url": self.image_url,
+            "page_url": self.page_url,
+            "page_title": self.page_title,
+            "domain": self.domain,
+            "alt_text": self.alt_text,
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+        }
+
 
 @dataclass(slots=True)
 class Match:
@@ -76,6 +88,17 @@ class Match:
     height: int
     format: str
     sightings: list[PageSighting] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "image_id": self.image_id,
+            "distance": self.distance,
+            "sha256": self.sha256,
+            "width": self.width,
+            "height": self.height,
+            "format": self.format,
+            "sightings": [sighting.to_json() for sighting in self.sightings],
+        }
 
 
 @dataclass(slots=True)

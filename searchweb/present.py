@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from flask import Flask, url_for
 
 from lookalike.hashes import HASH_BITS, hash_to_hex
-from lookalike.store import Match, PageSighting, RankedMatch, StoredImage
+from lookalike.store import Match, RankedMatch, StoredImage
 
 
 def is_web_url(url: object) -> bool:
@@ -44,18 +44,6 @@ def distinct_pages(image: Match | StoredImage) -> int:
     return len({s.page_url for s in image.sightings})
 
 
-def sighting_json(sighting: PageSighting) -> dict[str, object]:
-    return {
-        "image_url": sighting.image_url,
-        "page_url": sighting.page_url,
-        "page_title": sighting.page_title,
-        "domain": sighting.domain,
-        "alt_text": sighting.alt_text,
-        "first_seen": _iso(sighting.first_seen),
-        "last_seen": _iso(sighting.last_seen),
-    }
-
-
 def match_json(match: RankedMatch) -> dict[str, object]:
     return {
         "image_id": match.image_id,
@@ -68,7 +56,7 @@ def match_json(match: RankedMatch) -> dict[str, object]:
         "pages": match.pages,
         "first_seen": _iso(match.first_seen),
         "thumbnail_url": thumbnail_url(match, external=True),
-        "sightings": [sighting_json(s) for s in match.sightings],
+        "sightings": [s.to_json() for s in match.sightings],
     }
 
 
@@ -83,7 +71,7 @@ def image_json(image: StoredImage) -> dict[str, object]:
         "format": image.format,
         "first_seen": _iso(image.first_seen),
         "thumbnail_url": thumbnail_url(image, external=True),
-        "sightings": [sighting_json(s) for s in image.sightings],
+        "sightings": [s.to_json() for s in image.sightings],
     }
 
 
