@@ -130,7 +130,7 @@ def _timed_ms(run: Callable[[], object], repeat: int) -> list[float]:
     return times
 
 
-def _percentile(values: list[float], fraction: float) -> float:
+def percentile(values: list[float], fraction: float) -> float:
     return float(np.percentile(values, fraction * 100))
 
 
@@ -219,7 +219,7 @@ def _compare_radius(
     mih_p50 = statistics.median(mih_times)
     scan_p50 = statistics.median(scan_times)
     return (
-        f"{radius:>6} {mih_p50:>7.2f}ms {_percentile(mih_times, 0.9):>7.2f}ms "
+        f"{radius:>6} {mih_p50:>7.2f}ms {percentile(mih_times, 0.9):>7.2f}ms "
         f"{scan_p50:>7.1f}ms {scan_p50 / mih_p50:>6.0f}× {statistics.median(matches):>8.0f}  "
         f"{'yes' if exact else 'NO'}"
     )
@@ -247,7 +247,7 @@ def _bench_database(server_url: str, name: str, keep: bool) -> Iterator[tuple[st
 # --- hash ---------------------------------------------------------------------------------
 
 
-def _jpeg_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 
 
@@ -326,7 +326,7 @@ def _peak_memory_mb(hasher: str, paths: list[Path]) -> tuple[float, float]:
 @record_option
 def bench_hash(folder: Path, size: str | None, repeat: int, record: Path | None) -> None:
     """Lookalike's fingerprint path against imagehash.dhash(Image.open(p)) on FOLDER's images."""
-    sources = _jpeg_files(folder)
+    sources = image_files(folder)
     if not sources:
         raise click.ClickException(f"no JPEG or PNG files in {folder}")
     with tempfile.TemporaryDirectory() as scratch:
@@ -375,7 +375,7 @@ def bench_hash(folder: Path, size: str | None, repeat: int, record: Path | None)
 @record_option
 def bench_index(folder: Path, images: int, size: str, record: Path | None) -> None:
     """`lookalike index` throughput on IMAGES JPEGs made from FOLDER's photos, end to end."""
-    sources = _jpeg_files(folder)
+    sources = image_files(folder)
     if not sources:
         raise click.ClickException(f"no JPEG or PNG files in {folder}")
     width, height = (int(v) for v in size.lower().split("x"))

@@ -45,10 +45,18 @@ def connect(url: str, **kwargs: object) -> psycopg.Connection:
 
 def apply_schema(url: str) -> None:
     """Create or update every table, index, function and view; safe to run again."""
-    with connect(url) as conn, conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
-        conn.execute("SET LOCAL client_min_messages = warning")
-        conn.execute(schema_sql().encode())
+    with connect(url) as conn:
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
+                conn.execute("SET LOCAL client_min_messages = warning")
+                conn.execute(schema_sql().encode())
+        except psycopg.Error as error:
+            # e.g. no CREATE privilege, or objects made by an incompatible older schema
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise DatabaseUnavailable(
+                f"cannot apply schema.sql to {describe_server(url)}: {reason}"
+            ) from None
 
 
 def open_pool(url: str, *, max_size: int = 4, init_schema: bool = True) -> ConnectionPool:

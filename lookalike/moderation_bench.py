@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from lookalike.banks import Banks
-from lookalike.bench import Report, _jpeg_files, _percentile, clustered_hashes, record_option
+from lookalike.bench import Report, clustered_hashes, image_files, percentile, record_option
 from lookalike.config import database_url
 from lookalike.db import apply_schema, connect, open_pool, scratch_database
 from lookalike.fingerprint import ImageRejected, fingerprint
@@ -139,7 +139,7 @@ def bench_radius(folders: tuple[Path, ...], phash_radius: int, record: Path | No
     pairs of samples of different photos within the radius.
     """
     files = [
-        f for folder in folders for f in (_jpeg_files(folder) if folder.is_dir() else [folder])
+        f for folder in folders for f in (image_files(folder) if folder.is_dir() else [folder])
     ]
     samples, skipped = _samples(files)
     if not samples:
@@ -320,14 +320,14 @@ def bench_check(
                     found += bool(banks.check(query, max_distance=radius))
                     single.append((time.perf_counter() - started) * 1000)
                 report.line(
-                    f"1 client,  radius {radius:>2}: p50 {_percentile(single, 0.5):6.2f} ms, "
-                    f"p99 {_percentile(single, 0.99):6.2f} ms over {len(single)} checks "
+                    f"1 client,  radius {radius:>2}: p50 {percentile(single, 0.5):6.2f} ms, "
+                    f"p99 {percentile(single, 0.99):6.2f} ms over {len(single)} checks "
                     f"({found} flagged)" + (" <- bank default" if radius == default_radius else "")
                 )
             done, loaded = _concurrent_checks(banks, query_hashes, clients, seconds)
             report.line(
                 f"{clients} clients, radius {default_radius:>2}: {done / seconds:.0f} checks/s, "
-                f"p50 {_percentile(loaded, 0.5):.2f} ms, p99 {_percentile(loaded, 0.99):.2f} ms "
+                f"p50 {percentile(loaded, 0.5):.2f} ms, p99 {percentile(loaded, 0.99):.2f} ms "
                 f"over {seconds:g} s on {os.cpu_count()} cores"
             )
     report.record(record)

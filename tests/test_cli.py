@@ -152,3 +152,16 @@ def test_a_file_that_vanishes_mid_run_is_reported_and_the_rest_indexed(store: St
     assert summary.indexed == 2
     assert summary.rejected == {"no such file (removed while running?)": 1}
     assert seen[0].reason == "no such file (removed while running?)"
+
+
+def test_a_schema_that_cannot_be_applied_is_one_line_and_exit_1(cli_env, database_url) -> None:
+    from lookalike.db import connect
+
+    with connect(database_url, autocommit=True) as conn:  # an object schema.sql cannot replace
+        conn.execute("DROP VIEW image_sightings CASCADE")
+        conn.execute("CREATE TABLE image_sightings (x int)")
+    result = run(cli_env, "init-db")
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: cannot apply schema.sql to ")
+    assert '"image_sightings" is not a view' in line
