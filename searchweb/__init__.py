@@ -48,7 +48,7 @@ def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     # Moderation bank (issue 5): register searchweb.moderation's blueprint here.
     app.register_blueprint(moderation.bp)
-    init_rate_limits(app, EXPENSIVE_ENDPOINTS)
+    init_rate_limits(app, EXPENSIVE_ENDPOINTS, exempt_when=moderation.request_has_moderator_key)
     init_query_cache(app)
     register_error_handlers(app)
     register_template_helpers(app)

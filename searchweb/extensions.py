@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from flask import Flask, Response, current_app, g
@@ -46,14 +46,19 @@ def close_store(app: Flask) -> None:
         store.close()
 
 
-def init_rate_limits(app: Flask, expensive_endpoints: Iterable[str]) -> Limiter:
+def init_rate_limits(
+    app: Flask, expensive_endpoints: Iterable[str], exempt_when: Callable[[], bool] | None = None
+) -> Limiter:
     """Per-client limits: ``RATELIMIT_DEFAULT`` on every route, ``SEARCH_RATE_LIMIT`` shared by
-    the endpoints that fingerprint or search. One Limiter per app: it keeps its counters.
+    the endpoints that fingerprint or search, except for requests ``exempt_when`` lets through
+    (an upload pipeline holding a moderator key). One Limiter per app: it keeps its counters.
     """
     limiter = Limiter(get_remote_address, app=app)
     # The decorators below hold the limiter weakly; keep it alive even when limits are off.
     app.extensions["lookalike_limiter"] = limiter
-    searches = limiter.shared_limit(lambda: app.config["SEARCH_RATE_LIMIT"], scope="search")
+    searches = limiter.shared_limit(
+        lambda: app.config["SEARCH_RATE_LIMIT"], scope="search", exempt_when=exempt_when
+    )
     for endpoint in expensive_endpoints:
         app.view_functions[endpoint] = searches(app.view_functions[endpoint])
     return limiter

@@ -87,6 +87,11 @@ def _api_moderator() -> str | None:
     return moderator_for_key(key.strip()) if scheme.lower() == "bearer" and key else None
 
 
+def request_has_moderator_key() -> bool:
+    """Whether this request carries a valid moderator key (exempts it from search limits)."""
+    return _api_moderator() is not None
+
+
 def api_key_required(view: View) -> View:
     """JSON routes that change or list a bank: a key in the Authorization header, no cookie.
 

@@ -239,6 +239,29 @@ def test_check_shares_the_search_rate_limit(database_url: str) -> None:
     assert statuses == [200, 200, 429]
 
 
+def test_an_upload_pipeline_with_a_moderator_key_is_not_rate_limited(database_url: str) -> None:
+    with running_app(database_url, SEARCH_RATE_LIMIT="2 per minute", MODERATOR_KEYS=KEYS) as app:
+        client = app.test_client()
+        keyed = [
+            client.post(
+                "/api/check",
+                json={"dhash": "00ff00ff00ff00ff"},
+                headers={"Authorization": f"Bearer {KEY}"},
+            ).status_code
+            for _ in range(4)
+        ]
+        wrong_key = [
+            client.post(
+                "/api/check",
+                json={"dhash": "00ff00ff00ff00ff"},
+                headers={"Authorization": "Bearer not-a-key"},
+            ).status_code
+            for _ in range(3)
+        ]
+    assert keyed == [200, 200, 200, 200]
+    assert wrong_key == [200, 200, 429]  # an invalid key is just an anonymous client
+
+
 # --- pages ----------------------------------------------------------------------------------
 
 
