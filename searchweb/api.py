@@ -16,9 +16,6 @@ from searchweb.extensions import get_store, timed
 from searchweb.present import image_json, match_json
 from searchweb.queries import parse_search_options, query_from_request
 
-# Old private name, still imported by searchweb.moderation; use queries.query_from_request.
-_query_from_request = query_from_request
-
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 

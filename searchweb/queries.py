@@ -186,7 +186,3 @@ def int_option(
     if not minimum <= value <= maximum:
         raise BadRequest(f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
-
-
-# Old private name, still imported by searchweb.moderation; use int_option.
-_int_option = int_option
