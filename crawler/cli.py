@@ -70,7 +70,8 @@ def crawl(
     settings = Settings()
     settings.setmodule("crawler.settings", priority="project")
     if delay is not None:
-        settings.set("DOWNLOAD_DELAY", delay, priority="cmdline")
+        minimum = settings.getfloat("LOOKALIKE_MIN_DOWNLOAD_DELAY")
+        settings.set("DOWNLOAD_DELAY", max(delay, minimum), priority="cmdline")
     if no_throttle:
         settings.set("AUTOTHROTTLE_ENABLED", False, priority="cmdline")
     if redis_url:
@@ -104,4 +105,3 @@ def crawl(
     if summary.finished_at is None:
         click.echo("crawl not finished: run the same command again to resume it", err=True)
         sys.exit(1)
-

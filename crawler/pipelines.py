@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -64,6 +66,12 @@ class BatchWriterPipeline:
         self._counting = threading.Lock()  # both threads update the two counts above
         self._gave_up = False
         self._thread: threading.Thread | None = None
+        # Pillow and the hashes release the GIL for most of their work, so threads do use
+        # the other cores, without the start-up and kill -9 troubles of a process pool.
+        self._hashers = ThreadPoolExecutor(
+            settings.getint("LOOKALIKE_FINGERPRINT_THREADS") or os.cpu_count() or 2,
+            thread_name_prefix="lookalike-fingerprint",
+        )
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> BatchWriterPipeline:
@@ -87,7 +95,10 @@ class BatchWriterPipeline:
         with self._counting:
             self._buffered_bytes += size
             self._unwritten += 1
-        self._queue.put((item, size))
+        if isinstance(item, ImageFetched):  # decode now, in parallel; the writer keeps order
+            self._queue.put((self._hashers.submit(self._fingerprint, item), size))
+        else:
+            self._queue.put((item, size))
         return item
 
     def wait_until_written(self, timeout: float) -> bool:
@@ -101,6 +112,7 @@ class BatchWriterPipeline:
         self._queue.put(_STOP)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
+        self._hashers.shutdown()
 
     # --- writer thread --------------------------------------------------------------------
 
@@ -132,25 +144,32 @@ class BatchWriterPipeline:
             deadline = deadline or time.monotonic() + self.flush_seconds
         return items, False
 
-    def _to_batch(self, items: list[Any]) -> Batch:
+    def _fingerprint(self, item: ImageFetched) -> ImageDone | RequestFailed:
+        """The one core decode path; "is this an image" is decided from the bytes alone."""
+        try:
+            fp = fingerprint(item.body, max_pixels=self.max_pixels, with_thumbnail=self.thumbnails)
+        except ImageRejected as error:
+            kind = rejection_kind(str(error))
+            self.stats.inc_value("lookalike/errors")
+            self.stats.inc_value(f"lookalike/errors/{kind}")
+            return RequestFailed(item.request_url, kind, IMAGE)
+        except Exception:  # a decoder bug on one hostile file must not stop the writer
+            logger.exception("could not fingerprint %s", item.request_url)
+            self.stats.inc_value("lookalike/errors")
+            return RequestFailed(item.request_url, "fingerprint failed", IMAGE)
+        return ImageDone(item.request_url, fp, item.seen_at, item.referrer)
+
+    @staticmethod
+    def _to_batch(entries: list[Any]) -> Batch:
         batch = Batch()
-        for item in items:
+        for entry in entries:
+            item = entry.result() if isinstance(entry, Future) else entry
             if isinstance(item, PageDone):
                 batch.pages.append(item)
             elif isinstance(item, RequestFailed):
                 batch.failures.append(item)
-            elif isinstance(item, ImageFetched):
-                try:
-                    fp = fingerprint(
-                        item.body, max_pixels=self.max_pixels, with_thumbnail=self.thumbnails
-                    )
-                except ImageRejected as error:
-                    kind = rejection_kind(str(error))
-                    self.stats.inc_value("lookalike/errors")
-                    self.stats.inc_value(f"lookalike/errors/{kind}")
-                    batch.failures.append(RequestFailed(item.request_url, kind, IMAGE))
-                    continue
-                batch.images.append(ImageDone(item.request_url, fp, item.seen_at, item.referrer))
+            elif isinstance(item, ImageDone):
+                batch.images.append(item)
         return batch
 
     def _write(self, batch: Batch) -> None:

@@ -26,6 +26,7 @@ LOOKALIKE_BATCH_SIZE = 200
 LOOKALIKE_FLUSH_SECONDS = 1.0
 LOOKALIKE_MAX_BUFFERED_ITEMS = 2000
 LOOKALIKE_MAX_BUFFERED_BYTES = 128 * 1024 * 1024
+LOOKALIKE_FINGERPRINT_THREADS = 0  # 0: one per core
 LOOKALIKE_DB_RETRY_SECONDS = 600  # give up (crawl stays resumable) after this long an outage
 LOOKALIKE_PROGRESS_SECONDS = 10
 
@@ -38,6 +39,11 @@ AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
 CONCURRENT_REQUESTS = 32
 CONCURRENT_REQUESTS_PER_DOMAIN = 2
+# Never 0: with no delay Scrapy 2.19 starts every queued request of a host at once, ignoring
+# CONCURRENT_REQUESTS_PER_DOMAIN (its downloader marks a request as transferring only when
+# the coroutine it scheduled runs). Any delay makes it start one at a time and re-check.
+LOOKALIKE_MIN_DOWNLOAD_DELAY = 0.001
+DOWNLOAD_DELAY = LOOKALIKE_MIN_DOWNLOAD_DELAY
 DOWNLOAD_TIMEOUT = 30
 DOWNLOAD_MAXSIZE = LOOKALIKE_MAX_PAGE_BYTES
 DOWNLOAD_WARNSIZE = 0

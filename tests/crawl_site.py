@@ -65,6 +65,9 @@ class Site:
         self.routes: dict[str, Resource | Handler] = dict(routes or {})
         self.delay = delay
         self.hits: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests it was answering at once
         self.user_agents: set[str] = set()
         site = self
 
@@ -75,17 +78,24 @@ class Site:
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 query = urlsplit(self.path).query
-                site.hits[path + (f"?{query}" if query else "")] += 1
-                site.user_agents.add(self.headers.get("User-Agent", ""))
-                if site.delay:
-                    time.sleep(site.delay)
-                route = site.routes.get(path)
-                if route is None:
-                    route = Resource(b"not found", status=404, content_type="text/plain")
-                if callable(route):
-                    route(self)
-                    return
-                send(self, route)
+                with site.lock:
+                    site.hits[path + (f"?{query}" if query else "")] += 1
+                    site.user_agents.add(self.headers.get("User-Agent", ""))
+                    site.in_flight += 1
+                    site.max_in_flight = max(site.max_in_flight, site.in_flight)
+                try:
+                    if site.delay:
+                        time.sleep(site.delay)
+                    route = site.routes.get(path)
+                    if route is None:
+                        route = Resource(b"not found", status=404, content_type="text/plain")
+                    if callable(route):
+                        route(self)
+                    else:
+                        send(self, route)
+                finally:
+                    with site.lock:
+                        site.in_flight -= 1
 
             def log_message(self, *args: object) -> None:
                 pass

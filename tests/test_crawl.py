@@ -27,6 +27,7 @@ from tests.crawl_site import (
     drip,
     html,
     jpeg,
+    linked_routes,
     png,
     redirect,
     run_crawl,
@@ -198,6 +199,18 @@ def test_depth_and_page_caps(database_url: str, cli_env: dict[str, str]) -> None
         assert capped.returncode == 0, capped.stderr[-3000:]
         assert sorted(p for p in served.hits if p.startswith("/p")) == ["/p0", "/p1", "/p2", "/p3"]
     assert rows(database_url, "SELECT pages FROM crawls ORDER BY id") == [(3,), (4,)]
+
+
+def test_per_domain_concurrency_holds_without_throttling(
+    database_url: str, cli_env: dict[str, str]
+) -> None:
+    with Site(linked_routes(20, 30), delay=0.05) as served:
+        result = run_crawl(
+            cli_env, served.url("/p0"), "--depth", "50", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=2"
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert len(served.hits) == 1 + 20 + 30  # robots.txt, pages, images
+        assert served.max_in_flight == 2
 
 
 def test_robots_txt_server_error_means_disallow_all(

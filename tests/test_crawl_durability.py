@@ -30,8 +30,8 @@ IMAGES = 45
 
 @pytest.fixture
 def slow_site() -> Iterator[Site]:
-    """Every response takes 40 ms, so a crawl lasts long enough to be interrupted."""
-    with Site(linked_routes(PAGES, IMAGES), delay=0.04) as site:
+    """50 ms a response, one at a time: a crawl lasts ~4 s, long enough to interrupt."""
+    with Site(linked_routes(PAGES, IMAGES), delay=0.05) as site:
         yield site
 
 
@@ -61,14 +61,14 @@ def test_kill_9_at_several_points_then_resume_gives_the_same_rows(
     slow_site: Site, database_url: str, reference_url: str, cli_env: dict[str, str]
 ) -> None:
     seed = slow_site.url("/p0")
-    args = [seed, "--depth", "50", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=4"]
+    args = [seed, "--depth", "50", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=1"]
     reference = run_crawl({**cli_env, "DATABASE_URL": reference_url}, *args)
     assert reference.returncode == 0, reference.stderr[-3000:]
     expected = snapshot(reference_url)
     assert len(expected["pages"]) == PAGES and len(expected["images"]) == IMAGES
 
     # Kill right after the crawl is registered, after a few results, and late in the crawl.
-    for done_before_kill in (0, 10, 50):
+    for done_before_kill in (0, 10, 40):
         crawl = subprocess.Popen(
             crawl_command(*args),
             env=cli_env,
@@ -83,7 +83,9 @@ def test_kill_9_at_several_points_then_resume_gives_the_same_rows(
         finally:
             crawl.send_signal(signal.SIGKILL)
             crawl.wait()
-        assert progress(database_url)[1] > 0, "killed too late to test anything"
+        assert progress(database_url)[1] > 0, (
+            f"killed too late: {done_before_kill=}, {progress(database_url)}"
+        )
     final = run_crawl(cli_env, *args)
     assert final.returncode == 0, final.stderr[-3000:]
     assert "resuming crawl 1" in final.stderr
@@ -98,7 +100,7 @@ def test_database_restart_mid_crawl_loses_nothing(
     slow_site: Site, database_url: str, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     seed = slow_site.url("/p0")
-    args = [seed, "--depth", "50", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=4"]
+    args = [seed, "--depth", "50", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=1"]
     reference = run_crawl(cli_env, *args)
     assert reference.returncode == 0, reference.stderr[-3000:]
     expected = snapshot(database_url)
