@@ -12,18 +12,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from posixpath import splitext
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from scrapy.http import HtmlResponse
 from scrapy.linkextractors import LinkExtractor
-from w3lib.url import canonicalize_url, url_query_cleaner
+from w3lib.url import canonicalize_url
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
 LAZY_SRC_ATTRIBUTES = ("data-src", "data-original", "data-lazy-src")
 LAZY_SRCSET_ATTRIBUTES = ("data-srcset",)
 META_IMAGE_KEYS = ("og:image", "og:image:url", "og:image:secure_url", "twitter:image")
 # Query parameters that only carry a session: without them one page would have endless URLs.
-SESSION_PARAMETERS = ("jsessionid", "phpsessid", "sid", "sessionid", "session_id", "aspsessionid")
+SESSION_PARAMETERS = frozenset(
+    {"jsessionid", "phpsessid", "sid", "sessionid", "session_id", "aspsessionid"}
+)
 MAX_TEXT_LENGTH = 1000
 MAX_URL_LENGTH = 2048
 
@@ -58,13 +60,15 @@ def normalise_url(url: str) -> str | None:
         return None
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_LENGTH:
         return None
-    path_params = parts.path.split(";", 1)
-    if len(path_params) == 2 and path_params[1].lower().startswith("jsessionid"):
-        url = parts._replace(path=path_params[0]).geturl()
-    cleaned = url_query_cleaner(
-        url, SESSION_PARAMETERS, remove=True, unique=False, keep_fragments=False
-    )
-    return canonicalize_url(cleaned)
+    path, _, params = parts.path.partition(";")
+    if params.lower().startswith("jsessionid"):
+        parts = parts._replace(path=path)
+    query = [
+        (name, value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if name.lower() not in SESSION_PARAMETERS
+    ]
+    return canonicalize_url(parts._replace(query=urlencode(query), fragment="").geturl())
 
 
 def is_image_url(url: str) -> bool:

@@ -149,18 +149,13 @@ class BatchWriterPipeline:
         try:
             fp = fingerprint(item.body, max_pixels=self.max_pixels, with_thumbnail=self.thumbnails)
         except ImageRejected as error:
-            kind = rejection_kind(str(error))
-            self.stats.inc_value("lookalike/errors")
-            self.stats.inc_value(f"lookalike/errors/{kind}")
-            return RequestFailed(item.request_url, kind, IMAGE)
+            return RequestFailed(item.request_url, rejection_kind(str(error)), IMAGE)
         except Exception:  # a decoder bug on one hostile file must not stop the writer
             logger.exception("could not fingerprint %s", item.request_url)
-            self.stats.inc_value("lookalike/errors")
             return RequestFailed(item.request_url, "fingerprint failed", IMAGE)
         return ImageDone(item.request_url, fp, item.seen_at, item.referrer)
 
-    @staticmethod
-    def _to_batch(entries: list[Any]) -> Batch:
+    def _to_batch(self, entries: list[Any]) -> Batch:
         batch = Batch()
         for entry in entries:
             item = entry.result() if isinstance(entry, Future) else entry
@@ -168,6 +163,9 @@ class BatchWriterPipeline:
                 batch.pages.append(item)
             elif isinstance(item, RequestFailed):
                 batch.failures.append(item)
+                if isinstance(entry, Future):  # counted here: one thread owns these keys
+                    self.stats.inc_value("lookalike/rejected_images")
+                    self.stats.inc_value(f"lookalike/rejected_images/{item.kind}")
             elif isinstance(item, ImageDone):
                 batch.images.append(item)
         return batch

@@ -50,7 +50,8 @@ class ProgressLog:
             images,
             (images - images_then) / elapsed,
             len(scheduler) if scheduler is not None else 0,  # type: ignore[arg-type]
-            stats.get_value("lookalike/errors", 0),
+            stats.get_value("lookalike/errors", 0)
+            + stats.get_value("lookalike/rejected_images", 0),
             stats.get_value("lookalike/new_images", 0),
         )
 

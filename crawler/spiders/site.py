@@ -33,7 +33,7 @@ from crawler.extract import normalise_url, page_contents
 from crawler.failures import failure_kind
 from crawler.frontier import IMAGE, PAGE, PageDone, Pending, RequestFailed, open_frontier
 from crawler.frontier import pending_requests as frontier_pending
-from crawler.pipelines import ImageFetched
+from crawler.pipelines import DATABASE_ERRORS, ImageFetched
 from lookalike import crawls
 from lookalike.config import database_url
 from lookalike.db import open_pool
@@ -252,11 +252,16 @@ class SiteSpider(scrapy.Spider):
 
     def closed(self, reason: str) -> None:
         """Finish the crawl in the database when the work ran out (not on a stop or kill)."""
-        with self.store.pool.connection() as conn:
-            left = len(frontier_pending(conn, self.crawl_id))
-            if reason == "finished":
-                crawls.finish_crawl(conn, self.crawl_id, "finished")
-            summary = crawls.get_crawl(conn, self.crawl_id)
+        try:
+            with self.store.pool.connection() as conn:
+                left = len(frontier_pending(conn, self.crawl_id))
+                if reason == "finished":
+                    crawls.finish_crawl(conn, self.crawl_id, "finished")
+                summary = crawls.get_crawl(conn, self.crawl_id)
+        except DATABASE_ERRORS as error:
+            logger.error("could not record the end of crawl %d: %s", self.crawl_id, error)
+            self.store.close()
+            return
         if self.redis_url and self._poll.running:
             self._poll.stop()
         if reason == "finished" and self.redis_url:

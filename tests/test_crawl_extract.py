@@ -1,0 +1,71 @@
+"""What the crawler takes from a page: image URLs in every form, links, normalised URLs."""
+
+from __future__ import annotations
+
+import pytest
+from scrapy.http import HtmlResponse
+
+from crawler.extract import ImageRef, largest_candidate, normalise_url, page_contents
+
+
+@pytest.mark.parametrize(
+    ("srcset", "largest"),
+    [
+        ("a.jpg 1x, b.jpg 2x", "b.jpg"),
+        ("big.jpg 1600w, small.jpg 400w, mid.jpg 800w", "big.jpg"),
+        ("a.jpg 100w,b.jpg 200w", "b.jpg"),
+        ("only.jpg", "only.jpg"),
+        ("/img/a,b.jpg 1x, /img/c.jpg 1.5x", "/img/c.jpg"),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_largest_srcset_candidate(srcset: str | None, largest: str | None) -> None:
+    assert largest_candidate(srcset) == largest
+
+
+@pytest.mark.parametrize(
+    ("url", "normal"),
+    [
+        ("http://example.org/a?b=2&a=1#frag", "http://example.org/a?a=1&b=2"),
+        ("https://example.org/p?id=3&sid=abc&PHPSESSID=x", "https://example.org/p?id=3"),
+        ("http://example.org/page;jsessionid=ABC123", "http://example.org/page"),
+        ("  http://example.org/  ", "http://example.org/"),
+        ("data:image/gif;base64,R0lGOD", None),
+        ("javascript:alert(1)", None),
+        ("mailto:a@example.org", None),
+        ("ftp://example.org/x.jpg", None),
+        ("http:///no-host", None),
+        ("http://example.org/" + "x" * 3000, None),
+    ],
+)
+def test_normalise_url(url: str, normal: str | None) -> None:
+    assert normalise_url(url) == normal
+
+
+def test_page_contents_finds_every_image_form_once() -> None:
+    body = b"""<html><head><title> A   title </title>
+      <base href="https://cdn.example.net/base/">
+      <meta property="og:image" content="/og.jpg"><meta name="twitter:image" content="tw.png">
+      </head><body>
+      <img src="plain.jpg" alt="first"><img src="plain.jpg" alt="again">
+      <img src="s.jpg" srcset="s.jpg 1x, l.jpg 2x">
+      <picture><source data-srcset="p1.webp 1x, p2.webp 2x"><img data-src="lazy.jpg"></picture>
+      <img data-original="orig.gif"><img src="data:image/png;base64,AAAA">
+      <a href="photo.JPG">photo</a><a href="next.html">next</a><a href="#top">top</a>
+    </body></html>"""
+    page = page_contents(HtmlResponse("https://example.org/dir/page", body=body))
+    base = "https://cdn.example.net/base/"
+    assert page.title == "A title"
+    assert page.images == [
+        ImageRef(f"{base}plain.jpg", "first"),
+        ImageRef(f"{base}s.jpg", None),
+        ImageRef(f"{base}l.jpg", None),
+        ImageRef(f"{base}lazy.jpg", None),
+        ImageRef(f"{base}orig.gif", None),
+        ImageRef(f"{base}p2.webp", None),
+        ImageRef("https://cdn.example.net/og.jpg", None),
+        ImageRef(f"{base}tw.png", None),
+        ImageRef(f"{base}photo.JPG", "photo"),
+    ]
+    assert page.links == [f"{base}next.html", f"{base}"]
