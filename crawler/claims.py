@@ -24,12 +24,17 @@ class LocalClaims:
         self._known.update(fresh)
         return fresh
 
-    def take_page(self) -> bool:
-        """Whether one more page fits under the cap (and count it)."""
-        if self._max_pages and self._pages >= self._max_pages:
-            return False
-        self._pages += 1
-        return True
+    def take_pages(self, wanted: int) -> int:
+        """How many of ``wanted`` more pages fit under the cap (they are counted)."""
+        granted = (
+            wanted if not self._max_pages else max(0, min(wanted, self._max_pages - self._pages))
+        )
+        self._pages += granted
+        return granted
+
+    def release(self, urls: list[str]) -> None:
+        """Give back URLs claimed but not taken (over the page cap)."""
+        self._known.difference_update(urls)
 
 
 class RedisClaims:
@@ -61,13 +66,18 @@ class RedisClaims:
             pipe.sadd(self._known_key, url)
         return [url for url, added in zip(unique, pipe.execute(), strict=True) if added]
 
-    def take_page(self) -> bool:
-        if not self._max_pages:
-            return True
-        if self._redis.incr(self._pages_key) <= self._max_pages:
-            return True
-        self._redis.decr(self._pages_key)
-        return False
+    def take_pages(self, wanted: int) -> int:
+        if not self._max_pages or not wanted:
+            return wanted
+        total = self._redis.incrby(self._pages_key, wanted)
+        over = min(wanted, max(0, total - self._max_pages))
+        if over:
+            self._redis.decrby(self._pages_key, over)
+        return wanted - over
+
+    def release(self, urls: list[str]) -> None:
+        if urls:
+            self._redis.srem(self._known_key, *urls)
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

@@ -186,6 +186,22 @@ def snapshot(url: str) -> dict[str, set[tuple[object, ...]]]:
     return facts
 
 
+def progress(url: str) -> tuple[int, int]:
+    """(done, pending) requests of the crawl, (0, 0) before it has any."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(done_at), count(*) - count(done_at) FROM crawl_requests"
+        ).fetchone()
+    return row if row else (0, 0)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 @contextmanager
 def reference_database(server_url: str) -> Iterator[str]:
     """A second fresh database, for an uninterrupted crawl to compare with."""

@@ -19,9 +19,11 @@ from tests.crawl_site import (
     Site,
     crawl_command,
     linked_routes,
+    progress,
     reference_database,
     run_crawl,
     snapshot,
+    wait_for,
 )
 
 PAGES = 30
@@ -39,22 +41,6 @@ def slow_site() -> Iterator[Site]:
 def reference_url(server_url: str) -> Iterator[str]:
     with reference_database(server_url) as url:
         yield url
-
-
-def progress(url: str) -> tuple[int, int]:
-    """(done, pending) requests of the crawl, (0, 0) before it has any."""
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT count(done_at), count(*) - count(done_at) FROM crawl_requests"
-        ).fetchone()
-    return row if row else (0, 0)
-
-
-def wait_for(condition, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_kill_9_at_several_points_then_resume_gives_the_same_rows(

@@ -7,6 +7,7 @@ import re
 import subprocess
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 import redis
 
@@ -15,9 +16,11 @@ from tests.crawl_site import (
     Site,
     crawl_command,
     linked_routes,
+    progress,
     reference_database,
     run_crawl,
     snapshot,
+    wait_for,
 )
 
 PAGES = 30
@@ -87,3 +90,38 @@ def test_two_workers_share_one_frontier(
     assert sum(per_worker) == IMAGES and min(per_worker) > 0, per_worker
     # The finished crawl leaves no keys behind in Redis.
     assert set(redis_client.scan_iter("lookalike:*")) <= keys_before
+
+
+def test_a_killed_workers_requests_are_taken_over(
+    site: Site,
+    database_url: str,
+    reference_url: str,
+    cli_env: dict[str, str],
+    redis_client: redis.Redis,
+) -> None:
+    args = [site.url("/p0"), "--depth", "50"]
+    reference = run_crawl({**cli_env, "DATABASE_URL": reference_url}, *args)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    worker_args = crawl_command(
+        *args, "--redis", REDIS_URL, "-s", "CONCURRENT_REQUESTS=4",
+        "-s", "LOOKALIKE_STALLED_SECONDS=2",
+    )  # fmt: skip
+    doomed, survivor = (
+        subprocess.Popen(
+            worker_args, env=cli_env, cwd=ROOT, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, text=True,
+        )
+        for _ in range(2)
+    )  # fmt: skip
+    wait_for(lambda: progress(database_url)[0] >= 15)
+    doomed.kill()
+    doomed.communicate()
+    _, err = survivor.communicate(timeout=120)
+    assert survivor.returncode == 0, err[-3000:]
+    assert "re-queueing" in err  # the survivor took over the dead worker's requests
+
+    # Whatever the dead worker held (in flight, or fetched and not yet written) was redone.
+    assert snapshot(database_url) == snapshot(reference_url)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT outcome, pages FROM crawls").fetchall() == [("finished", PAGES)]

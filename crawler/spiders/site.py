@@ -169,13 +169,14 @@ class SiteSpider(scrapy.Spider):
         depth = response.meta["depth"]
         contents = page_contents(response)
         alts = {image.url: image.alt_text for image in contents.images}
-        discovered = [Pending(url, IMAGE, depth) for url in self.claims.claim(list(alts))]
+        # Every URL goes into the frontier rows, whoever claimed it: a worker that claimed one
+        # and died before writing it leaves only this page to bring it back.
+        discovered = [Pending(url, IMAGE, depth) for url in alts]
+        fresh = set(self.claims.claim(list(alts)))
         if depth < self.max_depth:
-            in_scope = [url for url in contents.links if self._in_scope(url)]
-            for url in self.claims.claim(in_scope):
-                if not self.claims.take_page():
-                    break
-                discovered.append(Pending(url, PAGE, depth + 1))
+            followed, claimed = self._links_to_follow(contents.links)
+            discovered += [Pending(url, PAGE, depth + 1) for url in followed]
+            fresh.update(claimed)
         yield PageDone(
             request_url=frontier_url,
             page_url=response.url,
@@ -185,7 +186,18 @@ class SiteSpider(scrapy.Spider):
             seen_at=datetime.now(UTC),
         )
         for pending in discovered:
-            yield self._request(pending, (response.url, contents.title, alts.get(pending.url)))
+            if pending.url in fresh:
+                referrer = (response.url, contents.title, alts.get(pending.url))
+                yield self._request(pending, referrer)
+
+    def _links_to_follow(self, links: list[str]) -> tuple[list[str], list[str]]:
+        """(in-scope links within the page cap, those of them this worker claimed first)."""
+        in_scope = [url for url in dict.fromkeys(links) if self._in_scope(url)]
+        claimed = self.claims.claim(in_scope)
+        granted = self.claims.take_pages(len(claimed))
+        over_cap = set(claimed[granted:])
+        self.claims.release(sorted(over_cap))
+        return [url for url in in_scope if url not in over_cap], claimed[:granted]
 
     def parse_image(self, response: Response) -> Iterator[ImageFetched]:
         """Bytes that should be an image: the pipeline decides, from the bytes alone."""
