@@ -299,12 +299,13 @@ def _peak_rss_mb(hasher: str, paths: list[Path]) -> tuple[float, float]:
     Pillow allocates pixels outside Python's allocator, so tracemalloc cannot see them; the
     kernel's high-water mark (reset through /proc/self/clear_refs) can.
     """
-    blobs = [path.read_bytes() for path in paths]
-    HASHERS[hasher](blobs[0])  # first call imports lazily (imagehash imports scipy in phash)
+    tiny = io.BytesIO()
+    Image.new("RGB", (64, 48), "gray").save(tiny, "JPEG")
+    HASHERS[hasher](tiny.getvalue())  # imports lazily (imagehash imports scipy in phash)
     Path("/proc/self/clear_refs").write_text("5")
     before_kb = _proc_status_kb("VmRSS")
-    for blob in blobs:
-        HASHERS[hasher](blob)
+    for path in paths:  # one file in memory at a time, as a real caller would
+        HASHERS[hasher](path.read_bytes())
     peak_kb = _proc_status_kb("VmHWM")
     return (peak_kb - before_kb) / 1024, peak_kb / 1024
 
