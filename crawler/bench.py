@@ -55,11 +55,16 @@ def bench_crawl(pages: int, images: int, workers: int, redis_url: str, record: P
         click.echo(f"site generated in {time.perf_counter() - started:.1f} s", err=True)
         with serve(Path(folder)) as base:
             seed = f"{base}/p0.html"
+            load_before = os.getloadavg()[0]
             report.line(_run(seed, 1, None))
             if _redis_answers(redis_url):
                 report.line(_run(seed, workers, redis_url))
             else:
                 report.line(f"{workers} workers: skipped, no Redis at {redis_url}")
+    report.line(
+        f"site, crawler(s) and PostgreSQL share the machine; load average "
+        f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after (other work included)"
+    )
     report.record(record)
 
 
