@@ -12,20 +12,16 @@ drop a redirect to a URL seen before and leave its request unanswered forever.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis
 import scrapy
 from scrapy import signals
 from scrapy.crawler import Crawler
-from scrapy.exceptions import DontCloseSpider
 from scrapy.http import HtmlResponse, Response
-from twisted.internet import task
 from twisted.python.failure import Failure
 
 from crawler.claims import LocalClaims, RedisClaims
@@ -34,6 +30,7 @@ from crawler.failures import failure_kind
 from crawler.frontier import IMAGE, PAGE, PageDone, Pending, RequestFailed, open_frontier
 from crawler.frontier import pending_requests as frontier_pending
 from crawler.pipelines import DATABASE_ERRORS, ImageFetched
+from crawler.workers import SharedFrontier
 from lookalike import crawls
 from lookalike.config import database_url
 from lookalike.db import open_pool
@@ -42,7 +39,6 @@ from lookalike.store import Store
 logger = logging.getLogger(__name__)
 
 IMAGE_PRIORITY = 10  # finish a page's images before wandering further: bounded frontier
-REDIS_POLL_SECONDS = 0.5
 
 
 class SiteSpider(scrapy.Spider):
@@ -78,7 +74,7 @@ class SiteSpider(scrapy.Spider):
         spider: SiteSpider = super().from_crawler(crawler, *args, **kwargs)
         spider._open_crawl(crawler)
         crawler.signals.connect(spider._on_idle, signal=signals.spider_idle)
-        if spider.redis_url:
+        if spider.shared:
             crawler.signals.connect(spider._start_polling, signal=signals.spider_opened)
         return spider
 
@@ -104,26 +100,16 @@ class SiteSpider(scrapy.Spider):
             frontier = open_frontier(conn, key, self.seed_urls, scope)
         self.crawl_id = frontier.crawl_id
         self.resumed = frontier.resumed
-        self.redis_url = settings.get("REDIS_URL")
         self._start_pending = frontier.pending
-        self._last_pending: tuple[int, float] | None = None
-        if self.redis_url:
-            self.redis = redis.Redis.from_url(self.redis_url)
-            self.redis_prefix = f"lookalike:{key[:16]}:{self.crawl_id}"
-            settings.set("SCHEDULER", "scrapy_redis.scheduler.Scheduler")
-            settings.set("SCHEDULER_PERSIST", True)  # a worker leaving must not empty the queue
-            settings.set("SCHEDULER_QUEUE_KEY", f"{self.redis_prefix}:requests")
-            settings.set("SCHEDULER_DUPEFILTER_KEY", f"{self.redis_prefix}:dupefilter")
-            settings.set("DUPEFILTER_CLASS", "scrapy_redis.dupefilter.RFPDupeFilter")
-            self.claims: LocalClaims | RedisClaims = RedisClaims(
-                self.redis,
-                self.redis_prefix,
-                frontier.known_urls,
-                frontier.pages_scheduled,
-                self.max_pages,
-            )
-            # Only the first worker queues what the database says is pending.
-            if not self.redis.set(f"{self.redis_prefix}:started", 1, nx=True):
+        redis_url = settings.get("REDIS_URL")
+        self.shared = (
+            SharedFrontier(redis_url, key, frontier, self.max_pages, settings)
+            if redis_url
+            else None
+        )
+        if self.shared:
+            self.claims: LocalClaims | RedisClaims = self.shared.claims
+            if not self.shared.first_worker:  # the first one queued what was pending
                 self._start_pending = []
         else:
             self.claims = LocalClaims(frontier.known_urls, frontier.pages_scheduled, self.max_pages)
@@ -228,39 +214,17 @@ class SiteSpider(scrapy.Spider):
         return any(host == d or host.endswith("." + d) for d in self.allow_domains)
 
     def _start_polling(self) -> None:
-        """An idle engine looks at its scheduler only every 5 s; other workers fill the shared
-        queue meanwhile, so look every REDIS_POLL_SECONDS instead."""
-        self._poll = task.LoopingCall(self._take_shared_work)
-        self._poll.start(REDIS_POLL_SECONDS, now=False)
-
-    def _take_shared_work(self) -> None:
-        engine = self.crawler.engine
-        busy = engine.downloader.active or not engine.scheduler
-        if not busy and len(engine.scheduler):  # type: ignore[arg-type]
-            request = engine.scheduler.next_request()
-            if request is not None:
-                engine.crawl(request)  # back into the queue, and wakes the engine up
+        assert self.shared is not None
+        self.shared.start_polling(self.crawler)
 
     def _on_idle(self) -> None:
         """With Redis: stay while other workers still have work; take over a dead one's."""
-        if not self.redis_url:
+        if not self.shared:
             return
         self.writer.wait_until_written(timeout=5.0)  # our own results count as pending until then
         with self.store.pool.connection() as conn:
             pending = frontier_pending(conn, self.crawl_id)
-        if not pending:
-            return
-        now = time.monotonic()
-        if self._last_pending is None or self._last_pending[0] != len(pending):
-            self._last_pending = (len(pending), now)
-        elif now - self._last_pending[1] >= self.settings.getfloat("LOOKALIKE_STALLED_SECONDS"):
-            stalled = self.settings.getint("LOOKALIKE_STALLED_SECONDS")
-            if self.redis.set(f"{self.redis_prefix}:requeue", 1, nx=True, ex=max(stalled, 1)):
-                logger.warning("re-queueing %d stalled requests", len(pending))
-                for request in pending:
-                    self.crawler.engine.crawl(self._request(request))
-            self._last_pending = None
-        raise DontCloseSpider
+        self.shared.keep_open(pending, lambda p: self.crawler.engine.crawl(self._request(p)))
 
     def closed(self, reason: str) -> None:
         """Finish the crawl in the database when the work ran out (not on a stop or kill)."""
@@ -274,12 +238,8 @@ class SiteSpider(scrapy.Spider):
             logger.error("could not record the end of crawl %d: %s", self.crawl_id, error)
             self.store.close()
             return
-        if self.redis_url and self._poll.running:
-            self._poll.stop()
-        if reason == "finished" and self.redis_url:
-            keys = list(self.redis.scan_iter(f"{self.redis_prefix}:*"))
-            if keys:
-                self.redis.delete(*keys)
+        if self.shared:
+            self.shared.close(finished=reason == "finished")
         if summary:
             logger.info(
                 "crawl %d %s: %d pages, %d images (%d new), %d new sightings, errors %s%s",
