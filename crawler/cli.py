@@ -92,12 +92,14 @@ def crawl(
 
     process = CrawlerProcess(settings)
     crawler = process.create_crawler("site")
-    process.crawl(crawler, **arguments)
+    failures: list[BaseException] = []
+    process.crawl(crawler, **arguments).addErrback(lambda failure: failures.append(failure.value))
     process.start()
 
     spider = crawler.spider
-    if spider is None or not hasattr(spider, "crawl_id"):
-        raise click.ClickException("the crawl could not start (see the log above)")
+    if failures or spider is None or not hasattr(spider, "crawl_id"):
+        reason = (str(failures[0]).strip().splitlines() or ["?"])[0] if failures else "see the log"
+        raise click.ClickException(f"the crawl could not start: {reason}")
     with connect(url) as conn:
         summary = crawls.get_crawl(conn, spider.crawl_id)
     assert summary is not None

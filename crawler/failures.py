@@ -14,10 +14,12 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError, TimeoutError
 from twisted.python.failure import Failure
 
+from crawler.robots import RobotsTxtUnavailable
 from crawler.safety import RefusedAddress
 
 _BY_TYPE: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
     (RefusedAddress, "refused address"),
+    (RobotsTxtUnavailable, "robots.txt unavailable"),
     ((DownloadTimeoutError, TimeoutError), "timeout"),
     (DownloadCancelledError, "too large"),
     ((CannotResolveHostError, DNSLookupError), "dns lookup failed"),

@@ -7,9 +7,11 @@ Scrapy ignores, becomes the host's minimum delay between requests.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from scrapy import Request
+from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
@@ -20,10 +22,28 @@ DISALLOW_ALL = b"User-agent: *\nDisallow: /\n"
 MAX_CRAWL_DELAY_SECONDS = 60.0
 
 
+class RobotsTxtUnavailable(IgnoreRequest):
+    """robots.txt answered 5xx or could not be fetched: the whole host is off limits."""
+
+
 class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler)
+        self._unavailable: dict[str, str] = {}  # netloc → why its robots.txt is unavailable
+        # The parent logs an unreachable robots.txt with a traceback; the reason is enough.
+        logging.getLogger(RobotsTxtMiddleware.__module__).addFilter(_without_traceback)
+
     async def process_request(self, request: Request, spider: Any = None) -> None:
-        await super().process_request(request)
-        parser = self._parsers.get(urlparse_cached(request).netloc)
+        netloc = urlparse_cached(request).netloc
+        try:
+            await super().process_request(request)
+        except IgnoreRequest:
+            if netloc in self._unavailable:
+                raise RobotsTxtUnavailable(
+                    f"robots.txt unavailable ({self._unavailable[netloc]})"
+                ) from None
+            raise
+        parser = self._parsers.get(netloc)
         delay = _crawl_delay(parser, self._robotstxt_useragent or self._default_useragent)
         if delay:
             slot_key = self.crawler.engine.downloader.get_slot_key(request)
@@ -34,7 +54,7 @@ class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
 
     async def _parse_robots(self, response: Response, netloc: str, request: Request) -> None:
         if response.status >= 500:
-            self._stats.inc_value("lookalike/robotstxt_server_error")
+            self._unavailable[netloc] = f"http {response.status}"
             response = response.replace(body=DISALLOW_ALL)
         elif response.status >= 400:
             response = response.replace(body=b"")
@@ -43,10 +63,17 @@ class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
     def _robots_error(self, exc: Exception, netloc: str) -> None:
         if not isinstance(exc, IgnoreRequest):
             self._stats.inc_value(f"robotstxt/exception_count/{type(exc)}")
+        self._unavailable[netloc] = type(exc).__name__
         waiting = self._parsers[netloc]
         parser = build_from_crawler(self._parserimpl, self.crawler, DISALLOW_ALL)
         self._parsers[netloc] = parser
         waiting.callback(parser)  # type: ignore[union-attr]
+
+
+def _without_traceback(record: logging.LogRecord) -> bool:
+    record.exc_info = None
+    record.exc_text = None
+    return True
 
 
 def _crawl_delay(parser: Any, user_agent: str | bytes) -> float | None:

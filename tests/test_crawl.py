@@ -225,7 +225,7 @@ def test_robots_txt_server_error_means_disallow_all(
         result = run_crawl(cli_env, served.url("/"))
         assert result.returncode == 0, result.stderr[-3000:]
         assert set(served.hits) == {"/robots.txt"}
-    assert crawl_row(database_url)[5] == {"robots.txt disallowed": 1}
+    assert crawl_row(database_url)[5] == {"robots.txt unavailable": 1}
     assert rows(database_url, "SELECT count(*) FROM images") == [(0,)]
 
 
@@ -359,3 +359,9 @@ def test_crawl_command_errors_are_one_line(cli_env: dict[str, str]) -> None:
     )
     assert down.returncode == 1
     assert "Traceback" not in down.stderr and "cannot connect to the database" in down.stderr
+    bad_setting = run("http://127.0.0.1:9/", "-s", "CONCURRENT_REQUESTS=lots")
+    assert bad_setting.returncode == 1 and "Traceback" not in bad_setting.stderr
+    assert "Error: the crawl could not start: invalid literal for int()" in bad_setting.stderr
+    unreachable = run("http://127.0.0.1:9/")  # nothing listens on port 9
+    assert unreachable.returncode == 0 and "Traceback" not in unreachable.stderr
+    assert "errors: robots.txt unavailable: 1" in unreachable.stdout
