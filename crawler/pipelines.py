@@ -2,11 +2,12 @@
 
 One insert per item costs a fifth of the crawl's speed, and a slow or restarting database must
 not stall downloads that are already under way, so items go into a queue that a writer thread
-drains in batches (``crawler.frontier.write_batch``: one transaction each). The thread also
-does the fingerprinting, so decoding never blocks the reactor. When the database is away the
-thread retries the same batch until it is back, while the queue's limits slow the crawl down
-(back-pressure) instead of growing memory; after ``LOOKALIKE_DB_RETRY_SECONDS`` it closes the
-crawl, which stays resumable because nothing unwritten was marked done.
+drains in batches (``crawler.frontier.write_batch``: one transaction each). Image bytes are
+fingerprinted by a small thread pool as they arrive, so decoding never blocks the reactor.
+When the database is away the writer retries the same batch until it is back, while the
+queue's limits slow the crawl down (back-pressure) instead of growing memory; after
+``LOOKALIKE_DB_RETRY_SECONDS`` it closes the crawl, which stays resumable because nothing
+unwritten was marked done.
 """
 
 from __future__ import annotations
