@@ -152,6 +152,18 @@ def test_crawl_records_every_image_form(
     outcome, pages, images_seen, new_images, new_sightings, errors = crawl_row(database_url)
     assert (outcome, pages, images_seen, new_images, new_sightings) == ("finished", 3, 12, 12, 13)
     assert errors == {"robots.txt disallowed": 1}
+    ((recorded,),) = rows(database_url, "SELECT settings FROM crawls")
+    assert recorded == {
+        "allow_domains": ["localhost"],
+        "depth": 3,
+        "max_pages": 10000,
+        "user_agent": "LookalikeBot/0.1 (+https://github.com/lookalike/lookalike)",
+        "robots_txt": True,
+        "autothrottle": False,
+        "download_delay": 0.001,
+        "concurrent_requests_per_domain": 2,
+        "shared_frontier": False,
+    }
     assert "crawl 1 finished: 3 pages, 12 images (12 new), 13 new sightings" in result.stdout
     assert "progress:" in result.stderr or "Spider closed" in result.stderr
 

@@ -96,8 +96,16 @@ class SiteSpider(scrapy.Spider):
         }
         self.store = Store(open_pool(database_url(), max_size=4))
         key = crawls.crawl_key(self.seed_urls, scope)
+        recorded = scope | {  # what the crawls table keeps about how this crawl was run
+            "user_agent": settings.get("USER_AGENT"),
+            "robots_txt": settings.getbool("ROBOTSTXT_OBEY"),
+            "autothrottle": settings.getbool("AUTOTHROTTLE_ENABLED"),
+            "download_delay": settings.getfloat("DOWNLOAD_DELAY"),
+            "concurrent_requests_per_domain": settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN"),
+            "shared_frontier": bool(settings.get("REDIS_URL")),
+        }
         with self.store.pool.connection() as conn:
-            frontier = open_frontier(conn, key, self.seed_urls, scope)
+            frontier = open_frontier(conn, key, self.seed_urls, recorded)
         self.crawl_id = frontier.crawl_id
         self.resumed = frontier.resumed
         self._start_pending = frontier.pending
