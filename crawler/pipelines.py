@@ -3,7 +3,8 @@
 One insert per item costs a fifth of the crawl's speed, and a slow or restarting database must
 not stall downloads that are already under way, so items go into a queue that a writer thread
 drains in batches (``crawler.frontier.write_batch``: one transaction each). Image bytes are
-fingerprinted by a small thread pool as they arrive, so decoding never blocks the reactor.
+fingerprinted by worker processes as they arrive (``crawler.hashing``), so decoding never
+blocks the reactor.
 When the database is away the writer retries the same batch until it is back, while the
 queue's limits slow the crawl down (back-pressure) instead of growing memory; after
 ``LOOKALIKE_DB_RETRY_SECONDS`` it closes the crawl, which stays resumable because nothing
@@ -18,7 +19,7 @@ import os
 import queue
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,8 +31,8 @@ from scrapy.utils.defer import deferred_from_coro
 
 from crawler.failures import rejection_kind
 from crawler.frontier import IMAGE, Batch, ImageDone, PageDone, RequestFailed, write_batch
+from crawler.hashing import fingerprint_or_reason, start_pool
 from lookalike.config import DatabaseUnavailable
-from lookalike.fingerprint import ImageRejected, fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +68,8 @@ class BatchWriterPipeline:
         self._counting = threading.Lock()  # both threads update the two counts above
         self._gave_up = False
         self._thread: threading.Thread | None = None
-        # Pillow and the hashes release the GIL for most of their work, so threads do use
-        # the other cores, without the start-up and kill -9 troubles of a process pool.
-        self._hashers = ThreadPoolExecutor(
-            settings.getint("LOOKALIKE_FINGERPRINT_THREADS") or os.cpu_count() or 2,
-            thread_name_prefix="lookalike-fingerprint",
+        self._hashers = start_pool(
+            settings.getint("LOOKALIKE_FINGERPRINT_WORKERS") or os.cpu_count() or 2
         )
 
     @classmethod
@@ -97,7 +95,10 @@ class BatchWriterPipeline:
             self._buffered_bytes += size
             self._unwritten += 1
         if isinstance(item, ImageFetched):  # decode now, in parallel; the writer keeps order
-            self._queue.put((self._hashers.submit(self._fingerprint, item), size))
+            hashed = self._hashers.submit(
+                fingerprint_or_reason, item.body, self.max_pixels, self.thumbnails
+            )
+            self._queue.put(((item, hashed), size))
         else:
             self._queue.put((item, size))
         return item
@@ -113,7 +114,7 @@ class BatchWriterPipeline:
         self._queue.put(_STOP)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
-        self._hashers.shutdown()
+        self._hashers.shutdown(cancel_futures=True)
 
     # --- writer thread --------------------------------------------------------------------
 
@@ -145,31 +146,35 @@ class BatchWriterPipeline:
             deadline = deadline or time.monotonic() + self.flush_seconds
         return items, False
 
-    def _fingerprint(self, item: ImageFetched) -> ImageDone | RequestFailed:
-        """The one core decode path; "is this an image" is decided from the bytes alone."""
-        try:
-            fp = fingerprint(item.body, max_pixels=self.max_pixels, with_thumbnail=self.thumbnails)
-        except ImageRejected as error:
-            return RequestFailed(item.request_url, rejection_kind(str(error)), IMAGE)
-        except Exception:  # a decoder bug on one hostile file must not stop the writer
-            logger.exception("could not fingerprint %s", item.request_url)
-            return RequestFailed(item.request_url, "fingerprint failed", IMAGE)
-        return ImageDone(item.request_url, fp, item.seen_at, item.referrer)
-
     def _to_batch(self, entries: list[Any]) -> Batch:
         batch = Batch()
         for entry in entries:
-            item = entry.result() if isinstance(entry, Future) else entry
-            if isinstance(item, PageDone):
-                batch.pages.append(item)
-            elif isinstance(item, RequestFailed):
-                batch.failures.append(item)
-                if isinstance(entry, Future):  # counted here: one thread owns these keys
-                    self.stats.inc_value("lookalike/rejected_images")
-                    self.stats.inc_value(f"lookalike/rejected_images/{item.kind}")
-            elif isinstance(item, ImageDone):
-                batch.images.append(item)
+            if isinstance(entry, PageDone):
+                batch.pages.append(entry)
+            elif isinstance(entry, RequestFailed):
+                batch.failures.append(entry)
+            else:
+                image, hashed = entry
+                result = self._hash_result(image, hashed)
+                if isinstance(result, ImageDone):
+                    batch.images.append(result)
+                else:
+                    batch.failures.append(result)
         return batch
+
+    def _hash_result(self, image: ImageFetched, hashed: Future[Any]) -> ImageDone | RequestFailed:
+        """What the bytes turned out to be; "is this an image" is decided from them alone."""
+        try:
+            result = hashed.result()
+        except Exception:  # a decoder crash on one hostile file must not stop the writer
+            logger.exception("could not fingerprint %s", image.request_url)
+            result = "fingerprint failed"
+        if isinstance(result, str):
+            kind = rejection_kind(result)
+            self.stats.inc_value("lookalike/rejected_images")  # only this thread counts these
+            self.stats.inc_value(f"lookalike/rejected_images/{kind}")
+            return RequestFailed(image.request_url, kind, IMAGE)
+        return ImageDone(image.request_url, result, image.seen_at, image.referrer)
 
     def _write(self, batch: Batch) -> None:
         """Write the batch, waiting out a database outage (the same batch is replayed)."""

@@ -66,9 +66,12 @@ def test_kill_9_at_several_points_then_resume_gives_the_same_rows(
             wait_for(
                 lambda n=done_before_kill: _done(database_url) >= n and _has_crawl(database_url)
             )
+            helpers = _children(crawl.pid)  # fingerprinting workers
         finally:
             crawl.send_signal(signal.SIGKILL)
             crawl.wait()
+        # The crawler's worker processes die with it instead of lingering as orphans.
+        wait_for(lambda h=helpers: not any(Path(f"/proc/{pid}").exists() for pid in h), 10)
         assert progress(database_url)[1] > 0, (
             f"killed too late: {done_before_kill=}, {progress(database_url)}"
         )
@@ -131,3 +134,9 @@ def _done(url: str) -> int:
 def _has_crawl(url: str) -> bool:
     with psycopg.connect(url) as conn:
         return conn.execute("SELECT count(*) FROM crawls").fetchone() == (1,)
+
+
+def _children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (Linux's /proc)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in children.read_text().split()] if children.exists() else []
