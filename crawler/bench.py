@@ -75,7 +75,9 @@ def _run(seed: str, workers: int, redis_url: str | None) -> str:
         command = [sys.executable, "-m", "lookalike", "crawl", seed, "--depth", "10"]
         command += [*LOCAL_SETTINGS, "--max-pages", "0"]
         if redis_url:
-            command += ["--redis", redis_url]
+            # The workers share this machine's cores: split the fingerprinting processes too.
+            per_worker = max(1, (os.cpu_count() or 2) // workers)
+            command += ["--redis", redis_url, "-s", f"LOOKALIKE_FINGERPRINT_WORKERS={per_worker}"]
         env = {**os.environ, "DATABASE_URL": url}
         with ExitStack() as stack:
             logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(workers)]
