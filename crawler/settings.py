@@ -9,9 +9,11 @@ BOT_NAME = "lookalike"
 SPIDER_MODULES = ["crawler.spiders"]
 NEWSPIDER_MODULE = "crawler.spiders"
 
-# Who we are and how to reach whoever runs the crawl: set LOOKALIKE_CONTACT_URL.
+# Who we are and how to reach whoever runs the crawl: set LOOKALIKE_CONTACT_URL to your page;
+# the User-Agent is made from it (unless USER_AGENT itself is set).
 LOOKALIKE_CONTACT_URL = "https://github.com/lookalike/lookalike"
-USER_AGENT = f"LookalikeBot/0.1 (+{LOOKALIKE_CONTACT_URL})"
+LOOKALIKE_USER_AGENT = "LookalikeBot/0.1 (+{contact})"
+USER_AGENT = LOOKALIKE_USER_AGENT.format(contact=LOOKALIKE_CONTACT_URL)
 
 # Scope and caps, overridden by `lookalike crawl --depth/--max-pages` or spider arguments.
 LOOKALIKE_DEPTH = 3  # links followed from a seed page; images on the last pages still count

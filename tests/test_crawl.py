@@ -201,8 +201,12 @@ def test_depth_and_page_caps(database_url: str, cli_env: dict[str, str]) -> None
     }
     chain |= {f"/i{n}.jpg": jpeg(n) for n in range(9)}
     with Site(chain) as served:
-        shallow = run_crawl(cli_env, served.url("/p0"), "--depth", "2")
+        shallow = run_crawl(
+            cli_env, served.url("/p0"), "--depth", "2",
+            "-s", "LOOKALIKE_CONTACT_URL=https://crawler.example/about",
+        )  # fmt: skip
         assert shallow.returncode == 0, shallow.stderr[-3000:]
+        assert served.user_agents == {"LookalikeBot/0.1 (+https://crawler.example/about)"}
         assert sorted(p for p in served.hits if p.startswith("/p")) == ["/p0", "/p1", "/p2"]
         # Images on the last page still count: the depth is about links, not images.
         assert served.hits["/i2.jpg"] == 1 and served.hits["/i3.jpg"] == 0

@@ -22,6 +22,7 @@ import scrapy
 from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.http import HtmlResponse, Response
+from scrapy.settings import SETTINGS_PRIORITIES
 from twisted.python.failure import Failure
 
 from crawler.claims import LocalClaims, RedisClaims
@@ -81,6 +82,10 @@ class SiteSpider(scrapy.Spider):
     def _open_crawl(self, crawler: Crawler) -> None:
         """Open (or resume) the crawl in PostgreSQL; with Redis, point scrapy-redis at it."""
         settings = crawler.settings
+        if settings.getpriority("USER_AGENT") <= SETTINGS_PRIORITIES["project"]:
+            contact = settings.get("LOOKALIKE_CONTACT_URL")
+            agent = settings.get("LOOKALIKE_USER_AGENT").format(contact=contact)
+            settings.set("USER_AGENT", agent, priority="project")
         self.max_depth = int(
             self._depth_arg if self._depth_arg is not None else settings.getint("LOOKALIKE_DEPTH")
         )
