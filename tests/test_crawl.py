@@ -319,7 +319,7 @@ def test_hostile_site_ends_within_caps_and_counts_errors(
             cli_env,
             served.url("/"),
             "--depth", "20", "--max-pages", "30",
-            "-s", "LOOKALIKE_MAX_PAGE_BYTES=200000", "-s", "DOWNLOAD_MAXSIZE=200000",
+            "-s", "LOOKALIKE_MAX_PAGE_BYTES=200000",
             "-s", "LOOKALIKE_MAX_IMAGE_BYTES=200000", "-s", "LOOKALIKE_MAX_PIXELS=1000000",
             "-s", "DOWNLOAD_TIMEOUT=2",
             timeout=90,

@@ -153,6 +153,7 @@ class SiteSpider(scrapy.Spider):
                 priority=IMAGE_PRIORITY,
                 dont_filter=True,
             )
+        meta["download_maxsize"] = self.settings.getint("LOOKALIKE_MAX_PAGE_BYTES")
         return scrapy.Request(
             pending.url, callback=self.parse, errback=self.page_failed, meta=meta, dont_filter=True
         )
