@@ -266,6 +266,34 @@ def test_crawl_delay_from_robots_txt_spaces_requests(
     assert len(stamps) == 4 and min(gaps) >= 0.2, gaps  # Scrapy's jitter: 0.5 × 0.5…1.5
 
 
+def test_followed_redirect_records_the_final_page(
+    database_url: str, cli_env: dict[str, str]
+) -> None:
+    routes = {
+        "/": html('<a href="/old">moved</a><img src="/img/old.jpg">'),
+        "/old": redirect("/new", 301),
+        "/new": html('<img src="/a.jpg" alt="moved here">', "New"),
+        "/img/old.jpg": redirect("/img/new.jpg"),
+        "/img/new.jpg": jpeg(4),
+        "/a.jpg": jpeg(5),
+    }
+    with Site(routes) as served:
+        result = run_crawl(cli_env, served.url("/"))
+        assert result.returncode == 0, result.stderr[-3000:]
+    # The page is recorded where it now lives; the image under the URL the page uses.
+    assert sightings(database_url) == {
+        (served.url("/new"), served.url("/a.jpg")),
+        (served.url("/"), served.url("/img/old.jpg")),
+    }
+    assert (
+        rows(
+            database_url,
+            "SELECT url, error FROM crawl_requests WHERE done_at IS NULL OR error <> ''",
+        )
+        == []
+    )
+
+
 def test_refuses_non_public_addresses_and_counts_them(
     database_url: str, cli_env: dict[str, str]
 ) -> None:
