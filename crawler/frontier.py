@@ -83,9 +83,6 @@ class Batch:
     images: list[ImageDone] = field(default_factory=list)
     failures: list[RequestFailed] = field(default_factory=list)
 
-    def __len__(self) -> int:
-        return len(self.pages) + len(self.images) + len(self.failures)
-
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:

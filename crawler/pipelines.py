@@ -103,12 +103,11 @@ class BatchWriterPipeline:
             self._queue.put((item, size))
         return item
 
-    def wait_until_written(self, timeout: float) -> bool:
-        """Block until every item so far is in the database (True) or ``timeout`` passes."""
+    def wait_until_written(self, timeout: float) -> None:
+        """Block until every item so far is in the database, or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
         while self._unwritten and time.monotonic() < deadline:
             time.sleep(0.01)
-        return not self._unwritten
 
     async def close_spider(self, spider: Any = None) -> None:
         self._queue.put(_STOP)
