@@ -50,10 +50,18 @@ class RedisClaims:
         self._known_key = f"{prefix}:claimed"
         self._pages_key = f"{prefix}:pages"
         self._max_pages = max_pages
-        # The first worker (or a restart after a full stop) brings Redis up to the database.
+        self._known = known
+        self._pages_scheduled = pages_scheduled
+
+    def reset_from_database(self) -> None:
+        """Make the claims exactly the database's rows: what a lone (re)starting worker sees.
+
+        Claims of workers that died before writing them would otherwise hide those URLs.
+        """
         pipe = self._redis.pipeline()
-        pipe.setnx(self._pages_key, pages_scheduled)
-        for chunk in _chunks(list(known), 10_000):
+        pipe.delete(self._known_key)
+        pipe.set(self._pages_key, self._pages_scheduled)
+        for chunk in _chunks(list(self._known), 10_000):
             pipe.sadd(self._known_key, *chunk)
         pipe.execute()
 

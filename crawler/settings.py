@@ -35,6 +35,9 @@ LOOKALIKE_PROGRESS_SECONDS = 10
 # With scrapy-redis: a worker that sees no progress on pending requests for this long re-queues
 # them (they belonged to a worker that died).
 LOOKALIKE_STALLED_SECONDS = 60
+# How long a stopped worker still counts as alive: a worker starting after that finds itself
+# alone and rebuilds the shared queue from the database.
+LOOKALIKE_WORKER_LEASE_SECONDS = 10
 
 ROBOTSTXT_OBEY = True
 AUTOTHROTTLE_ENABLED = True

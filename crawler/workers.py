@@ -1,7 +1,8 @@
 """Several crawl processes on one frontier: scrapy-redis for the queue, PostgreSQL for the truth.
 
-Each worker runs the same command. The first one to start queues what the database says is
-pending; the others take requests from the shared Redis queue. URLs are claimed in Redis, so
+Each worker runs the same command. The first one to start (no other worker holds the lease)
+rebuilds the Redis state from the database and queues what is pending there; the others take
+requests from the shared Redis queue. URLs are claimed in Redis, so
 one found by two workers is fetched once. A worker with nothing to do stays while the crawl
 still has pending requests (others are busy), and when those stop moving for
 LOOKALIKE_STALLED_SECONDS it re-queues them: they belonged to a worker that died.
@@ -45,7 +46,15 @@ class SharedFrontier:
         self.claims = RedisClaims(
             self.redis, self.prefix, frontier.known_urls, frontier.pages_scheduled, max_pages
         )
-        self.first_worker = bool(self.redis.set(f"{self.prefix}:started", 1, nx=True))
+        # Live workers keep renewing a lease. Finding none means this worker is alone (a new
+        # crawl, or all workers stopped): it rebuilds Redis from the database, the record of
+        # truth, and queues what is pending there, exactly as a single process resumes.
+        self._lease_key = f"{self.prefix}:lease"
+        self._lease_seconds = settings.getint("LOOKALIKE_WORKER_LEASE_SECONDS")
+        self.first_worker = self._renew_lease(first=True)
+        if self.first_worker:
+            self.redis.delete(f"{self.prefix}:requests")
+            self.claims.reset_from_database()
         self._last_pending: tuple[int, float] | None = None
         self._poll: task.LoopingCall | None = None
 
@@ -55,8 +64,11 @@ class SharedFrontier:
         self._poll = task.LoopingCall(self._take_shared_work, crawler)
         self._poll.start(POLL_SECONDS, now=False)
 
-    @staticmethod
-    def _take_shared_work(crawler: Crawler) -> None:
+    def _renew_lease(self, first: bool = False) -> bool:
+        return bool(self.redis.set(self._lease_key, 1, nx=first, ex=self._lease_seconds))
+
+    def _take_shared_work(self, crawler: Crawler) -> None:
+        self._renew_lease()
         engine = crawler.engine
         if engine is None or engine.scheduler is None or engine.downloader.active:
             return

@@ -138,3 +138,38 @@ def test_a_killed_workers_requests_are_taken_over(
     assert snapshot(database_url) == snapshot(reference_url)
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT outcome, pages FROM crawls").fetchall() == [("finished", PAGES)]
+
+
+def test_all_workers_killed_then_one_restarted_resumes_from_the_database(
+    site: Site,
+    database_url: str,
+    reference_url: str,
+    cli_env: dict[str, str],
+    redis_client: redis.Redis,
+) -> None:
+    args = [site.url("/p0"), "--depth", "50", "-s", "DOWNLOAD_TIMEOUT=10"]
+    reference = run_crawl({**cli_env, "DATABASE_URL": reference_url}, *args)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    # No stalled-work re-queue here (600 s): the restarted worker must rebuild from the database.
+    worker_args = crawl_command(
+        *args, "--redis", REDIS_URL, "-s", "CONCURRENT_REQUESTS=4",
+        "-s", "LOOKALIKE_STALLED_SECONDS=600", "-s", "LOOKALIKE_WORKER_LEASE_SECONDS=1",
+    )  # fmt: skip
+    workers = [
+        subprocess.Popen(worker_args, env=cli_env, cwd=ROOT, stderr=subprocess.DEVNULL)
+        for _ in range(2)
+    ]
+    wait_for(lambda: progress(database_url)[0] >= 15)
+    for worker in workers:
+        worker.kill()
+        worker.wait()
+    assert progress(database_url)[1] > 0, "killed too late to test a resume"
+    time.sleep(1.5)  # the dead workers' lease runs out
+
+    restarted = subprocess.run(
+        worker_args, env=cli_env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    assert "re-queueing" not in restarted.stderr
+    assert snapshot(database_url) == snapshot(reference_url)
