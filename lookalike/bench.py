@@ -29,7 +29,14 @@ from psycopg import sql
 
 from lookalike import indexer
 from lookalike.config import database_url
-from lookalike.db import apply_schema, connect, open_pool, scratch_database, with_database
+from lookalike.db import (
+    apply_schema,
+    connect,
+    describe_server,
+    open_pool,
+    scratch_database,
+    with_database,
+)
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import hamming, to_bigint
 from lookalike.plugins import PluginGroup
@@ -174,9 +181,13 @@ def bench_search(
     beside $DATABASE_URL's (or the embedded server's).
     """
     report = Report(f"bench search, {rows:,} hashes")
+    server = database_url()
+    with connect(server) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+    report.line(f"server: PostgreSQL {version} at {describe_server(server)}")
     for distribution in distributions or tuple(DISTRIBUTIONS):
         name = f"lookalike_bench_{distribution}_{rows}"
-        with _bench_database(database_url(), name, keep) as (url, fresh):
+        with _bench_database(server, name, keep) as (url, fresh):
             hashes = DISTRIBUTIONS[distribution](rows)
             if fresh:
                 started = time.perf_counter()
