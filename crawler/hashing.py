@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import multiprocessing
+import os
 import signal
 from concurrent.futures import ProcessPoolExecutor
 
@@ -21,7 +22,10 @@ _PR_SET_PDEATHSIG = 1
 
 def start_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
     )
 
 
@@ -33,8 +37,10 @@ def fingerprint_or_reason(data: bytes, max_pixels: int, thumbnail: bool) -> Fing
         return str(error)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Ask Linux to kill this worker when the crawler dies, however it dies."""
     # Linux only; elsewhere a crawler killed with -9 may leave its idle workers behind.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the crawler died while this worker was starting
+        os._exit(1)

@@ -120,16 +120,14 @@ def test_a_killed_workers_requests_are_taken_over(
         *args, "--redis", REDIS_URL, "-s", "CONCURRENT_REQUESTS=4",
         "-s", "LOOKALIKE_STALLED_SECONDS=2",
     )  # fmt: skip
-    doomed, survivor = (
-        subprocess.Popen(
-            worker_args, env=cli_env, cwd=ROOT, stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL, text=True,
-        )
-        for _ in range(2)
+    doomed = subprocess.Popen(worker_args, env=cli_env, cwd=ROOT, stderr=subprocess.DEVNULL)
+    survivor = subprocess.Popen(
+        worker_args, env=cli_env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        text=True,
     )  # fmt: skip
     wait_for(lambda: progress(database_url)[0] >= 15)
     doomed.kill()
-    doomed.communicate()
+    doomed.wait()
     _, err = survivor.communicate(timeout=120)
     assert survivor.returncode == 0, err[-3000:]
     assert "re-queueing" in err  # the survivor took over the dead worker's requests
