@@ -14,7 +14,7 @@ from werkzeug.exceptions import NotFound
 
 from searchweb.extensions import get_store, timed
 from searchweb.present import image_json, match_json
-from searchweb.queries import parse_search_options, query_from_request
+from searchweb.queries import parse_search_options, query_from_request, search_with
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -24,16 +24,7 @@ def search() -> Response:
     """Multipart ``image`` (or ``url``/``dhash`` fields), or JSON ``{"url"}``/``{"dhash"}``."""
     values, query = query_from_request()
     options = parse_search_options(values, default_limit=current_app.config["RESULTS_PER_PAGE"])
-    with timed("db"):
-        found = get_store().search_page(
-            query.dhash,
-            max_distance=options.max_distance,
-            sort=options.sort,
-            domain=options.domain,
-            limit=options.limit,
-            offset=options.offset,
-            sightings_per_match=current_app.config["SIGHTINGS_PER_MATCH"],
-        )
+    found = search_with(query.dhash, options)
     return jsonify(
         {
             "query": query.describe()

@@ -15,6 +15,7 @@ from searchweb.queries import (
     query_from_dhash,
     query_from_upload,
     query_from_url,
+    search_with,
     webp_data_url,
 )
 from searchweb.query_cache import query_cache
@@ -61,17 +62,7 @@ def results() -> str:
         {**request.args, "limit": per_page, "offset": (page_number - 1) * per_page},
         default_limit=per_page,
     )
-    with timed("db"):
-        found = get_store().search_page(
-            query.dhash,
-            max_distance=options.max_distance,
-            sort=options.sort,
-            domain=options.domain,
-            limit=per_page,
-            offset=options.offset,
-            sightings_per_match=current_app.config["SIGHTINGS_PER_MATCH"],
-            with_domains=True,
-        )
+    found = search_with(query.dhash, options, with_domains=True)
     pages = max(1, -(-found.total // per_page))
     return render_template(
         "results.html",

@@ -20,8 +20,8 @@ from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 from lookalike.fetch import fetch
 from lookalike.fingerprint import Fingerprint, fingerprint
 from lookalike.hashes import hash_from_hex, hash_to_hex
-from lookalike.store import SORT_ORDERS
-from searchweb.extensions import timed
+from lookalike.store import SORT_ORDERS, SearchPage
+from searchweb.extensions import get_store, timed
 
 SORT_LABELS = {
     "best": "Best match",
@@ -168,6 +168,21 @@ def parse_search_options(values: Mapping[str, object], *, default_limit: int) ->
         limit=int_option(values, "limit", default_limit, config["API_MAX_LIMIT"], minimum=1),
         offset=int_option(values, "offset", 0, 1_000_000),
     )
+
+
+def search_with(dhash: int, options: SearchOptions, *, with_domains: bool = False) -> SearchPage:
+    """One page of matches for these options; its time is the request's database time."""
+    with timed("db"):
+        return get_store().search_page(
+            dhash,
+            max_distance=options.max_distance,
+            sort=options.sort,
+            domain=options.domain,
+            limit=options.limit,
+            offset=options.offset,
+            sightings_per_match=current_app.config["SIGHTINGS_PER_MATCH"],
+            with_domains=with_domains,
+        )
 
 
 def int_option(
