@@ -11,9 +11,10 @@ import hashlib
 import json
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -56,6 +57,17 @@ def _parse_hashes(values: tuple[str, ...]) -> list[int]:
 bank_option = click.option(
     "--bank", default=DEFAULT_BANK, show_default=True, help="Which bank (created on first flag)."
 )
+F = TypeVar("F", bound=Callable[..., Any])
+
+image_ids_option = click.option(
+    "--image-id", "image_ids", type=int, multiple=True, help="A stored image's id."
+)
+
+
+def dhashes_option(help_text: str) -> Callable[[F], F]:
+    return click.option("--dhash", "dhashes", multiple=True, metavar="HEX", help=help_text)
+
+
 by_option = click.option(
     "--by", "who", default=_current_user, help="Who is acting (default: your login name)."
 )
@@ -71,14 +83,8 @@ def _read_target(path: Path) -> FlagTarget:
 
 @click.command("flag")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--image-id", "image_ids", type=int, multiple=True, help="A stored image's id.")
-@click.option(
-    "--dhash",
-    "dhashes",
-    multiple=True,
-    metavar="HEX",
-    help="A raw dHash (lookalike hash).",
-)
+@image_ids_option
+@dhashes_option("A raw dHash (lookalike hash).")
 @bank_option
 @click.option("--reason", help="Why it is flagged; shown to whoever's upload matches it.")
 @by_option
@@ -122,14 +128,8 @@ def flag_command(
 @click.command("unflag")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--entry", "entry_ids", type=int, multiple=True, help="An entry id (from check).")
-@click.option("--image-id", "image_ids", type=int, multiple=True, help="A stored image's id.")
-@click.option(
-    "--dhash",
-    "dhashes",
-    multiple=True,
-    metavar="HEX",
-    help="Entries with exactly this dHash.",
-)
+@image_ids_option
+@dhashes_option("Entries with exactly this dHash.")
 @click.option("--bank", help="Only in this bank (default: every bank).")
 @by_option
 def unflag_command(

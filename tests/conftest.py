@@ -18,6 +18,7 @@ from psycopg import sql
 from lookalike.config import embedded_database_url
 from lookalike.db import apply_schema, connect, open_pool, with_database
 from lookalike.store import Store
+from tests.crawl_site import reference_database
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +64,13 @@ def database_url(server_url: str, template_database: str) -> Iterator[str]:
     url = _create_database(server_url, name, template=template_database)
     yield url
     _drop_database(server_url, name)
+
+
+@pytest.fixture
+def reference_url(server_url: str) -> Iterator[str]:
+    """A second fresh database, for an uninterrupted crawl to compare a disturbed one with."""
+    with reference_database(server_url) as url:
+        yield url
 
 
 @pytest.fixture

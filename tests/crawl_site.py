@@ -233,4 +233,10 @@ def run_crawl(
     )
 
 
+def crawl_reference(env: dict[str, str], reference_url: str, *args: str) -> None:
+    """An uninterrupted crawl into ``reference_url``: the rows a disturbed crawl must equal."""
+    result = run_crawl({**env, "DATABASE_URL": reference_url}, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

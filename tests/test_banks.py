@@ -17,6 +17,7 @@ from lookalike.db import apply_schema, connect, open_pool
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import from_bigint, hamming, to_bigint
 from lookalike.store import Sighting, Store
+from tests.concurrency import check_while_flagging
 from tests.images import encode, photo
 
 
@@ -205,34 +206,16 @@ def test_checks_stay_correct_while_others_flag(banks: Banks) -> None:
     for value in flagged_first:
         banks.flag(FlagTarget(value), bank="banned", reason=None, flagged_by="m")
     flagged_later = [rng.getrandbits(64) for _ in range(80)]
-    errors: list[BaseException] = []
-    done = threading.Event()
 
-    def check_forever() -> None:
-        try:
-            while not done.is_set():
-                for value in flagged_first:
-                    assert len(banks.check(_flip(value, 2))) == 1
-        except BaseException as error:  # reported by the main thread
-            errors.append(error)
+    def check_once() -> None:
+        for value in flagged_first:
+            assert len(banks.check(_flip(value, 2))) == 1
 
     def flag_some(values: list[int]) -> None:
-        try:
-            for value in values:
-                banks.flag(FlagTarget(value), bank="banned", reason=None, flagged_by="m")
-        except BaseException as error:
-            errors.append(error)
+        for value in values:
+            banks.flag(FlagTarget(value), bank="banned", reason=None, flagged_by="m")
 
-    checkers = [threading.Thread(target=check_forever) for _ in range(3)]
-    flaggers = [threading.Thread(target=flag_some, args=(flagged_later[i::3],)) for i in range(3)]
-    for thread in checkers + flaggers:
-        thread.start()
-    for thread in flaggers:
-        thread.join()
-    done.set()
-    for thread in checkers:
-        thread.join()
-
+    errors = check_while_flagging(check_once, flag_some, flagged_later)
     assert errors == []
     assert all(len(banks.check(_flip(v, 1))) == 1 for v in flagged_later)
 

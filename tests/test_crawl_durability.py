@@ -18,9 +18,9 @@ from tests.crawl_site import (
     ROOT,
     Site,
     crawl_command,
+    crawl_reference,
     linked_routes,
     progress,
-    reference_database,
     run_crawl,
     snapshot,
     wait_for,
@@ -37,19 +37,12 @@ def slow_site() -> Iterator[Site]:
         yield site
 
 
-@pytest.fixture
-def reference_url(server_url: str) -> Iterator[str]:
-    with reference_database(server_url) as url:
-        yield url
-
-
 def test_kill_9_at_several_points_then_resume_gives_the_same_rows(
     slow_site: Site, database_url: str, reference_url: str, cli_env: dict[str, str]
 ) -> None:
     seed = slow_site.url("/p0")
     args = [seed, "--depth", "50", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=1"]
-    reference = run_crawl({**cli_env, "DATABASE_URL": reference_url}, *args)
-    assert reference.returncode == 0, reference.stderr[-3000:]
+    crawl_reference(cli_env, reference_url, *args)
     expected = snapshot(reference_url)
     assert len(expected["pages"]) == PAGES and len(expected["images"]) == IMAGES
 

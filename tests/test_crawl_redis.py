@@ -17,10 +17,9 @@ from tests.crawl_site import (
     ROOT,
     Site,
     crawl_command,
+    crawl_reference,
     linked_routes,
     progress,
-    reference_database,
-    run_crawl,
     send,
     snapshot,
     wait_for,
@@ -58,12 +57,6 @@ def site() -> Iterator[Site]:
         yield served
 
 
-@pytest.fixture
-def reference_url(server_url: str) -> Iterator[str]:
-    with reference_database(server_url) as url:
-        yield url
-
-
 def test_two_workers_share_one_frontier(
     site: Site,
     database_url: str,
@@ -72,8 +65,7 @@ def test_two_workers_share_one_frontier(
     redis_client: redis.Redis,
 ) -> None:
     args = [site.url("/p0"), "--depth", "50", "-s", "DOWNLOAD_TIMEOUT=10"]
-    reference = run_crawl({**cli_env, "DATABASE_URL": reference_url}, *args)
-    assert reference.returncode == 0, reference.stderr[-3000:]
+    crawl_reference(cli_env, reference_url, *args)
     site.hits.clear()
 
     # Each worker takes at most 4 requests off the shared queue at a time, leaving the rest.
@@ -113,8 +105,7 @@ def test_a_killed_workers_requests_are_taken_over(
     redis_client: redis.Redis,
 ) -> None:
     args = [site.url("/p0"), "--depth", "50", "-s", "DOWNLOAD_TIMEOUT=10"]
-    reference = run_crawl({**cli_env, "DATABASE_URL": reference_url}, *args)
-    assert reference.returncode == 0, reference.stderr[-3000:]
+    crawl_reference(cli_env, reference_url, *args)
 
     worker_args = crawl_command(
         *args, "--redis", REDIS_URL, "-s", "CONCURRENT_REQUESTS=4",
@@ -146,8 +137,7 @@ def test_all_workers_killed_then_one_restarted_resumes_from_the_database(
     redis_client: redis.Redis,
 ) -> None:
     args = [site.url("/p0"), "--depth", "50", "-s", "DOWNLOAD_TIMEOUT=10"]
-    reference = run_crawl({**cli_env, "DATABASE_URL": reference_url}, *args)
-    assert reference.returncode == 0, reference.stderr[-3000:]
+    crawl_reference(cli_env, reference_url, *args)
 
     # No stalled-work re-queue here (600 s): the restarted worker must rebuild from the database.
     worker_args = crawl_command(

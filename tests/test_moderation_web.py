@@ -6,7 +6,6 @@ import hashlib
 import io
 import random
 import re
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +15,7 @@ from PIL import ImageOps
 
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import hash_to_hex
+from tests.concurrency import check_while_flagging
 from tests.images import encode, photo
 from tests.web_openapi import assert_matches_openapi
 from tests.web_support import Corpus, ImageServer, Route, running_app
@@ -196,15 +196,13 @@ def test_concurrent_checks_while_others_flag(moderated: Flask) -> None:
     for value in flagged_first:
         setup.post("/api/flag", json={"dhash": hash_to_hex(value)}, headers=AMY)
     failures: list[object] = []
-    done = threading.Event()
 
-    def check() -> None:
+    def check_once() -> None:
         client = moderated.test_client()
-        while not done.is_set():
-            for value in flagged_first:
-                response = client.post("/api/check", json={"dhash": hash_to_hex(value ^ 1)})
-                if response.status_code != 200 or not response.get_json()["flagged"]:
-                    failures.append((response.status_code, response.get_data(as_text=True)))
+        for value in flagged_first:
+            response = client.post("/api/check", json={"dhash": hash_to_hex(value ^ 1)})
+            if response.status_code != 200 or not response.get_json()["flagged"]:
+                failures.append((response.status_code, response.get_data(as_text=True)))
 
     def flag(values: list[int]) -> None:
         client = moderated.test_client()
@@ -213,16 +211,7 @@ def test_concurrent_checks_while_others_flag(moderated: Flask) -> None:
             if response.status_code != 201:
                 failures.append((response.status_code, response.get_data(as_text=True)))
 
-    checkers = [threading.Thread(target=check) for _ in range(3)]
-    flaggers = [threading.Thread(target=flag, args=(flagged_later[i::3],)) for i in range(3)]
-    for thread in checkers + flaggers:
-        thread.start()
-    for thread in flaggers:
-        thread.join()
-    done.set()
-    for thread in checkers:
-        thread.join()
-
+    failures += check_while_flagging(check_once, flag, flagged_later)
     assert failures == []
     for value in flagged_later:
         body = setup.post("/api/check", json={"dhash": hash_to_hex(value)}).get_json()
