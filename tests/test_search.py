@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import numpy as np
 import psycopg
 import pytest
@@ -20,8 +22,8 @@ def loaded(server_url: str, template_database: str) -> tuple[str, np.ndarray, np
     """A database with 10,000 uniform and 10,000 clustered hashes; (url, ids, hashes)."""
     from tests.conftest import _create_database, _drop_database
 
-    name = "lookalike_test_search_exact"
-    _drop_database(server_url, name)
+    # a name of its own: under xdist every worker that runs tests of this module builds one
+    name = f"lookalike_test_search_{secrets.token_hex(4)}"
     url = _create_database(server_url, name, template=template_database)
     rng = np.random.default_rng(11)
     uniform = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, RANDOM_ROWS, np.int64)
