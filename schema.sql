@@ -147,28 +147,35 @@ $$;
 
 -- The chunk values to probe, one array per chunk of the multi-index hashing columns
 -- (images.dhash_chunk0..2, bank_entries' likewise), for per-chunk radii k0, k1, k2.
+-- PL/pgSQL rather than SQL functions on the search path: PostgreSQL < 18 plans a SQL
+-- function's body on every call, PL/pgSQL keeps its plans for the session (~0.2 ms a search).
 CREATE OR REPLACE FUNCTION hash_chunk_probes(
     query bigint, k0 integer, k1 integer, k2 integer,
     OUT chunk0 integer[], OUT chunk1 integer[], OUT chunk2 integer[])
-LANGUAGE sql STABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 AS $$
-    SELECT
-        ARRAY(SELECT ((query >> 43) & 2097151)::integer # m.mask FROM hash_flip_masks m
-              WHERE m.weight <= k0 AND m.mask < 2097152),
-        ARRAY(SELECT ((query >> 22) & 2097151)::integer # m.mask FROM hash_flip_masks m
-              WHERE m.weight <= k1 AND m.mask < 2097152),
-        ARRAY(SELECT (query & 4194303)::integer # m.mask FROM hash_flip_masks m
-              WHERE m.weight <= k2)
+BEGIN
+    chunk0 := ARRAY(SELECT ((query >> 43) & 2097151)::integer # m.mask FROM hash_flip_masks m
+                    WHERE m.weight <= k0 AND m.mask < 2097152);
+    chunk1 := ARRAY(SELECT ((query >> 22) & 2097151)::integer # m.mask FROM hash_flip_masks m
+                    WHERE m.weight <= k1 AND m.mask < 2097152);
+    chunk2 := ARRAY(SELECT (query & 4194303)::integer # m.mask FROM hash_flip_masks m
+                    WHERE m.weight <= k2);
+END
 $$;
 
 -- The same for a radius, split with no knowledge of the data (fewest probes).
 CREATE OR REPLACE FUNCTION hash_chunk_probes(
     query bigint, max_distance integer,
     OUT chunk0 integer[], OUT chunk1 integer[], OUT chunk2 integer[])
-LANGUAGE sql STABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 AS $$
-    SELECT p.chunk0, p.chunk1, p.chunk2 FROM hash_chunk_radii(max_distance) r,
-                    hash_chunk_probes(query, r.k0, r.k1, r.k2) p
+DECLARE
+    radii   record := hash_chunk_radii(max_distance);
+BEGIN
+    SELECT p.chunk0, p.chunk1, p.chunk2 INTO chunk0, chunk1, chunk2
+    FROM hash_chunk_probes(query, radii.k0, radii.k1, radii.k2) p;
+END
 $$;
 
 -- The density-informed radius split for a query against images: it counts the rows sharing
@@ -177,18 +184,21 @@ $$;
 CREATE OR REPLACE FUNCTION image_chunk_radii(
     query bigint, max_distance integer,
     OUT k0 integer, OUT k1 integer, OUT k2 integer, OUT cost float8)
-LANGUAGE sql STABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 AS $$
-    SELECT r.k0, r.k1, r.k2, r.cost
-    FROM (SELECT pg_relation_size('images') / 150.0 / 2097152.0 AS uniform) AS per_value,
-    LATERAL hash_chunk_radii(
+DECLARE
+    uniform constant float8 := pg_relation_size('images') / 150.0 / 2097152.0;
+BEGIN
+    SELECT r.k0, r.k1, r.k2, r.cost INTO k0, k1, k2, cost
+    FROM hash_chunk_radii(
         max_distance,
-        per_value.uniform + (SELECT count(*) FROM (SELECT FROM images i WHERE i.dhash_chunk0 =
-                             ((query >> 43) & 2097151)::integer LIMIT 10000) n),
-        per_value.uniform + (SELECT count(*) FROM (SELECT FROM images i WHERE i.dhash_chunk1 =
-                             ((query >> 22) & 2097151)::integer LIMIT 10000) n),
-        per_value.uniform / 2 + (SELECT count(*) FROM (SELECT FROM images i WHERE
-                             i.dhash_chunk2 = (query & 4194303)::integer LIMIT 10000) n)) AS r
+        uniform + (SELECT count(*) FROM (SELECT FROM images i WHERE i.dhash_chunk0 =
+                   ((query >> 43) & 2097151)::integer LIMIT 10000) n),
+        uniform + (SELECT count(*) FROM (SELECT FROM images i WHERE i.dhash_chunk1 =
+                   ((query >> 22) & 2097151)::integer LIMIT 10000) n),
+        uniform / 2 + (SELECT count(*) FROM (SELECT FROM images i WHERE
+                   i.dhash_chunk2 = (query & 4194303)::integer LIMIT 10000) n)) AS r;
+END
 $$;
 
 -- Images within max_distance bits of query found through the chunk indexes alone: probes the
