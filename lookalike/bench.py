@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from lookalike.db import (
 )
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import hamming, to_bigint
+from lookalike.mih_cost import ChunkCounts, CostFit
 from lookalike.plugins import PluginGroup
 from lookalike.store import Store
 
@@ -199,27 +201,40 @@ def bench_search(
             noise = np.uint64(1) << rng.integers(0, 64, size=queries).astype(np.uint64)
             query_hashes = [to_bigint(int(h)) for h in (picks ^ noise)]
             with connect(url, autocommit=True) as conn:
-                report.line(
-                    f"{distribution:>9} {'radius':>6} {'MIH p50':>9} {'MIH p90':>9} "
-                    f"{'scan p50':>9} {'ratio':>7} {'matches':>8}  exact"
-                )
-                for radius in SEARCH_RADII:
-                    line = _compare_radius(conn, query_hashes, scan_queries, radius)
-                    report.line(f"{'':>9} {line}")
+                results = [
+                    _compare_radius(conn, query_hashes, scan_queries, radius)
+                    for radius in SEARCH_RADII
+                ]
+            _report_radii(report, distribution, results, ChunkCounts(hashes))
     report.record(record)
+
+
+@dataclass
+class RadiusResult:
+    """One radius of ``bench search``: per-query MIH times and splits, and the scan beside it."""
+
+    radius: int
+    queries: list[int]
+    mih_ms: list[float]
+    splits: list[tuple[int, ...]]
+    scan_ms: list[float]
+    matches: list[int]
+    exact: bool
 
 
 def _compare_radius(
     conn: psycopg.Connection, query_hashes: list[int], scan_queries: int, radius: int
-) -> str:
+) -> RadiusResult:
     mih_sql = "SELECT image_id FROM similar_images(%s::bigint, %s)"
     scan_sql = "SELECT id FROM images WHERE hamming(dhash, %s::bigint) <= %s"
+    split_sql = "SELECT k0, k1, k2 FROM image_chunk_radii(%s::bigint, %s)"
     for query in query_hashes:  # warm-up: a serving database has its indexes in memory
         conn.execute(mih_sql, (query, radius)).fetchall()
     queries = iter(query_hashes)
     mih_times = _timed_ms(
         lambda: conn.execute(mih_sql, (next(queries), radius)).fetchall(), len(query_hashes)
     )
+    splits = [conn.execute(split_sql, (query, radius)).fetchone() or () for query in query_hashes]
     scan_times: list[float] = []
     exact = True
     matches = []
@@ -230,12 +245,48 @@ def _compare_radius(
         probed = {row[0] for row in conn.execute(mih_sql, (query, radius))}
         exact &= scanned == probed
         matches.append(len(probed))
-    mih_p50 = statistics.median(mih_times)
-    scan_p50 = statistics.median(scan_times)
-    return (
-        f"{radius:>6} {mih_p50:>7.2f}ms {percentile(mih_times, 0.9):>7.2f}ms "
-        f"{scan_p50:>7.1f}ms {scan_p50 / mih_p50:>6.0f}× {statistics.median(matches):>8.0f}  "
-        f"{'yes' if exact else 'NO'}"
+    return RadiusResult(radius, query_hashes, mih_times, splits, scan_times, matches, exact)
+
+
+def _report_radii(
+    report: Report, distribution: str, results: list[RadiusResult], counts: ChunkCounts
+) -> None:
+    """The timings, what each query read, and the floor any radius split has on this server.
+
+    The floor prices the cheapest exact split of every query with costs fitted to this run's
+    own timings, so a target below it cannot be met by this index on this server.
+    """
+    work = {
+        r.radius: [counts.work(q, k) for q, k in zip(r.queries, r.splits, strict=True)]
+        for r in results
+    }
+    fit = CostFit.of(
+        [w for r in results for w in work[r.radius]], [t for r in results for t in r.mih_ms]
+    )
+    report.line(
+        f"{distribution:>9} {'radius':>6} {'MIH p50':>9} {'MIH p90':>9} {'scan p50':>9} "
+        f"{'ratio':>7} {'matches':>8}  exact {'probes':>7} {'rows':>7} {'floor p50':>10}"
+    )
+    for r in results:
+        mih_p50, scan_p50 = statistics.median(r.mih_ms), statistics.median(r.scan_ms)
+        floor = statistics.median(fit.ms(counts.cheapest(q, r.radius, fit)) for q in r.queries)
+        columns = [
+            f"{r.radius:>6}",
+            f"{mih_p50:>7.2f}ms",
+            f"{percentile(r.mih_ms, 0.9):>7.2f}ms",
+            f"{scan_p50:>7.1f}ms",
+            f"{scan_p50 / mih_p50:>6.0f}×",
+            f"{statistics.median(r.matches):>8.0f}",
+            f" {'yes' if r.exact else 'NO':>5}",
+            f"{statistics.median(w.probes for w in work[r.radius]):>7.0f}",
+            f"{statistics.median(w.rows for w in work[r.radius]):>7.0f}",
+            f"{floor:>8.2f}ms",
+        ]
+        report.line(f"{'':>9} " + " ".join(columns))
+    report.line(
+        f"{'':>9} fitted cost: {fit.fixed_ms:.2f} ms + {fit.per_probe_ms * 1000:.2f} µs per probe "
+        f"+ {fit.per_row_ms * 1000:.3f} µs per index row read; floor: the best exact split at "
+        "those costs"
     )
 
 
