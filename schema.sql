@@ -147,8 +147,9 @@ $$;
 
 -- The chunk values to probe, one array per chunk of the multi-index hashing columns
 -- (images.dhash_chunk0..2, bank_entries' likewise), for per-chunk radii k0, k1, k2.
--- PL/pgSQL rather than SQL functions on the search path: PostgreSQL < 18 plans a SQL
--- function's body on every call, PL/pgSQL keeps its plans for the session (~0.2 ms a search).
+-- The functions on the search path are PL/pgSQL rather than SQL: PostgreSQL < 18 plans a
+-- SQL function's body on every call, PL/pgSQL keeps its plans for the session, which saves
+-- about 0.3 ms a search (a third of a radius-4 search at 10M rows).
 CREATE OR REPLACE FUNCTION hash_chunk_probes(
     query bigint, k0 integer, k1 integer, k2 integer,
     OUT chunk0 integer[], OUT chunk1 integer[], OUT chunk2 integer[])
@@ -207,20 +208,23 @@ $$;
 CREATE OR REPLACE FUNCTION similar_images_probed(
     query bigint, max_distance integer, k0 integer, k1 integer, k2 integer)
 RETURNS TABLE (image_id bigint, distance integer)
-LANGUAGE sql STABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 AS $$
-    WITH probes AS (SELECT * FROM hash_chunk_probes(query, k0, k1, k2)),
-    candidates AS (
-        SELECT i.id, i.dhash FROM images i, probes p WHERE i.dhash_chunk0 = ANY (p.chunk0)
-        UNION
-        SELECT i.id, i.dhash FROM images i, probes p WHERE i.dhash_chunk1 = ANY (p.chunk1)
-        UNION
-        SELECT i.id, i.dhash FROM images i, probes p WHERE i.dhash_chunk2 = ANY (p.chunk2)
-    )
-    SELECT c.id, hamming(c.dhash, query)
-    FROM candidates c
-    WHERE hamming(c.dhash, query) <= max_distance
-    ORDER BY 2, 1
+DECLARE
+    probes  record := hash_chunk_probes(query, k0, k1, k2);
+BEGIN
+    RETURN QUERY
+        SELECT c.id, hamming(c.dhash, query)
+        FROM (
+            SELECT i.id, i.dhash FROM images i WHERE i.dhash_chunk0 = ANY (probes.chunk0)
+            UNION
+            SELECT i.id, i.dhash FROM images i WHERE i.dhash_chunk1 = ANY (probes.chunk1)
+            UNION
+            SELECT i.id, i.dhash FROM images i WHERE i.dhash_chunk2 = ANY (probes.chunk2)
+        ) c
+        WHERE hamming(c.dhash, query) <= max_distance
+        ORDER BY 2, 1;
+END
 $$;
 
 -- Images whose dHash is within max_distance bits of query, best first. Exact (the same answer

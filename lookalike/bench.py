@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import click
@@ -40,7 +41,7 @@ from lookalike.db import (
 )
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import hamming, to_bigint
-from lookalike.mih_cost import ChunkCounts, CostFit
+from lookalike.mih_cost import ChunkCounts, CostFit, Work
 from lookalike.plugins import PluginGroup
 from lookalike.store import Store
 
@@ -187,6 +188,7 @@ def bench_search(
     with connect(server) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
     report.line(f"server: PostgreSQL {version} at {describe_server(server)}")
+    measured: dict[str, list[RadiusResult]] = {}
     for distribution in distributions or tuple(DISTRIBUTIONS):
         name = f"lookalike_bench_{distribution}_{rows}"
         with _bench_database(server, name, keep) as (url, fresh):
@@ -200,12 +202,13 @@ def bench_search(
             picks = hashes[rng.integers(0, rows, size=queries)].view(np.uint64)
             noise = np.uint64(1) << rng.integers(0, 64, size=queries).astype(np.uint64)
             query_hashes = [to_bigint(int(h)) for h in (picks ^ noise)]
+            counts = ChunkCounts(hashes)
             with connect(url, autocommit=True) as conn:
-                results = [
-                    _compare_radius(conn, query_hashes, scan_queries, radius)
+                measured[distribution] = [
+                    _compare_radius(conn, counts, query_hashes, scan_queries, radius)
                     for radius in SEARCH_RADII
                 ]
-            _report_radii(report, distribution, results, ChunkCounts(hashes))
+    _report_search(report, measured)
     report.record(record)
 
 
@@ -214,16 +217,20 @@ class RadiusResult:
     """One radius of ``bench search``: per-query MIH times and splits, and the scan beside it."""
 
     radius: int
-    queries: list[int]
     mih_ms: list[float]
-    splits: list[tuple[int, ...]]
+    work: list[Work]  # what each timed query read, with the split similar_images chose
+    floor: list[Callable[[CostFit], Work]]  # the cheapest exact split of each, given costs
     scan_ms: list[float]
     matches: list[int]
     exact: bool
 
 
 def _compare_radius(
-    conn: psycopg.Connection, query_hashes: list[int], scan_queries: int, radius: int
+    conn: psycopg.Connection,
+    counts: ChunkCounts,
+    query_hashes: list[int],
+    scan_queries: int,
+    radius: int,
 ) -> RadiusResult:
     mih_sql = "SELECT image_id FROM similar_images(%s::bigint, %s)"
     scan_sql = "SELECT id FROM images WHERE hamming(dhash, %s::bigint) <= %s"
@@ -234,7 +241,10 @@ def _compare_radius(
     mih_times = _timed_ms(
         lambda: conn.execute(mih_sql, (next(queries), radius)).fetchall(), len(query_hashes)
     )
-    splits = [conn.execute(split_sql, (query, radius)).fetchone() or () for query in query_hashes]
+    work = [
+        counts.work(query, conn.execute(split_sql, (query, radius)).fetchone() or ())
+        for query in query_hashes
+    ]
     scan_times: list[float] = []
     exact = True
     matches = []
@@ -245,48 +255,43 @@ def _compare_radius(
         probed = {row[0] for row in conn.execute(mih_sql, (query, radius))}
         exact &= scanned == probed
         matches.append(len(probed))
-    return RadiusResult(radius, query_hashes, mih_times, splits, scan_times, matches, exact)
+    floor = [partial(counts.cheapest, query, radius) for query in query_hashes]
+    return RadiusResult(radius, mih_times, work, floor, scan_times, matches, exact)
 
 
-def _report_radii(
-    report: Report, distribution: str, results: list[RadiusResult], counts: ChunkCounts
-) -> None:
+def _report_search(report: Report, measured: dict[str, list[RadiusResult]]) -> None:
     """The timings, what each query read, and the floor any radius split has on this server.
 
-    The floor prices the cheapest exact split of every query with costs fitted to this run's
-    own timings, so a target below it cannot be met by this index on this server.
+    One cost fit over every distribution and radius (their mixes of probes and rows differ,
+    which separates the two costs); the floor prices the cheapest exact split of every query
+    at those costs, so a target below it cannot be met by this index on this server.
     """
-    work = {
-        r.radius: [counts.work(q, k) for q, k in zip(r.queries, r.splits, strict=True)]
-        for r in results
-    }
-    fit = CostFit.of(
-        [w for r in results for w in work[r.radius]], [t for r in results for t in r.mih_ms]
-    )
+    results = [r for per_radius in measured.values() for r in per_radius]
+    fit = CostFit.of([w for r in results for w in r.work], [t for r in results for t in r.mih_ms])
+    for distribution, per_radius in measured.items():
+        report.line(
+            f"{distribution:>9} {'radius':>6} {'MIH p50':>9} {'MIH p90':>9} {'scan p50':>9} "
+            f"{'ratio':>7} {'matches':>8}  exact {'probes':>7} {'rows':>7} {'floor p50':>10}"
+        )
+        for r in per_radius:
+            mih_p50, scan_p50 = statistics.median(r.mih_ms), statistics.median(r.scan_ms)
+            columns = [
+                f"{r.radius:>6}",
+                f"{mih_p50:>7.2f}ms",
+                f"{percentile(r.mih_ms, 0.9):>7.2f}ms",
+                f"{scan_p50:>7.1f}ms",
+                f"{scan_p50 / mih_p50:>6.0f}×",
+                f"{statistics.median(r.matches):>8.0f}",
+                f" {'yes' if r.exact else 'NO':>5}",
+                f"{statistics.median(w.probes for w in r.work):>7.0f}",
+                f"{statistics.median(w.rows for w in r.work):>7.0f}",
+                f"{statistics.median(fit.ms(cheapest(fit)) for cheapest in r.floor):>8.2f}ms",
+            ]
+            report.line(f"{'':>9} " + " ".join(columns))
     report.line(
-        f"{distribution:>9} {'radius':>6} {'MIH p50':>9} {'MIH p90':>9} {'scan p50':>9} "
-        f"{'ratio':>7} {'matches':>8}  exact {'probes':>7} {'rows':>7} {'floor p50':>10}"
-    )
-    for r in results:
-        mih_p50, scan_p50 = statistics.median(r.mih_ms), statistics.median(r.scan_ms)
-        floor = statistics.median(fit.ms(counts.cheapest(q, r.radius, fit)) for q in r.queries)
-        columns = [
-            f"{r.radius:>6}",
-            f"{mih_p50:>7.2f}ms",
-            f"{percentile(r.mih_ms, 0.9):>7.2f}ms",
-            f"{scan_p50:>7.1f}ms",
-            f"{scan_p50 / mih_p50:>6.0f}×",
-            f"{statistics.median(r.matches):>8.0f}",
-            f" {'yes' if r.exact else 'NO':>5}",
-            f"{statistics.median(w.probes for w in work[r.radius]):>7.0f}",
-            f"{statistics.median(w.rows for w in work[r.radius]):>7.0f}",
-            f"{floor:>8.2f}ms",
-        ]
-        report.line(f"{'':>9} " + " ".join(columns))
-    report.line(
-        f"{'':>9} fitted cost: {fit.fixed_ms:.2f} ms + {fit.per_probe_ms * 1000:.2f} µs per probe "
-        f"+ {fit.per_row_ms * 1000:.3f} µs per index row read; floor: the best exact split at "
-        "those costs"
+        f"fitted cost per query: {fit.fixed_ms:.2f} ms + {fit.per_probe_ms * 1000:.2f} µs per "
+        f"probe + {fit.per_row_ms * 1000:.3f} µs per index row read; floor p50: the best exact "
+        "split at those costs"
     )
 
 

@@ -79,4 +79,4 @@ def test_bench_search_prints_exactness_work_and_floor(server_url: str) -> None:
     ]
     assert len(radius_lines) == 6  # two distributions, three radii
     assert all(line[6] == "yes" for line in radius_lines), result.output
-    assert result.output.count("fitted cost:") == 2
+    assert result.output.count("fitted cost per query:") == 1
