@@ -37,10 +37,9 @@ _SINGLE_CORE_PRODUCT = 4 * 65536
 def resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     """``Image.fromarray(pixels).resize((width, height), LANCZOS)`` for 8-bit grayscale."""
     rows, columns = pixels.shape
-    image = pixels.astype(np.float64)
     if rows - height > 0 and rows - height > (columns - width) * 2:
-        return _horizontal(_vertical(image, height), width).astype(np.uint8)
-    return _vertical(_horizontal(image, width), height).astype(np.uint8)
+        return _horizontal(_vertical(pixels, height), width).astype(np.uint8)
+    return _vertical(_horizontal(pixels, width), height).astype(np.uint8)
 
 
 def _horizontal(image: np.ndarray, width: int) -> np.ndarray:
@@ -64,26 +63,31 @@ def _to_8_bits(sums: np.ndarray) -> np.ndarray:
 
 
 def _product(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """``left @ right`` in blocks small enough for OpenBLAS to keep each on one core."""
+    """``left @ right`` in float64, in blocks small enough for OpenBLAS to keep on one core.
+
+    The blocks go through one reused float64 buffer: converting a 50 MP image at once would
+    take 400 MB, eight times its 8-bit pixels.
+    """
+    if left.shape[0] < right.shape[1]:
+        return _product(right.T, left.T).T
     rows, depth = left.shape
     columns = right.shape[1]
+    step = max(1, _SINGLE_CORE_PRODUCT // (depth * columns))
+    block = np.empty((min(step, rows), depth))
     out = np.empty((rows, columns))
-    if rows >= columns:
-        step = max(1, _SINGLE_CORE_PRODUCT // (depth * columns))
-        for start in range(0, rows, step):
-            np.matmul(left[start : start + step], right, out=out[start : start + step])
-    else:
-        step = max(1, _SINGLE_CORE_PRODUCT // (depth * rows))
-        for start in range(0, columns, step):
-            np.matmul(left, right[:, start : start + step], out=out[:, start : start + step])
+    for start in range(0, rows, step):
+        stop = min(start + step, rows)
+        np.copyto(block[: stop - start], left[start:stop])
+        np.matmul(block[: stop - start], right, out=out[start:stop])
     return out
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=8)
 def _coefficients(in_size: int, out_size: int) -> np.ndarray:
     """(out_size, in_size) fixed-point weights: Pillow's taps for each output pixel, dense.
 
-    Cached because most pictures come in a few sizes; sixteen entries are at most a few MB.
+    Cached because most pictures come in a few sizes. An entry takes out_size × in_size × 8
+    bytes: 128 kB for 512 → 32, 2.5 MB for a 10,000 px side.
     """
     scale = in_size / out_size
     filter_scale = max(scale, 1.0)
