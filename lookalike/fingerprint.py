@@ -11,9 +11,10 @@ import io
 import math
 from dataclasses import asdict, dataclass
 
-import imagehash
+import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from lookalike import perceptual
 from lookalike.hashes import hash_to_hex
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
@@ -90,15 +91,15 @@ def fingerprint(
     # caller gets this same decode, with or without a thumbnail, so hashes never diverge.
     _draft(image, "L", DRAFT_MIN_SHORT_SIDE)
     decoded = _decode(image)
-    gray = _flatten_gray(decoded)
+    gray = np.asarray(_flatten_gray(decoded))
     thumbnail = None
     if with_thumbnail:
         lost_colour = decoded.mode == "L" and colour_mode != "L"
         thumbnail = _thumbnail(_decode_colour(data, max_pixels) if lost_colour else decoded)
     return Fingerprint(
         sha256=hashlib.sha256(data).hexdigest(),
-        dhash=_hash_to_int(imagehash.dhash(gray)),
-        phash=_hash_to_int(imagehash.phash(gray)),
+        dhash=perceptual.dhash(gray),
+        phash=perceptual.phash(gray),
         width=width,
         height=height,
         format=fmt,
@@ -137,7 +138,8 @@ def _decode(image: Image.Image) -> Image.Image:
     try:
         image.seek(0)
         image.load()
-        return ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # a copy would double a 50 MP image
+        return image
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageRejected(f"truncated or corrupt image: {_first_line(error)}") from None
 
@@ -180,10 +182,6 @@ def _thumbnail(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     small.convert("RGB").save(buffer, "WEBP", quality=75)
     return buffer.getvalue()
-
-
-def _hash_to_int(image_hash: imagehash.ImageHash) -> int:
-    return int(str(image_hash), 16)
 
 
 def _describe_unsupported(data: bytes) -> str:
