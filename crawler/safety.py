@@ -3,7 +3,9 @@
 A page (or a redirect) can point anywhere, including 127.0.0.1, the local network or the
 cloud metadata service at 169.254.169.254. Every request's host is resolved and checked with
 ``lookalike.addresses`` before connecting, and the checked address is put in Scrapy's DNS
-cache so the connection goes to that address and not to a second, different answer.
+cache so the connection goes to that address and not to a second, different answer. The cache
+is a bounded LRU, so the address is put back before every request to the host: a crawl of more
+hosts than the cache holds must not let an evicted host be resolved again, unchecked.
 """
 
 from __future__ import annotations
@@ -32,22 +34,29 @@ class PublicAddressMiddleware:
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
         self._allowed: set[IPAddress] | None = None
-        self._checked: dict[str, str | None] = {}  # host → refusal reason (None: fine)
+        self._refusals: dict[str, str | None] = {}  # host → refusal reason (None: fine)
+        self._pinned: dict[str, str] = {}  # host → the checked IPv4 address connections use
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> PublicAddressMiddleware:
+        if not crawler.settings.getbool("DNSCACHE_ENABLED"):
+            raise ValueError(
+                "DNSCACHE_ENABLED must stay on: the crawler pins each host's checked address there"
+            )
         return cls(crawler)
 
     async def process_request(self, request: Request, spider: Spider | None = None) -> None:
         parts = urlparse_cached(request)
         host = parts.hostname or ""
-        if host not in self._checked:
-            self._checked[host] = await asyncio.to_thread(self._check, host, parts.port)
-        reason = self._checked[host]
+        if host not in self._refusals:
+            self._refusals[host] = await asyncio.to_thread(self._check, host, parts.port)
+        reason = self._refusals[host]
         if reason is not None:
             self.crawler.stats.inc_value("lookalike/refused_address")
             logger.info("refused %s: %s", request.url, reason)
             raise RefusedAddress(reason)
+        if host in self._pinned:
+            dnscache[host] = self._pinned[host]
 
     def _check(self, host: str, port: int | None) -> str | None:
         try:
@@ -57,7 +66,7 @@ class PublicAddressMiddleware:
             return str(error)
         ipv4 = [a for a in addresses if isinstance(a, ipaddress.IPv4Address)]
         if ipv4:  # Scrapy's resolver is IPv4-only: pin it to the address just checked
-            dnscache[host] = str(ipv4[0])
+            self._pinned[host] = str(ipv4[0])
         return None
 
     def _allowed_addresses(self) -> set[IPAddress]:
