@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 
 import click
@@ -185,7 +184,7 @@ def bench_search(
     with connect(server) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
     report.line(f"server: PostgreSQL {version} at {describe_server(server)}")
-    measured: dict[str, list[RadiusResult]] = {}
+    measured: dict[str, tuple[ChunkCounts, list[RadiusResult]]] = {}
     for distribution in distributions or tuple(DISTRIBUTIONS):
         name = f"lookalike_bench_{distribution}_{rows}"
         with _bench_database(server, name, keep) as (url, fresh):
@@ -201,22 +200,25 @@ def bench_search(
             query_hashes = [to_bigint(int(h)) for h in (picks ^ noise)]
             counts = ChunkCounts(hashes)
             with connect(url, autocommit=True) as conn:
-                measured[distribution] = [
-                    _compare_radius(conn, counts, query_hashes, scan_queries, radius)
-                    for radius in SEARCH_RADII
-                ]
+                measured[distribution] = (
+                    counts,
+                    [
+                        _compare_radius(conn, counts, query_hashes, scan_queries, radius)
+                        for radius in SEARCH_RADII
+                    ],
+                )
     _report_search(report, measured)
     report.record(record)
 
 
 @dataclass
 class RadiusResult:
-    """One radius of ``bench search``: per-query MIH times and splits, and the scan beside it."""
+    """One radius of ``bench search``: per-query MIH times and reads, and the scan beside it."""
 
     radius: int
+    queries: list[int]
     mih_ms: list[float]
     work: list[Work]  # what each timed query read, with the split similar_images chose
-    floor: list[Callable[[CostFit], Work]]  # the cheapest exact split of each, given costs
     scan_ms: list[float]
     matches: list[int]
     exact: bool
@@ -252,26 +254,28 @@ def _compare_radius(
         probed = {row[0] for row in conn.execute(mih_sql, (query, radius))}
         exact &= scanned == probed
         matches.append(len(probed))
-    floor = [partial(counts.cheapest, query, radius) for query in query_hashes]
-    return RadiusResult(radius, mih_times, work, floor, scan_times, matches, exact)
+    return RadiusResult(radius, query_hashes, mih_times, work, scan_times, matches, exact)
 
 
-def _report_search(report: Report, measured: dict[str, list[RadiusResult]]) -> None:
+def _report_search(
+    report: Report, measured: dict[str, tuple[ChunkCounts, list[RadiusResult]]]
+) -> None:
     """The timings, what each query read, and the floor any radius split has on this server.
 
     One cost fit over every distribution and radius (their mixes of probes and rows differ,
     which separates the two costs); the floor prices the cheapest exact split of every query
     at those costs, so a target below it cannot be met by this index on this server.
     """
-    results = [r for per_radius in measured.values() for r in per_radius]
+    results = [r for _, per_radius in measured.values() for r in per_radius]
     fit = CostFit.of([w for r in results for w in r.work], [t for r in results for t in r.mih_ms])
-    for distribution, per_radius in measured.items():
+    for distribution, (counts, per_radius) in measured.items():
         report.line(
             f"{distribution:>9} {'radius':>6} {'MIH p50':>9} {'MIH p90':>9} {'scan p50':>9} "
             f"{'ratio':>7} {'matches':>8}  exact {'probes':>7} {'rows':>7} {'floor p50':>10}"
         )
         for r in per_radius:
             mih_p50, scan_p50 = statistics.median(r.mih_ms), statistics.median(r.scan_ms)
+            floor = [fit.ms(counts.cheapest(q, r.radius, fit)) for q in r.queries]
             columns = [
                 f"{r.radius:>6}",
                 f"{mih_p50:>7.2f}ms",
@@ -282,7 +286,7 @@ def _report_search(report: Report, measured: dict[str, list[RadiusResult]]) -> N
                 f" {'yes' if r.exact else 'NO':>5}",
                 f"{statistics.median(w.probes for w in r.work):>7.0f}",
                 f"{statistics.median(w.rows for w in r.work):>7.0f}",
-                f"{statistics.median(fit.ms(cheapest(fit)) for cheapest in r.floor):>8.2f}ms",
+                f"{statistics.median(floor):>8.2f}ms",
             ]
             report.line(f"{'':>9} " + " ".join(columns))
     report.line(
