@@ -18,6 +18,7 @@ from scipy.optimize import least_squares
 
 # images.dhash_chunk0..2 in schema.sql: the top 21 bits, the next 21, the low 22.
 CHUNK_BITS = (21, 21, 22)
+_SHIFTS = tuple(64 - sum(CHUNK_BITS[: chunk + 1]) for chunk in range(len(CHUNK_BITS)))
 MAX_CHUNK_RADIUS = 4  # hash_flip_masks holds masks of up to 4 bits
 
 
@@ -66,9 +67,7 @@ class ChunkCounts:
     def __init__(self, hashes: np.ndarray) -> None:
         unsigned = hashes.view(np.uint64)
         self._counts = []
-        shift = 64
-        for bits in CHUNK_BITS:
-            shift -= bits
+        for bits, shift in zip(CHUNK_BITS, _SHIFTS, strict=True):
             values = (unsigned >> np.uint64(shift)) & np.uint64((1 << bits) - 1)
             self._counts.append(np.bincount(values.astype(np.int64), minlength=1 << bits))
 
@@ -98,8 +97,7 @@ class ChunkCounts:
 
 
 def _chunk_of(query: int, chunk: int) -> int:
-    shift = 64 - sum(CHUNK_BITS[: chunk + 1])
-    return ((query & 0xFFFF_FFFF_FFFF_FFFF) >> shift) & ((1 << CHUNK_BITS[chunk]) - 1)
+    return ((query & 0xFFFF_FFFF_FFFF_FFFF) >> _SHIFTS[chunk]) & ((1 << CHUNK_BITS[chunk]) - 1)
 
 
 @cache
