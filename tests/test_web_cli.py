@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 
 from lookalike.store import Sighting, Store
+from tests.served import free_port
 from tests.web_support import fp, jpeg
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _get_json(url: str, deadline: float) -> dict:
@@ -32,7 +26,7 @@ def _get_json(url: str, deadline: float) -> dict:
 
 def test_serve_answers_on_the_chosen_port(store: Store, cli_env: dict[str, str]) -> None:
     store.record([Sighting(fp(jpeg(1)), "http://a.test/x.jpg", "http://a.test/")])
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         ["lookalike", "serve", "--port", str(port), "--workers", "2"],
         env=cli_env,
@@ -51,7 +45,7 @@ def test_serve_answers_on_the_chosen_port(store: Store, cli_env: dict[str, str])
 def test_serve_without_a_database_says_so_in_one_line(cli_env: dict[str, str]) -> None:
     env = {**cli_env, "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none"}
     done = subprocess.run(
-        ["lookalike", "serve", "--port", str(_free_port())],
+        ["lookalike", "serve", "--port", str(free_port())],
         env=env,
         capture_output=True,
         text=True,

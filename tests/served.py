@@ -1,0 +1,90 @@
+"""`lookalike serve` in a real subprocess, with its memory read from /proc.
+
+Hostile-input tests assert bounds on the server a user runs: its status answers, how long they
+take, and how far its resident memory rose (``VmHWM``, the kernel's peak) or stays (``VmRSS``).
+An in-process Flask client could not show either: the test runner's own memory is in the way.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def memory_kib(pid: int, field: str) -> int:
+    """A ``/proc/PID/status`` memory figure in KiB: ``VmHWM`` (peak RSS) or ``VmRSS`` (now)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    raise LookupError(f"{field} not in /proc/{pid}/status")
+
+
+@dataclass
+class ServedSite:
+    process: subprocess.Popen[str]
+    url: str
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return memory_kib(self.process.pid, "VmHWM") / 1024
+
+    @property
+    def rss_mb(self) -> float:
+        return memory_kib(self.process.pid, "VmRSS") / 1024
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+@contextmanager
+def served_site(
+    env: Mapping[str, str], *, workers: int = 4, extra_env: Mapping[str, str] | None = None
+) -> Iterator[ServedSite]:
+    """``lookalike serve`` on a free loopback port, ready to answer; stopped afterwards."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["lookalike", "serve", "--port", str(port), "--workers", str(workers)],
+        env={**env, **(extra_env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    site = ServedSite(process, f"http://127.0.0.1:{port}")
+    try:
+        _wait_until_ready(site, time.monotonic() + 60)
+        yield site
+    finally:
+        process.terminate()
+        try:
+            process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def _wait_until_ready(site: ServedSite, deadline: float) -> None:
+    while True:
+        if not site.alive():
+            raise RuntimeError(f"lookalike serve exited: {site.process.stderr.read()}")
+        try:
+            with urllib.request.urlopen(f"{site.url}/api/stats", timeout=2) as response:
+                json.load(response)
+                return
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
