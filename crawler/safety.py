@@ -6,6 +6,10 @@ cloud metadata service at 169.254.169.254. Every request's host is resolved and 
 cache so the connection goes to that address and not to a second, different answer. The cache
 is a bounded LRU, so the address is put back before every request to the host: a crawl of more
 hosts than the cache holds must not let an evicted host be resolved again, unchecked.
+
+Scrapy's resolver (``CachingThreadedResolver``) and its HTTP client speak IPv4 only, so a host
+is crawled only if a checked IPv4 address can be pinned for it: a host whose checked answer is
+IPv6 only would be resolved again at connect time, and that answer was never checked.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from urllib.parse import urlsplit
 from scrapy import Request, Spider
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest
-from scrapy.resolver import dnscache
+from scrapy.resolver import CachingThreadedResolver, dnscache
+from scrapy.utils.misc import load_object
 from scrapy.utils.httpobj import urlparse_cached
 
 from lookalike.addresses import AddressRefused, IPAddress, check_addresses, resolve
@@ -43,6 +48,11 @@ class PublicAddressMiddleware:
             raise ValueError(
                 "DNSCACHE_ENABLED must stay on: the crawler pins each host's checked address there"
             )
+        if load_object(crawler.settings["DNS_RESOLVER"]) is not CachingThreadedResolver:
+            raise ValueError(
+                "DNS_RESOLVER must stay scrapy.resolver.CachingThreadedResolver: the crawler pins"
+                " each host's checked IPv4 address in its cache"
+            )
         return cls(crawler)
 
     async def process_request(self, request: Request, spider: Spider | None = None) -> None:
@@ -55,8 +65,7 @@ class PublicAddressMiddleware:
             self.crawler.stats.inc_value("lookalike/refused_address")
             logger.info("refused %s: %s", request.url, reason)
             raise RefusedAddress(reason)
-        if host in self._pinned:
-            dnscache[host] = self._pinned[host]
+        dnscache[host] = self._pinned[host]
 
     def _check(self, host: str, port: int | None) -> str | None:
         try:
@@ -65,8 +74,9 @@ class PublicAddressMiddleware:
         except AddressRefused as error:
             return str(error)
         ipv4 = [a for a in addresses if isinstance(a, ipaddress.IPv4Address)]
-        if ipv4:  # Scrapy's resolver is IPv4-only: pin it to the address just checked
-            self._pinned[host] = str(ipv4[0])
+        if not ipv4:
+            return f"refused: no IPv4 address the crawler can connect to (host {host!r})"
+        self._pinned[host] = str(ipv4[0])
         return None
 
     def _allowed_addresses(self) -> set[IPAddress]:

@@ -25,6 +25,7 @@ from tests.crawl_site import reference_database
 from tests.netguard import netguard
 
 NETGUARD_DIR = Path(__file__).parent / "netguard"
+StubHosts = Callable[[dict[str, list[list[str]]]], dict[str, str]]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -73,7 +74,7 @@ def guarded_connects(
 
 
 @pytest.fixture
-def stub_hosts() -> Callable[[dict[str, list[list[str]]]], dict[str, str]]:
+def stub_hosts() -> StubHosts:
     """Resolve chosen names to chosen answers here; returns the env entries for subprocesses."""
 
     def stub(names: dict[str, list[list[str]]]) -> dict[str, str]:

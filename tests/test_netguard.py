@@ -6,11 +6,10 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import GuardedConnects
+from tests.conftest import GuardedConnects, StubHosts
 from tests.netguard.netguard import ConnectionGuarded
 from tests.web_support import AcceptRecorder
 
@@ -42,7 +41,7 @@ def test_loopback_connects_go_through() -> None:
 
 
 def test_a_stubbed_name_resolves_to_its_answers_in_turn(
-    stub_hosts: Callable[[dict[str, list[list[str]]]], dict[str, str]],
+    stub_hosts: StubHosts,
     guarded_connects: GuardedConnects,
 ) -> None:
     stub_hosts({"rebind.test": [["203.0.113.9", "2606:4700::1111"], ["127.0.0.2"]]})
@@ -56,7 +55,7 @@ def test_a_stubbed_name_resolves_to_its_answers_in_turn(
 
 
 def test_subprocesses_are_guarded_and_their_attempts_recorded(
-    stub_hosts: Callable[[dict[str, list[list[str]]]], dict[str, str]],
+    stub_hosts: StubHosts,
     guarded_connects: GuardedConnects,
 ) -> None:
     """The guard reaches subprocesses through PYTHONPATH, and so does the stub resolver."""

@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate as validate_openapi
 
 from lookalike.fingerprint import fingerprint
+from tests.conftest import StubHosts
 from tests.images import encode, photo
 from tests.web_openapi import assert_matches_openapi
 from tests.web_support import AcceptRecorder, Corpus, ImageServer, Route, jpeg, running_app
@@ -175,14 +176,23 @@ def test_unparseable_json_and_other_content_types(offline_client: FlaskClient) -
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("http://127.0.0.1:9/x.jpg", "refused address 127.0.0.1"),
-        ("http://10.1.1.1/x.jpg", "refused address 10.1.1.1"),
+        ("http://127.0.0.1:9/x.jpg", "refused: not a public address (host '127.0.0.1')"),
+        ("http://10.1.1.1/x.jpg", "refused: not a public address"),
         ("file:///etc/passwd", "only http and https"),
     ],
 )
 def test_refused_urls_are_422(offline_client: FlaskClient, url: str, message: str) -> None:
     response = _search_json(offline_client, {"url": url})
     assert response.status_code == 422 and message in response.get_json()["error"]["message"]
+
+
+def test_refusals_never_tell_what_an_internal_name_resolves_to(
+    offline_client: FlaskClient, stub_hosts: StubHosts
+) -> None:
+    stub_hosts({"db": [["10.9.8.7"]]})
+    response = _search_json(offline_client, {"url": "http://db:5432/x.jpg"})
+    message = response.get_json()["error"]["message"]
+    assert response.status_code == 422 and message == "refused: not a public address (host 'db')"
 
 
 def test_search_by_url_never_connects_to_a_refused_address(database_url: str) -> None:
@@ -197,7 +207,7 @@ def test_search_by_url_never_connects_to_a_refused_address(database_url: str) ->
         redirected = _search_json(client, {"url": server.url("/r.jpg")})
     for response in (direct, redirected):
         assert response.status_code == 422
-        assert "refused address 127.0.0.2" in response.get_json()["error"]["message"]
+        assert "refused: not a public address" in response.get_json()["error"]["message"]
     assert server.requests == [("/r.jpg", f"127.0.0.1:{server.port}")]
     assert forbidden.accepted == 0
 

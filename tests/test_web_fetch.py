@@ -8,13 +8,17 @@ before any connect is attempted, which the recorder tests show is the order of t
 from __future__ import annotations
 
 import ipaddress
+import logging
 
 import pytest
 
+from lookalike.addresses import is_public
 from lookalike.fetch import FetchError, FetchRefused, ResponseTooLarge, fetch
+from tests.conftest import StubHosts
 from tests.web_support import AcceptRecorder, ImageServer, Route
 
 LOOPBACK = [ipaddress.ip_address("127.0.0.1")]
+NOT_PUBLIC = "refused: not a public address"
 
 
 def test_fetches_from_an_allowed_local_server_with_the_url_host_in_host_header() -> None:
@@ -41,7 +45,10 @@ def test_follows_redirects_rechecking_each_hop() -> None:
     "spelling", ["127.0.0.1", "127.1", "2130706433", "0x7f000001", "0177.0.0.1", "localhost"]
 )
 def test_loopback_in_any_spelling_is_refused_before_connecting(spelling: str) -> None:
-    with AcceptRecorder("127.0.0.1") as recorder, pytest.raises(FetchRefused, match="not public"):
+    with (
+        AcceptRecorder("127.0.0.1") as recorder,
+        pytest.raises(FetchRefused, match=NOT_PUBLIC),
+    ):
         fetch(f"http://{spelling}:{recorder.port}/image.jpg")
     assert recorder.accepted == 0
 
@@ -49,7 +56,10 @@ def test_loopback_in_any_spelling_is_refused_before_connecting(spelling: str) ->
 def test_a_redirect_to_a_refused_address_is_never_followed() -> None:
     with AcceptRecorder("127.0.0.3") as forbidden:
         routes = {"/start.jpg": Route(302, headers={"Location": forbidden.url()})}
-        with ImageServer(routes) as server, pytest.raises(FetchRefused, match=r"127\.0\.0\.3"):
+        with (
+            ImageServer(routes) as server,
+            pytest.raises(FetchRefused, match=NOT_PUBLIC),
+        ):
             fetch(server.url("/start.jpg"), allowed=LOOPBACK)
     assert server.requests == [("/start.jpg", f"127.0.0.1:{server.port}")]
     assert forbidden.accepted == 0
@@ -78,7 +88,7 @@ def test_the_recorder_does_see_connections_that_are_allowed() -> None:
     ],
 )
 def test_private_link_local_cgnat_multicast_and_unspecified_are_refused(url: str) -> None:
-    with pytest.raises(FetchRefused, match="not public"):
+    with pytest.raises(FetchRefused, match=NOT_PUBLIC):
         fetch(url, timeout=1)
 
 
@@ -120,3 +130,43 @@ def test_errors_and_redirect_loops_are_reported() -> None:
         with pytest.raises(FetchError, match="more than 3 redirects"):
             fetch(server.url("/loop"), max_redirects=3, allowed=LOOPBACK)
     assert len(server.requests) == 1 + 4
+
+
+EMBEDDED_LOOPBACK = [
+    "2002:7f00:1::",  # 6to4 of 127.0.0.1
+    "2002:a00:1::1",  # 6to4 of 10.0.0.1
+    "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1 (inverted bits)
+    "2001:0:7f00:1::1",  # Teredo, server 127.0.0.1
+    "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+    "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+    "64:ff9b:1::7f00:1",  # local-use NAT64: where the IPv4 sits depends on a prefix we cannot know
+    "::127.0.0.1",  # IPv4-compatible
+    "::ffff:127.0.0.1",  # IPv4-mapped
+]
+
+
+@pytest.mark.parametrize("address", EMBEDDED_LOOPBACK)
+def test_ipv6_forms_embedding_a_non_public_ipv4_are_refused(
+    stub_hosts: StubHosts, address: str
+) -> None:
+    """``rebind.test`` resolves (through the stub) to the IPv6 form: were it allowed, the
+    connect would reach the test connection guard, which fails the test."""
+    stub_hosts({"rebind.test": [[address]]})
+    with pytest.raises(FetchRefused, match=NOT_PUBLIC):
+        fetch("http://rebind.test:8080/x.jpg", timeout=2)
+
+
+@pytest.mark.parametrize("address", ["2002:808:808::1", "64:ff9b::808:808", "2606:4700::1111"])
+def test_ipv6_forms_embedding_a_public_ipv4_are_public(address: str) -> None:
+    assert is_public(ipaddress.ip_address(address))
+
+
+def test_refusals_name_the_host_but_never_what_it_resolves_to(
+    stub_hosts: StubHosts,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stub_hosts({"vm": [["127.0.0.1"]]})
+    with caplog.at_level(logging.INFO, "lookalike"), pytest.raises(FetchRefused) as refused:
+        fetch("http://vm/x.jpg")
+    assert str(refused.value) == "refused: not a public address (host 'vm')"
+    assert "127.0.0.1 for host 'vm'" in caplog.text  # kept in the server's log only
