@@ -23,8 +23,8 @@ from scrapy import Request, Spider
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest
 from scrapy.resolver import CachingThreadedResolver, dnscache
-from scrapy.utils.misc import load_object
 from scrapy.utils.httpobj import urlparse_cached
+from scrapy.utils.misc import load_object
 
 from lookalike.addresses import AddressRefused, IPAddress, check_addresses, resolve
 
