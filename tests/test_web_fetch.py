@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 
 import pytest
 
@@ -120,6 +121,36 @@ def test_a_server_that_never_answers_times_out() -> None:
         pytest.raises(FetchError, match="timed out"),
     ):
         fetch(silent.url(), timeout=0.5, allowed=LOOPBACK)
+
+
+DRIPPED_HEADERS = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nX-Slow: " + b"a" * 60
+DRIPPED_BODY = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 60
+
+
+@pytest.mark.parametrize("drip", [DRIPPED_HEADERS, DRIPPED_BODY], ids=["headers", "body"])
+def test_a_server_dripping_bytes_is_cut_off_at_the_deadline(drip: bytes) -> None:
+    """A byte every 0.5 s never trips a per-read timeout; the whole fetch has 2 s."""
+    with AcceptRecorder("127.0.0.1", drip=drip, interval=0.5) as dripping:
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="timed out"):
+            fetch(dripping.url(), timeout=2, allowed=LOOPBACK)
+        elapsed = time.monotonic() - started
+    assert 1.9 < elapsed < 3.5
+
+
+def test_a_body_cut_short_of_its_content_length_is_an_error() -> None:
+    with AcceptRecorder("127.0.0.1", drip=DRIPPED_BODY, interval=0.001) as cut:
+        with pytest.raises(FetchError, match="sent 60 of the 100000 bytes it announced"):
+            fetch(cut.url(), allowed=LOOPBACK)
+
+
+def test_a_tls_handshake_that_never_ends_is_cut_off_at_the_deadline() -> None:
+    with AcceptRecorder("127.0.0.1", drip=b"\x16\x03\x01" + b"\x00" * 60) as dripping:
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="timed out"):
+            fetch(dripping.url().replace("http:", "https:"), timeout=2, allowed=LOOPBACK)
+        elapsed = time.monotonic() - started
+    assert 1.9 < elapsed < 3.5
 
 
 def test_errors_and_redirect_loops_are_reported() -> None:
