@@ -139,9 +139,11 @@ def test_a_server_dripping_bytes_is_cut_off_at_the_deadline(drip: bytes) -> None
 
 
 def test_a_body_cut_short_of_its_content_length_is_an_error() -> None:
-    with AcceptRecorder("127.0.0.1", drip=DRIPPED_BODY, interval=0.001) as cut:
-        with pytest.raises(FetchError, match="sent 60 of the 100000 bytes it announced"):
-            fetch(cut.url(), allowed=LOOPBACK)
+    with (
+        AcceptRecorder("127.0.0.1", drip=DRIPPED_BODY, interval=0.001) as cut,
+        pytest.raises(FetchError, match="sent 60 of the 100000 bytes it announced"),
+    ):
+        fetch(cut.url(), allowed=LOOPBACK)
 
 
 def test_a_tls_handshake_that_never_ends_is_cut_off_at_the_deadline() -> None:
