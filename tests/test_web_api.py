@@ -4,8 +4,13 @@ OpenAPI document at /api/openapi.json."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import secrets
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -14,7 +19,9 @@ from openapi_spec_validator import validate as validate_openapi
 
 from lookalike.fingerprint import fingerprint
 from tests.conftest import StubHosts
+from tests.crawl_site import wait_for
 from tests.images import encode, photo
+from tests.served import served_site
 from tests.web_openapi import assert_matches_openapi
 from tests.web_support import AcceptRecorder, Corpus, ImageServer, Route, jpeg, running_app
 
@@ -293,3 +300,48 @@ def test_rate_limits_are_shared_through_redis_when_configured(database_url: str)
             for app in (first, second, first, second)
         ]
     assert statuses == [200, 200, 200, 429]  # two processes' worth of apps, one budget
+
+
+def _post_json(url: str, body: object) -> tuple[int, dict[str, str], dict, float]:
+    """(status, headers, JSON body, seconds) of a POST to a real server."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, headers, data = response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        status, headers, data = error.code, dict(error.headers), error.read()
+    return status, headers, json.loads(data), time.monotonic() - started
+
+
+def test_slow_image_servers_hold_only_a_few_threads_each_for_the_fetch_timeout(
+    cli_env: dict[str, str],
+) -> None:
+    """Two fetches from a server dripping a byte every 0.5 s take both fetch slots; a third
+    search by URL is told to come back (503, Retry-After) at once, other requests are answered,
+    and the two end at their 3 s deadline."""
+    settings = {
+        "LOOKALIKE_FETCH_ALLOWED_ADDRESSES": '["127.0.0.1"]',
+        "LOOKALIKE_FETCH_TIMEOUT_SECONDS": "3",
+        "LOOKALIKE_FETCH_MAX_CONCURRENT": "2",
+    }
+    drip = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 200
+    with (
+        AcceptRecorder("127.0.0.1", drip=drip) as dripping,
+        served_site(cli_env, workers=4, extra_env=settings) as site,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        slow = [pool.submit(_post_json, site.url + SEARCH, {"url": dripping.url()}) for _ in "ab"]
+        wait_for(lambda: dripping.accepted == 2, timeout=10)
+        refused = _post_json(site.url + SEARCH, {"url": dripping.url()})
+        stats = urllib.request.urlopen(site.url + "/api/stats", timeout=2)
+        held = [future.result() for future in slow]
+    # Flask-Limiter raises Retry-After to its own window's reset when that is later.
+    assert refused[0] == 503 and int(refused[1]["Retry-After"]) >= 3 and refused[3] < 1
+    assert "too many image URLs" in refused[2]["error"]["message"]
+    assert stats.status == 200
+    for status, _, body, seconds in held:
+        assert status == 422 and body["error"]["message"].endswith("timed out") and seconds < 5
+    assert dripping.accepted == 2
