@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import SplitResult, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 from lookalike.addresses import AddressRefused, IPAddress, check_addresses, resolve
 
@@ -28,6 +28,7 @@ DEFAULT_MAX_REDIRECTS = 5
 USER_AGENT = "Lookalike/0.1 (reverse image search; fetching an image a user asked to search)"
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK_BYTES = 64 * 1024
+_KEPT_IN_PATH = "/%:@!$&'()*+,;=[]"  # RFC 3986 reserved characters and the % of escapes
 
 
 class FetchError(ValueError):
@@ -112,8 +113,20 @@ def _target(url: str) -> _Target:
         raise FetchRefused(f"only http and https URLs can be fetched, not {shown}")
     if not parts.hostname:
         raise FetchRefused("the URL has no host name")
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if port == 0:
+        raise FetchRefused("not a valid URL: port 0")
+    path = _request_path(parts.path or "/", parts.query)
     return _Target(scheme, parts.hostname, port or (443 if scheme == "https" else 80), path)
+
+
+def _request_path(path: str, query: str) -> str:
+    """Path and query as a browser sends them: non-ASCII as UTF-8, spaces and controls
+    percent-encoded, everything already encoded or reserved kept as it is."""
+    try:
+        encoded = quote(path, safe=_KEPT_IN_PATH)
+        return encoded + (f"?{quote(query, safe=_KEPT_IN_PATH + '?')}" if query else "")
+    except UnicodeEncodeError:
+        raise FetchRefused("not a valid URL: it contains a lone surrogate") from None
 
 
 class _DeadlineMixin:

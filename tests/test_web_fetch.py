@@ -203,3 +203,72 @@ def test_refusals_name_the_host_but_never_what_it_resolves_to(
         fetch("http://vm/x.jpg")
     assert str(refused.value) == "refused: not a public address (host 'vm')"
     assert "127.0.0.1 for host 'vm'" in caplog.text  # kept in the server's log only
+
+
+@pytest.mark.parametrize(
+    ("path", "sent"),
+    [
+        ("/caf\u00e9 cr\u00e8me.jpg", "/caf%C3%A9%20cr%C3%A8me.jpg"),
+        ("/a%20b.jpg?size=big&q=\u00e9", "/a%20b.jpg?size=big&q=%C3%A9"),
+        ("/nul\x00.jpg", "/nul%00.jpg"),
+    ],
+)
+def test_non_ascii_spaces_and_controls_in_paths_are_sent_percent_encoded(
+    path: str, sent: str
+) -> None:
+    with ImageServer({sent: Route(body=b"IMG")}) as server:
+        assert fetch(server.url(path), allowed=LOOPBACK).content == b"IMG"
+    assert server.requests == [(sent, f"127.0.0.1:{server.port}")]
+
+
+@pytest.mark.parametrize(
+    ("url", "refusal"),
+    [
+        ("http://127.0.0.1/\ud800.jpg", "lone surrogate"),
+        ("http://\ud800.example/x.jpg", "cannot resolve host"),
+        ("http://127.0.0.1:0/x.jpg", "port 0"),
+        ("http://public.example@127.0.0.1/x.jpg", NOT_PUBLIC),  # userinfo is not the host
+        ("http://[::]/x.jpg", NOT_PUBLIC),
+        ("http://[fe80::1%25eth0]/x.jpg", "cannot resolve host"),  # zone ids name no public host
+        ("http://[fe80::1%eth0]/x.jpg", "cannot resolve host|" + NOT_PUBLIC),
+    ],
+)
+def test_hostile_urls_are_refused_before_connecting(url: str, refusal: str) -> None:
+    with pytest.raises(FetchRefused, match=refusal):
+        fetch(url, timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("location", "refusal"),
+    [
+        ("file:///etc/passwd", "only http and https"),
+        ("ftp://example.org/x.jpg", "only http and https"),
+        ("data:image/png;base64,iVBORw0KGgo=", "only http and https"),
+        ("/\t/127.0.0.3/x.jpg", NOT_PUBLIC),  # TAB is dropped, as browsers do: //127.0.0.3
+        ("http://127.0.0.\r\n\t3/x.jpg", NOT_PUBLIC),  # a folded header line, joined
+    ],
+)
+def test_redirects_to_other_schemes_or_disguised_hosts_are_refused(
+    location: str, refusal: str
+) -> None:
+    with (
+        ImageServer({"/start.jpg": Route(302, headers={"Location": location})}) as server,
+        pytest.raises(FetchRefused, match=refusal),
+    ):
+        fetch(server.url("/start.jpg"), allowed=LOOPBACK)
+    assert len(server.requests) == 1
+
+
+def test_a_huge_location_header_is_an_error_not_a_crash() -> None:
+    routes = {"/start.jpg": Route(302, headers={"Location": "/" + "a" * 70_000})}
+    with ImageServer(routes) as server, pytest.raises(FetchError, match="header line"):
+        fetch(server.url("/start.jpg"), allowed=LOOPBACK)
+
+
+def test_a_redirect_loop_between_two_hosts_ends_at_the_redirect_limit() -> None:
+    with ImageServer({}) as first, ImageServer({}) as second:
+        first.routes["/ping"] = Route(302, headers={"Location": second.url("/pong")})
+        second.routes["/pong"] = Route(302, headers={"Location": first.url("/ping")})
+        with pytest.raises(FetchError, match="more than 3 redirects"):
+            fetch(first.url("/ping"), max_redirects=3, allowed=LOOPBACK)
+    assert len(first.requests) + len(second.requests) == 4
