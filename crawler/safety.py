@@ -7,9 +7,10 @@ cache so the connection goes to that address and not to a second, different answ
 is a bounded LRU, so the address is put back before every request to the host: a crawl of more
 hosts than the cache holds must not let an evicted host be resolved again, unchecked.
 
-Scrapy's resolver (``CachingThreadedResolver``) and its HTTP client speak IPv4 only, so a host
-is crawled only if a checked IPv4 address can be pinned for it: a host whose checked answer is
-IPv6 only would be resolved again at connect time, and that answer was never checked.
+Scrapy's resolver (``CachingThreadedResolver``) answers IPv4 only, so a host name is crawled
+only if a checked IPv4 address can be pinned for it: a name whose checked answer is IPv6 only
+would be resolved again at connect time, and that answer was never checked. Address literals
+(``http://[2606:4700::1111]/``) need no resolution and are connected to as they are.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class PublicAddressMiddleware:
             self.crawler.stats.inc_value("lookalike/refused_address")
             logger.info("refused %s: %s", request.url, reason)
             raise RefusedAddress(reason)
-        dnscache[host] = self._pinned[host]
+        if host in self._pinned:
+            dnscache[host] = self._pinned[host]
 
     def _check(self, host: str, port: int | None) -> str | None:
         try:
@@ -74,9 +76,10 @@ class PublicAddressMiddleware:
         except AddressRefused as error:
             return str(error)
         ipv4 = [a for a in addresses if isinstance(a, ipaddress.IPv4Address)]
-        if not ipv4:
+        if ipv4:
+            self._pinned[host] = str(ipv4[0])
+        elif not _is_address_literal(host):  # a literal is connected to as it is, unresolved
             return f"refused: no IPv4 address the crawler can connect to (host {host!r})"
-        self._pinned[host] = str(ipv4[0])
         return None
 
     def _allowed_addresses(self) -> set[IPAddress]:
@@ -90,3 +93,11 @@ class PublicAddressMiddleware:
                 except AddressRefused:
                     continue  # an unresolvable seed simply fails when fetched
         return self._allowed
+
+
+def _is_address_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -49,6 +49,12 @@ def test_a_refused_host_is_never_pinned() -> None:
     assert "169.254.169.254" not in dnscache
 
 
+def test_a_public_ipv6_literal_needs_no_pin_and_is_allowed() -> None:
+    middleware = _middleware()
+    asyncio.run(middleware.process_request(Request("http://[2606:4700::1111]/x.jpg")))
+    assert "2606:4700::1111" not in dnscache
+
+
 def test_the_check_refuses_to_run_without_the_dns_cache_it_pins_into() -> None:
     with pytest.raises(ValueError, match="DNSCACHE_ENABLED must stay on"):
         _middleware(DNSCACHE_ENABLED=False)
