@@ -4,13 +4,14 @@ Every hop (the URL, then each redirect) is resolved once, every resolved address
 with :mod:`lookalike.addresses`, and the connection goes to an address that passed: the name
 is never resolved a second time, so DNS rebinding cannot slip a private address in between the
 check and the connect. Only http and https are spoken; the body is capped in size and the
-whole fetch in time: every socket wait (connect, TLS handshake, status line, each header, each
-piece of the body) gets only what is left of one deadline, because a socket timeout applies to
-each read and a server sending one byte at a time never trips it.
+whole fetch in time: name resolution and every socket wait (connect, TLS handshake, status
+line, each header, each piece of the body) get only what is left of one deadline, because a
+socket timeout applies to each read and a server sending one byte at a time never trips it.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import socket
 import ssl
@@ -28,6 +29,7 @@ DEFAULT_MAX_REDIRECTS = 5
 USER_AGENT = "Lookalike/0.1 (reverse image search; fetching an image a user asked to search)"
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK_BYTES = 64 * 1024
+_RESOLVERS = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="lookalike-resolve")
 _KEPT_IN_PATH = "/%:@!$&'()*+,;=[]"  # RFC 3986 reserved characters and the % of escapes
 
 
@@ -77,7 +79,7 @@ def fetch(
     for _ in range(max_redirects + 1):
         target = _target(current)
         try:
-            addresses = resolve(target.host, target.port)
+            addresses = _resolve_by(target.host, target.port, deadline)
             check_addresses(target.host, addresses, permitted)
         except AddressRefused as error:
             raise FetchRefused(str(error)) from None
@@ -99,6 +101,20 @@ def fetch(
         finally:
             connection.close()
     raise FetchError(f"more than {max_redirects} redirects")
+
+
+def _resolve_by(host: str, port: int, deadline: float) -> list[IPAddress]:
+    """``resolve`` in a small shared pool, given up at the deadline.
+
+    getaddrinfo cannot be interrupted, and whoever runs a domain's name server decides how
+    slowly it answers; a lookup still running after its fetch gave up holds only a pool thread.
+    """
+    lookup = _RESOLVERS.submit(resolve, host, port)
+    try:
+        return lookup.result(timeout=_remaining(deadline))
+    except concurrent.futures.TimeoutError:
+        lookup.cancel()
+        raise FetchError(f"resolving {host} timed out") from None
 
 
 def _target(url: str) -> _Target:

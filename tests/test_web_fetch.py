@@ -16,6 +16,7 @@ import pytest
 from lookalike.addresses import is_public
 from lookalike.fetch import FetchError, FetchRefused, ResponseTooLarge, fetch
 from tests.conftest import StubHosts
+from tests.netguard import netguard
 from tests.web_support import AcceptRecorder, ImageServer, Route
 
 LOOPBACK = [ipaddress.ip_address("127.0.0.1")]
@@ -136,6 +137,17 @@ def test_a_server_dripping_bytes_is_cut_off_at_the_deadline(drip: bytes) -> None
             fetch(dripping.url(), timeout=2, allowed=LOOPBACK)
         elapsed = time.monotonic() - started
     assert 1.9 < elapsed < 3.5
+
+
+def test_a_name_server_that_answers_slowly_is_given_up_at_the_deadline() -> None:
+    """Whoever runs a domain's name server decides how long its lookups take; the answer
+    (a public address) arrives after the deadline and is never connected to."""
+    # A public address (example.com's): were it connected to, the test guard would refuse.
+    netguard.stub({"slow.test": [["93.184.215.14"]]}, slow={"slow.test": 4})
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="timed out"):
+        fetch("http://slow.test/x.jpg", timeout=1)
+    assert time.monotonic() - started < 2
 
 
 def test_a_body_cut_short_of_its_content_length_is_an_error() -> None:

@@ -11,6 +11,7 @@ swallows the error.
 Name resolution can be stubbed for chosen names: :data:`hosts` (or ``$LOOKALIKE_TEST_HOSTS``,
 JSON) maps a name to its successive answers, each a list of addresses; every lookup takes the
 next answer and the last one repeats, which models DNS rebinding. Other names resolve as usual.
+:data:`delays` makes a stubbed name's lookups slow, as a name server its owner runs can be.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import ipaddress
 import json
 import os
 import socket
+import time
 from typing import Any
 
 CONNECT_LOG_VARIABLE = "LOOKALIKE_TEST_CONNECT_LOG"
@@ -27,6 +29,7 @@ HOSTS_VARIABLE = "LOOKALIKE_TEST_HOSTS"
 refused: list[str] = []  # guarded connect attempts, as "host port", when there is no log file
 hosts: dict[str, list[list[str]]] = {}  # name → successive answers (stub resolver)
 _lookups: dict[str, int] = {}  # name → how many answers have been taken
+delays: dict[str, float] = {}  # stubbed name → seconds each lookup takes
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -94,6 +97,7 @@ def _answer(name: str) -> list[str] | None:
         return None
     taken = _lookups.get(key, 0)
     _lookups[key] = taken + 1
+    time.sleep(delays.get(key, 0))
     return answers[min(taken, len(answers) - 1)]
 
 
@@ -134,8 +138,11 @@ def install() -> None:
     stub(json.loads(os.environ.get(HOSTS_VARIABLE) or "{}"))
 
 
-def stub(names: dict[str, list[list[str]]]) -> None:
-    """Resolve exactly these names to these successive answers from now on (and no others)."""
+def stub(names: dict[str, list[list[str]]], slow: dict[str, float] | None = None) -> None:
+    """Resolve exactly these names to these successive answers from now on (and no others),
+    each lookup of a name in ``slow`` taking that many seconds."""
     hosts.clear()
     _lookups.clear()
+    delays.clear()
+    delays.update({_key(name): seconds for name, seconds in (slow or {}).items()})
     hosts.update({_key(name): answers for name, answers in names.items()})
