@@ -201,6 +201,15 @@ def test_ipv6_forms_embedding_a_non_public_ipv4_are_refused(
         fetch("http://rebind.test:8080/x.jpg", timeout=2)
 
 
+@pytest.mark.parametrize("host", ["b\u00fccher.test", "xn--bcher-kva.test"])
+def test_idna_and_punycode_names_are_checked_by_what_they_resolve_to(
+    stub_hosts: StubHosts, host: str
+) -> None:
+    stub_hosts({host: [["127.0.0.1"]]})
+    with pytest.raises(FetchRefused, match=NOT_PUBLIC):
+        fetch(f"http://{host}/x.jpg", timeout=2)
+
+
 @pytest.mark.parametrize("address", ["2002:808:808::1", "64:ff9b::808:808", "2606:4700::1111"])
 def test_ipv6_forms_embedding_a_public_ipv4_are_public(address: str) -> None:
     assert is_public(ipaddress.ip_address(address))
