@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -29,6 +30,13 @@ def test_a_connect_outside_loopback_is_refused_before_any_packet(
         with pytest.raises(OSError):
             sock.getpeername()  # the real connect was never called: no SYN was sent
     assert guarded_connects.attempts() == [f"{address[0]} 80"] * 2
+    guarded_connects.clear()
+
+
+def test_asyncio_connects_are_guarded_too(guarded_connects: GuardedConnects) -> None:
+    with pytest.raises(ConnectionGuarded):
+        asyncio.run(asyncio.wait_for(asyncio.open_connection("192.0.2.1", 80), 5))
+    assert guarded_connects.attempts() == ["192.0.2.1 80"]
     guarded_connects.clear()
 
 

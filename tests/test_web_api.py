@@ -345,3 +345,20 @@ def test_slow_image_servers_hold_only_a_few_threads_each_for_the_fetch_timeout(
     for status, _, body, seconds in held:
         assert status == 422 and body["error"]["message"].endswith("timed out") and seconds < 5
     assert dripping.accepted == 2
+
+
+def test_the_served_site_refuses_names_resolving_to_6to4_loopback(
+    cli_env: dict[str, str], stub_hosts: StubHosts
+) -> None:
+    """``lookalike serve`` resolves ``rebind.test`` through the stub to 2002:7f00:1:: (6to4 of
+    127.0.0.1): refused without a connect, which the connection guard would have recorded."""
+    names = stub_hosts({"rebind.test": [["2002:7f00:1::"]], "nat64.test": [["64:ff9b::a9fe:a9fe"]]})
+    with served_site(cli_env, extra_env=names) as site:
+        answers = [
+            _post_json(site.url + SEARCH, {"url": f"http://{host}/x.jpg"})
+            for host in ("rebind.test", "nat64.test")
+        ]
+    assert [(status, body["error"]["message"]) for status, _, body, _ in answers] == [
+        (422, "refused: not a public address (host 'rebind.test')"),
+        (422, "refused: not a public address (host 'nat64.test')"),
+    ]
