@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import ssl
+import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -156,6 +160,34 @@ def test_a_body_cut_short_of_its_content_length_is_an_error() -> None:
         pytest.raises(FetchError, match="sent 60 of the 100000 bytes it announced"),
     ):
         fetch(cut.url(), allowed=LOOPBACK)
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ImageServer]:
+    """An ImageServer speaking TLS as ``localhost``, with its self-signed certificate trusted."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # read by ssl.create_default_context()
+    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.load_cert_chain(cert, key)
+    with ImageServer({"/cat.jpg": Route(body=b"TLS-JPEG")}) as server:
+        server.server.socket = served.wrap_socket(server.server.socket, server_side=True)
+        yield server
+
+
+def test_https_is_fetched_from_the_checked_address_with_the_certificate_verified(
+    tls_server: ImageServer,
+) -> None:
+    url = f"https://localhost:{tls_server.port}/cat.jpg"
+    allowed = [*LOOPBACK, ipaddress.ip_address("::1")]
+    assert fetch(url, allowed=allowed).content == b"TLS-JPEG"
+    with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED"):
+        fetch(url.replace("localhost", "127.0.0.1"), allowed=allowed)  # not the name it is for
 
 
 def test_a_tls_handshake_that_never_ends_is_cut_off_at_the_deadline() -> None:
