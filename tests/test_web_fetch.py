@@ -12,7 +12,6 @@ import logging
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -163,8 +162,8 @@ def test_a_body_cut_short_of_its_content_length_is_an_error() -> None:
 
 
 @pytest.fixture
-def tls_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ImageServer]:
-    """An ImageServer speaking TLS as ``localhost``, with its self-signed certificate trusted."""
+def tls_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A server context for ``localhost``, its self-signed certificate trusted by clients."""
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -173,21 +172,37 @@ def tls_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Imag
         check=True, capture_output=True,
     )  # fmt: skip
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # read by ssl.create_default_context()
-    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    served.load_cert_chain(cert, key)
-    with ImageServer({"/cat.jpg": Route(body=b"TLS-JPEG")}) as server:
-        server.server.socket = served.wrap_socket(server.server.socket, server_side=True)
-        yield server
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+LOCALHOST = [*LOOPBACK, ipaddress.ip_address("::1")]
 
 
 def test_https_is_fetched_from_the_checked_address_with_the_certificate_verified(
-    tls_server: ImageServer,
+    tls_context: ssl.SSLContext,
 ) -> None:
-    url = f"https://localhost:{tls_server.port}/cat.jpg"
-    allowed = [*LOOPBACK, ipaddress.ip_address("::1")]
-    assert fetch(url, allowed=allowed).content == b"TLS-JPEG"
-    with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED"):
-        fetch(url.replace("localhost", "127.0.0.1"), allowed=allowed)  # not the name it is for
+    server = ImageServer({"/cat.jpg": Route(body=b"TLS-JPEG")})
+    server.server.socket = tls_context.wrap_socket(server.server.socket, server_side=True)
+    with server:
+        url = f"https://localhost:{server.port}/cat.jpg"
+        assert fetch(url, allowed=LOCALHOST).content == b"TLS-JPEG"
+        with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED"):
+            fetch(url.replace("localhost", "127.0.0.1"), allowed=LOCALHOST)  # not its name
+
+
+def test_a_tls_server_dripping_bytes_is_cut_off_at_the_deadline(
+    tls_context: ssl.SSLContext,
+) -> None:
+    dripping = AcceptRecorder("127.0.0.1", drip=DRIPPED_HEADERS)
+    dripping.listener = tls_context.wrap_socket(dripping.listener, server_side=True)
+    with dripping:
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="timed out"):
+            fetch(f"https://localhost:{dripping.port}/", timeout=2, allowed=LOCALHOST)
+        elapsed = time.monotonic() - started
+    assert 1.9 < elapsed < 3.5
 
 
 def test_a_tls_handshake_that_never_ends_is_cut_off_at_the_deadline() -> None:
