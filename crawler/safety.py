@@ -6,6 +6,11 @@ cloud metadata service at 169.254.169.254. Every request's host is resolved and 
 cache so the connection goes to that address and not to a second, different answer. The cache
 is a bounded LRU, so the address is put back before every request to the host: a crawl of more
 hosts than the cache holds must not let an evicted host be resolved again, unchecked.
+
+Scrapy's resolver (``CachingThreadedResolver``) answers IPv4 only, so a host name is crawled
+only if a checked IPv4 address can be pinned for it: a name whose checked answer is IPv6 only
+would be resolved again at connect time, and that answer was never checked. Address literals
+(``http://[2606:4700::1111]/``) need no resolution and are connected to as they are.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from urllib.parse import urlsplit
 from scrapy import Request, Spider
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest
-from scrapy.resolver import dnscache
+from scrapy.resolver import CachingThreadedResolver, dnscache
 from scrapy.utils.httpobj import urlparse_cached
+from scrapy.utils.misc import load_object
 
 from lookalike.addresses import AddressRefused, IPAddress, check_addresses, resolve
 
@@ -43,6 +49,11 @@ class PublicAddressMiddleware:
             raise ValueError(
                 "DNSCACHE_ENABLED must stay on: the crawler pins each host's checked address there"
             )
+        if load_object(crawler.settings["DNS_RESOLVER"]) is not CachingThreadedResolver:
+            raise ValueError(
+                "DNS_RESOLVER must stay scrapy.resolver.CachingThreadedResolver: the crawler pins"
+                " each host's checked IPv4 address in its cache"
+            )
         return cls(crawler)
 
     async def process_request(self, request: Request, spider: Spider | None = None) -> None:
@@ -65,8 +76,10 @@ class PublicAddressMiddleware:
         except AddressRefused as error:
             return str(error)
         ipv4 = [a for a in addresses if isinstance(a, ipaddress.IPv4Address)]
-        if ipv4:  # Scrapy's resolver is IPv4-only: pin it to the address just checked
+        if ipv4:
             self._pinned[host] = str(ipv4[0])
+        elif not _is_address_literal(host):  # a literal is connected to as it is, unresolved
+            return f"refused: no IPv4 address the crawler can connect to (host {host!r})"
         return None
 
     def _allowed_addresses(self) -> set[IPAddress]:
@@ -80,3 +93,11 @@ class PublicAddressMiddleware:
                 except AddressRefused:
                     continue  # an unresolvable seed simply fails when fetched
         return self._allowed
+
+
+def _is_address_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

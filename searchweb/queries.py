@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-from collections.abc import Mapping
+import math
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from flask import current_app, request
 from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, ServiceUnavailable, UnsupportedMediaType
 
 from lookalike.fetch import fetch
 from lookalike.fingerprint import Fingerprint, fingerprint
@@ -107,7 +110,7 @@ def query_from_url(url: str) -> ImageQuery:
     if not url:
         raise BadRequest("no image URL was given")
     config = current_app.config
-    with timed("fetch"):
+    with fetch_slot(), timed("fetch"):
         fetched = fetch(
             url,
             max_bytes=config["FETCH_MAX_BYTES"],
@@ -117,6 +120,28 @@ def query_from_url(url: str) -> ImageQuery:
         )
     found = fingerprint_query(fetched.content)
     return ImageQuery(found.dhash, "url", url, found)
+
+
+@contextmanager
+def fetch_slot() -> Iterator[None]:
+    """One of ``FETCH_MAX_CONCURRENT`` slots for a URL fetch, or 503 with Retry-After at once.
+
+    A fetch may hold its worker thread for the whole fetch timeout; without a bound, a few
+    slow servers would hold every thread and the site would stop answering anyone.
+    """
+    config = current_app.config
+    slots = current_app.extensions.setdefault(
+        "lookalike_fetch_slots", threading.BoundedSemaphore(config["FETCH_MAX_CONCURRENT"])
+    )
+    if not slots.acquire(blocking=False):
+        raise ServiceUnavailable(
+            "too many image URLs are being fetched right now; try again shortly",
+            retry_after=math.ceil(config["FETCH_TIMEOUT_SECONDS"]),
+        )
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def query_from_dhash(text: str) -> ImageQuery:

@@ -24,9 +24,11 @@ DEFAULTS: dict[str, object] = {
     "MAX_FORM_MEMORY_SIZE": 64 * 1024,
     "MAX_FORM_PARTS": 16,
     "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,
-    # Search by URL: limits of the server-side fetch, and non-public addresses it may use
-    # anyway (say, an image server on the LAN you trust). Empty: public addresses only.
+    # Search by URL: limits of the server-side fetch, how many run at once (more get 503 with
+    # Retry-After), and non-public addresses it may use anyway (say, an image server on the LAN
+    # you trust). Empty: public addresses only.
     "FETCH_MAX_BYTES": DEFAULT_MAX_BYTES,
+    "FETCH_MAX_CONCURRENT": 2,
     "FETCH_TIMEOUT_SECONDS": DEFAULT_TIMEOUT_SECONDS,
     "FETCH_MAX_REDIRECTS": DEFAULT_MAX_REDIRECTS,
     "FETCH_ALLOWED_ADDRESSES": [],

@@ -1,15 +1,18 @@
 """Fixtures: a real PostgreSQL (``$DATABASE_URL`` or an embedded server) and fresh databases.
 
 Every test that touches the database gets its own database, cloned from a template that has
-the schema applied once per test run, so tests never see each other's rows.
+the schema applied once per test run, so tests never see each other's rows. Every test, and
+every subprocess it starts, runs behind ``tests/netguard``: connects outside 127.0.0.0/8 and
+::1 are refused, and a test that attempted one fails.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,66 @@ from lookalike.config import embedded_database_url
 from lookalike.db import apply_schema, connect, open_pool, with_database
 from lookalike.store import Store
 from tests.crawl_site import reference_database
+from tests.netguard import netguard
+
+NETGUARD_DIR = Path(__file__).parent / "netguard"
+StubHosts = Callable[[dict[str, list[list[str]]]], dict[str, str]]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _guarded_network() -> Iterator[None]:
+    """This process and every subprocess started from ``os.environ`` connect to loopback only."""
+    netguard.install()
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(NETGUARD_DIR), saved) if p)
+    yield
+    if saved is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = saved
+
+
+class GuardedConnects:
+    """Connects the guard refused during one test, in this process and its subprocesses."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def attempts(self) -> list[str]:
+        logged = self.log.read_text().splitlines() if self.log.exists() else []
+        return netguard.refused + logged
+
+    def clear(self) -> None:
+        netguard.refused.clear()
+        self.log.unlink(missing_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def guarded_connects(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[GuardedConnects]:
+    """Fails the test if anything it ran tried to connect outside this machine."""
+    log = tmp_path_factory.mktemp("netguard") / "refused-connects"
+    monkeypatch.setenv(netguard.CONNECT_LOG_VARIABLE, str(log))
+    record = GuardedConnects(log)
+    record.clear()
+    yield record
+    attempts = record.attempts()
+    record.clear()
+    netguard.stub({})
+    if attempts:
+        pytest.fail(f"tried to connect outside this machine: {attempts}")
+
+
+@pytest.fixture
+def stub_hosts() -> StubHosts:
+    """Resolve chosen names to chosen answers here; returns the env entries for subprocesses."""
+
+    def stub(names: dict[str, list[list[str]]]) -> dict[str, str]:
+        netguard.stub(names)
+        return {netguard.HOSTS_VARIABLE: json.dumps(names)}
+
+    return stub
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,13 @@ OpenAPI document at /api/openapi.json."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import secrets
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -13,7 +18,10 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate as validate_openapi
 
 from lookalike.fingerprint import fingerprint
+from tests.conftest import StubHosts
+from tests.crawl_site import wait_for
 from tests.images import encode, photo
+from tests.served import served_site
 from tests.web_openapi import assert_matches_openapi
 from tests.web_support import AcceptRecorder, Corpus, ImageServer, Route, jpeg, running_app
 
@@ -175,14 +183,23 @@ def test_unparseable_json_and_other_content_types(offline_client: FlaskClient) -
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("http://127.0.0.1:9/x.jpg", "refused address 127.0.0.1"),
-        ("http://10.1.1.1/x.jpg", "refused address 10.1.1.1"),
+        ("http://127.0.0.1:9/x.jpg", "refused: not a public address (host '127.0.0.1')"),
+        ("http://10.1.1.1/x.jpg", "refused: not a public address"),
         ("file:///etc/passwd", "only http and https"),
     ],
 )
 def test_refused_urls_are_422(offline_client: FlaskClient, url: str, message: str) -> None:
     response = _search_json(offline_client, {"url": url})
     assert response.status_code == 422 and message in response.get_json()["error"]["message"]
+
+
+def test_refusals_never_tell_what_an_internal_name_resolves_to(
+    offline_client: FlaskClient, stub_hosts: StubHosts
+) -> None:
+    stub_hosts({"db": [["10.9.8.7"]]})
+    response = _search_json(offline_client, {"url": "http://db:5432/x.jpg"})
+    message = response.get_json()["error"]["message"]
+    assert response.status_code == 422 and message == "refused: not a public address (host 'db')"
 
 
 def test_search_by_url_never_connects_to_a_refused_address(database_url: str) -> None:
@@ -197,7 +214,7 @@ def test_search_by_url_never_connects_to_a_refused_address(database_url: str) ->
         redirected = _search_json(client, {"url": server.url("/r.jpg")})
     for response in (direct, redirected):
         assert response.status_code == 422
-        assert "refused address 127.0.0.2" in response.get_json()["error"]["message"]
+        assert "refused: not a public address" in response.get_json()["error"]["message"]
     assert server.requests == [("/r.jpg", f"127.0.0.1:{server.port}")]
     assert forbidden.accepted == 0
 
@@ -283,3 +300,65 @@ def test_rate_limits_are_shared_through_redis_when_configured(database_url: str)
             for app in (first, second, first, second)
         ]
     assert statuses == [200, 200, 200, 429]  # two processes' worth of apps, one budget
+
+
+def _post_json(url: str, body: object) -> tuple[int, dict[str, str], dict, float]:
+    """(status, headers, JSON body, seconds) of a POST to a real server."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, headers, data = response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        status, headers, data = error.code, dict(error.headers), error.read()
+    return status, headers, json.loads(data), time.monotonic() - started
+
+
+def test_slow_image_servers_hold_only_a_few_threads_each_for_the_fetch_timeout(
+    cli_env: dict[str, str],
+) -> None:
+    """Two fetches from a server dripping a byte every 0.5 s take both fetch slots; a third
+    search by URL is told to come back (503, Retry-After) at once, other requests are answered,
+    and the two end at their 3 s deadline."""
+    settings = {
+        "LOOKALIKE_FETCH_ALLOWED_ADDRESSES": '["127.0.0.1"]',
+        "LOOKALIKE_FETCH_TIMEOUT_SECONDS": "3",
+        "LOOKALIKE_FETCH_MAX_CONCURRENT": "2",
+    }
+    drip = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 200
+    with (
+        AcceptRecorder("127.0.0.1", drip=drip) as dripping,
+        served_site(cli_env, workers=4, extra_env=settings) as site,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        slow = [pool.submit(_post_json, site.url + SEARCH, {"url": dripping.url()}) for _ in "ab"]
+        wait_for(lambda: dripping.accepted == 2, timeout=10)
+        refused = _post_json(site.url + SEARCH, {"url": dripping.url()})
+        stats = urllib.request.urlopen(site.url + "/api/stats", timeout=2)
+        held = [future.result() for future in slow]
+    # Flask-Limiter raises Retry-After to its own window's reset when that is later.
+    assert refused[0] == 503 and int(refused[1]["Retry-After"]) >= 3 and refused[3] < 1
+    assert "too many image URLs" in refused[2]["error"]["message"]
+    assert stats.status == 200
+    for status, _, body, seconds in held:
+        assert status == 422 and body["error"]["message"].endswith("timed out") and seconds < 5
+    assert dripping.accepted == 2
+
+
+def test_the_served_site_refuses_names_resolving_to_6to4_loopback(
+    cli_env: dict[str, str], stub_hosts: StubHosts
+) -> None:
+    """``lookalike serve`` resolves ``rebind.test`` through the stub to 2002:7f00:1:: (6to4 of
+    127.0.0.1): refused without a connect, which the connection guard would have recorded."""
+    names = stub_hosts({"rebind.test": [["2002:7f00:1::"]], "nat64.test": [["64:ff9b::a9fe:a9fe"]]})
+    with served_site(cli_env, extra_env=names) as site:
+        answers = [
+            _post_json(site.url + SEARCH, {"url": f"http://{host}/x.jpg"})
+            for host in ("rebind.test", "nat64.test")
+        ]
+    assert [(status, body["error"]["message"]) for status, _, body, _ in answers] == [
+        (422, "refused: not a public address (host 'rebind.test')"),
+        (422, "refused: not a public address (host 'nat64.test')"),
+    ]

@@ -178,10 +178,16 @@ class AcceptRecorder:
     """A listening socket that only counts the connections made to it.
 
     ``hold`` keeps each connection open without answering: a server that never replies.
+    ``drip`` answers each connection with these bytes, one every ``interval`` seconds (a
+    server that is never silent long enough for a socket timeout), then closes it.
     """
 
-    def __init__(self, host: str, *, hold: bool = False) -> None:
+    def __init__(
+        self, host: str, *, hold: bool = False, drip: bytes = b"", interval: float = 0.5
+    ) -> None:
         self.hold = hold
+        self.drip = drip
+        self.interval = interval
         self.held: list[socket.socket] = []
         self.listener = socket.create_server((host, 0))
         self.listener.settimeout(0.05)
@@ -200,10 +206,23 @@ class AcceptRecorder:
             except OSError:
                 return
             self.accepted += 1
-            if self.hold:
+            if self.drip:
+                threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+            elif self.hold:
                 self.held.append(connection)
             else:
                 connection.close()
+
+    def _drip(self, connection: socket.socket) -> None:
+        with connection:
+            connection.recv(65536)  # the request
+            for byte in self.drip:
+                if self._stop.wait(self.interval):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return  # the client gave up
 
     def url(self, path: str = "/image.jpg") -> str:
         return f"http://{self.host}:{self.port}{path}"
