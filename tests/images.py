@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import random
+import struct
+import zlib
 
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -34,3 +36,38 @@ def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def declared_png(
+    width: int,
+    height: int,
+    *,
+    colour_type: int = 0,
+    bit_depth: int = 8,
+    idat: bytes | None = None,
+    extra_chunks: tuple[tuple[bytes, bytes], ...] = (),
+) -> bytes:
+    """A PNG written chunk by chunk, so it can declare any size and carry any pixel data.
+
+    Without ``idat`` every row is a gradient of bytes, compressed as a stream (a 49 MP image
+    stays a few hundred KB and is never held uncompressed). ``extra_chunks`` go before IDAT.
+    """
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    if idat is None:
+        idat = _gradient_rows(width * _PNG_CHANNELS[colour_type] * bit_depth // 8, height)
+    chunks = [(b"IHDR", header), *extra_chunks, (b"IDAT", idat), (b"IEND", b"")]
+    return PNG_SIGNATURE + b"".join(png_chunk(kind, body) for kind, body in chunks)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type: gray, RGB, palette, LA, RGBA
+
+
+def _gradient_rows(row_bytes: int, rows: int) -> bytes:
+    row = b"\0" + (bytes(range(256)) * (row_bytes // 256 + 1))[:row_bytes]  # filter 0: none
+    stream = zlib.compressobj(9)
+    return b"".join(stream.compress(row) for _ in range(rows)) + stream.flush()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
 import zlib
 
 import imagehash
@@ -12,7 +11,7 @@ from PIL import Image
 
 from lookalike.fingerprint import ImageRejected, fingerprint
 from lookalike.hashes import hamming, hash_from_hex, hash_to_hex, to_bigint
-from tests.images import encode, photo
+from tests.images import declared_png, encode, photo
 
 
 def test_dhash_is_imagehash_dhash_in_its_hex_form() -> None:
@@ -77,28 +76,16 @@ def test_asking_for_a_thumbnail_never_changes_the_hashes() -> None:
     assert (with_thumb.dhash, with_thumb.phash) == (without.dhash, without.phash)
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG that declares width×height but carries a single tiny IDAT: a decompression bomb."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
 def _many_frame_gif(frames: int) -> bytes:
     images = [Image.new("P", (16, 16), i % 256) for i in range(frames)]
     buffer = io.BytesIO()
     images[0].save(buffer, "GIF", save_all=True, append_images=images[1:])
     return buffer.getvalue()
+
+
+def _tiny_idat_png(width: int, height: int) -> bytes:
+    """Declares width×height RGB but carries 64 bytes of pixel data: a decompression bomb."""
+    return declared_png(width, height, colour_type=2, idat=zlib.compress(b"\0" * 64))
 
 
 REJECTIONS = {
@@ -111,7 +98,7 @@ REJECTIONS = {
     ),
     "pdf": (b"%PDF-1.7\n...", "unsupported format: PDF"),
     "eps": (b"%!PS-Adobe-3.0 EPSF-3.0\n", "unsupported format: EPS"),
-    "bomb png": (_png_header_only(30000, 30000), "image too large: 30000×30000 px (limit 50 MP)"),
+    "bomb png": (_tiny_idat_png(30000, 30000), "image too large: 30000×30000 px (limit 50 MP)"),
 }
 
 
@@ -147,3 +134,60 @@ def test_hash_spellings_round_trip() -> None:
     assert hamming(to_bigint(value), value) == 0
     with pytest.raises(ValueError, match="expected 16 hex digits"):
         hash_from_hex("xyz")
+
+
+EXTREME_SIDES = [(50_000_000, 1), (2, 25_000_000), (1, 2_000_000)]
+
+
+@pytest.mark.parametrize("size", EXTREME_SIDES, ids=[f"{w}x{h}" for w, h in EXTREME_SIDES])
+def test_a_side_over_65535_px_is_rejected_before_decoding(size: tuple[int, int]) -> None:
+    # Inside the pixel limit, but the resize matrices grow with the long side (gigabytes).
+    width, height = size
+    with pytest.raises(ImageRejected) as raised:
+        fingerprint(declared_png(width, height, idat=zlib.compress(b"")), with_thumbnail=True)
+    assert str(raised.value) == f"image too long: {width}×{height} px (limit 65535 px a side)"
+
+
+def test_the_longest_side_allowed_is_hashed_with_its_thumbnail() -> None:
+    fp = fingerprint(declared_png(65535, 2), with_thumbnail=True)
+    assert (fp.width, fp.height) == (65535, 2)
+    assert Image.open(io.BytesIO(fp.thumbnail)).size == (160, 1)
+
+
+def _cut_idat_png() -> bytes:
+    whole = encode(photo(12, (300, 200)), "PNG")
+    idat = whole.index(b"IDAT") - 4
+    return whole[: idat + (len(whole) - idat) // 2] + whole[-12:]  # IDAT halved, IEND kept
+
+
+def _corrupt_zlib_png() -> bytes:
+    return declared_png(100, 100, colour_type=2, idat=b"\x78\x9c" + b"\xff" * 200)
+
+
+CORRUPT_PNGS = {
+    "IDAT cut in half": _cut_idat_png(),
+    "corrupt zlib stream": _corrupt_zlib_png(),
+    "1000x1000 with a 64-byte IDAT": _tiny_idat_png(1000, 1000),
+    "file cut in half": encode(photo(13), "PNG")[:20000],
+}
+
+
+@pytest.mark.parametrize("data", CORRUPT_PNGS.values(), ids=CORRUPT_PNGS.keys())
+@pytest.mark.parametrize("thumbnail", [False, True], ids=["hash", "hash+thumbnail"])
+def test_corrupt_pixel_data_is_rejected_in_one_line_wherever_it_fails(
+    data: bytes, thumbnail: bool
+) -> None:
+    with pytest.raises(ImageRejected, match=r"^truncated or corrupt image: [^\n]+$"):
+        fingerprint(data, with_thumbnail=thumbnail)
+
+
+def test_a_large_png_turned_by_exif_is_hashed_upright() -> None:
+    # The orientation is applied to the grayscale plane, not to a copy of the decoded image.
+    upright = photo(14, (900, 600))
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    turned = encode(upright.transpose(Image.Transpose.ROTATE_270), "PNG", exif=exif)
+    fp = fingerprint(turned, with_thumbnail=True)
+    assert fp.dhash == fingerprint(encode(upright, "PNG")).dhash
+    assert (fp.width, fp.height) == (900, 600)
+    assert Image.open(io.BytesIO(fp.thumbnail)).size == (160, 107)
