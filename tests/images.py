@@ -71,3 +71,23 @@ def _gradient_rows(row_bytes: int, rows: int) -> bytes:
     row = b"\0" + (bytes(range(256)) * (row_bytes // 256 + 1))[:row_bytes]  # filter 0: none
     stream = zlib.compressobj(9)
     return b"".join(stream.compress(row) for _ in range(rows)) + stream.flush()
+
+
+def png_with_tiny_idat(width: int, height: int) -> bytes:
+    """Declares width×height RGB but carries 64 bytes of pixel data: a decompression bomb."""
+    return declared_png(width, height, colour_type=2, idat=zlib.compress(b"\0" * 64))
+
+
+def _png_with_idat_cut_in_half() -> bytes:
+    whole = encode(photo(12, (300, 200)), "PNG")
+    idat = whole.index(b"IDAT") - 4
+    return whole[: idat + (len(whole) - idat) // 2] + whole[-12:]  # IEND kept
+
+
+# PNGs that open (the header is sound) and fail while their pixels are decoded.
+CORRUPT_PNGS = {
+    "IDAT cut in half": _png_with_idat_cut_in_half(),
+    "corrupt zlib stream": declared_png(100, 100, colour_type=2, idat=b"\x78\x9c" + b"\xff" * 200),
+    "1000x1000 with a 64-byte IDAT": png_with_tiny_idat(1000, 1000),
+    "file cut in half": encode(photo(13), "PNG")[:20000],
+}

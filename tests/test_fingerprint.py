@@ -11,7 +11,7 @@ from PIL import Image
 
 from lookalike.fingerprint import ImageRejected, fingerprint
 from lookalike.hashes import hamming, hash_from_hex, hash_to_hex, to_bigint
-from tests.images import declared_png, encode, photo
+from tests.images import CORRUPT_PNGS, declared_png, encode, photo, png_with_tiny_idat
 
 
 def test_dhash_is_imagehash_dhash_in_its_hex_form() -> None:
@@ -83,11 +83,6 @@ def _many_frame_gif(frames: int) -> bytes:
     return buffer.getvalue()
 
 
-def _tiny_idat_png(width: int, height: int) -> bytes:
-    """Declares width×height RGB but carries 64 bytes of pixel data: a decompression bomb."""
-    return declared_png(width, height, colour_type=2, idat=zlib.compress(b"\0" * 64))
-
-
 REJECTIONS = {
     "empty file": (b"", "empty file"),
     "random bytes": (bytes(range(256)) * 40, "not an image"),
@@ -98,7 +93,7 @@ REJECTIONS = {
     ),
     "pdf": (b"%PDF-1.7\n...", "unsupported format: PDF"),
     "eps": (b"%!PS-Adobe-3.0 EPSF-3.0\n", "unsupported format: EPS"),
-    "bomb png": (_tiny_idat_png(30000, 30000), "image too large: 30000×30000 px (limit 50 MP)"),
+    "bomb png": (png_with_tiny_idat(30000, 30000), "image too large: 30000×30000 px (limit 50 MP)"),
 }
 
 
@@ -152,24 +147,6 @@ def test_the_longest_side_allowed_is_hashed_with_its_thumbnail() -> None:
     fp = fingerprint(declared_png(65535, 2), with_thumbnail=True)
     assert (fp.width, fp.height) == (65535, 2)
     assert Image.open(io.BytesIO(fp.thumbnail)).size == (160, 1)
-
-
-def _cut_idat_png() -> bytes:
-    whole = encode(photo(12, (300, 200)), "PNG")
-    idat = whole.index(b"IDAT") - 4
-    return whole[: idat + (len(whole) - idat) // 2] + whole[-12:]  # IDAT halved, IEND kept
-
-
-def _corrupt_zlib_png() -> bytes:
-    return declared_png(100, 100, colour_type=2, idat=b"\x78\x9c" + b"\xff" * 200)
-
-
-CORRUPT_PNGS = {
-    "IDAT cut in half": _cut_idat_png(),
-    "corrupt zlib stream": _corrupt_zlib_png(),
-    "1000x1000 with a 64-byte IDAT": _tiny_idat_png(1000, 1000),
-    "file cut in half": encode(photo(13), "PNG")[:20000],
-}
 
 
 @pytest.mark.parametrize("data", CORRUPT_PNGS.values(), ids=CORRUPT_PNGS.keys())
