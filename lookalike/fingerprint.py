@@ -111,20 +111,24 @@ def fingerprint(
         # caller gets this same decode, with or without a thumbnail, so hashes never diverge.
         _draft(image, "L", DRAFT_MIN_SHORT_SIDE)
         cost = decode_cost(image)
-        with budget.reserve(cost) if budget else nullcontext(), _memory_returned_after(cost):
+    with budget.reserve(cost) if budget else nullcontext(), _memory_returned_after(cost):
+        with _decoder_errors_rejected():
             orientation = _decode(image)
             thumbnail = None
             if with_thumbnail:
                 lost_colour = image.mode == "L" and colour_mode != "L"
                 colour = _decode_colour(data, max_pixels) if lost_colour else image
                 thumbnail = _thumbnail(colour, orientation)
+                del colour
             gray = _gray_pixels(image, orientation)  # closes image: its pixels are done
+        dhash, phash = perceptual.dhash(gray), perceptual.phash(gray)
+        del gray  # before the memory is handed back
     if orientation in _TURNED:
         width, height = height, width
     return Fingerprint(
         sha256=hashlib.sha256(data).hexdigest(),
-        dhash=perceptual.dhash(gray),
-        phash=perceptual.phash(gray),
+        dhash=dhash,
+        phash=phash,
         width=width,
         height=height,
         format=fmt,

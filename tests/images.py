@@ -69,8 +69,12 @@ _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type: gray, RGB, pal
 
 def _gradient_rows(row_bytes: int, rows: int) -> bytes:
     row = b"\0" + (bytes(range(256)) * (row_bytes // 256 + 1))[:row_bytes]  # filter 0: none
+    per_batch = max(1, (1 << 20) // len(row))  # compress about 1 MB at a time
     stream = zlib.compressobj(9)
-    return b"".join(stream.compress(row) for _ in range(rows)) + stream.flush()
+    batches = [
+        stream.compress(row * min(per_batch, rows - done)) for done in range(0, rows, per_batch)
+    ]
+    return b"".join(batches) + stream.flush()
 
 
 def png_with_tiny_idat(width: int, height: int) -> bytes:

@@ -46,6 +46,11 @@ class ServedSite:
     def rss_mb(self) -> float:
         return memory_kib(self.process.pid, "VmRSS") / 1024
 
+    def reset_peak(self) -> None:
+        """Start ``peak_rss_mb`` again from the current RSS (Linux's clear_refs, value 5)."""
+        with open(f"/proc/{self.process.pid}/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+
     def alive(self) -> bool:
         return self.process.poll() is None
 
