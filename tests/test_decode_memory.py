@@ -18,18 +18,18 @@ from PIL import Image
 from tests.images import declared_png, encode, photo
 
 _MEASURE = """
-import os, sys
+import sys
 from pathlib import Path
 from crawler.hashing import fingerprint_or_reason
+from lookalike.peak_memory import reset_peak, status_kb
 from tests.images import encode, photo
-from tests.served import memory_kib
 
 fingerprint_or_reason(encode(photo(1), "PNG"), 50_000_000, True)  # loads every library
 data = Path(sys.argv[1]).read_bytes()
-Path("/proc/self/clear_refs").write_text("5")
-before = memory_kib(os.getpid(), "VmRSS")
+reset_peak()
+before = status_kb("VmRSS")
 result = fingerprint_or_reason(data, 50_000_000, True)
-print(memory_kib(os.getpid(), "VmHWM") - before)
+print(status_kb("VmHWM") - before)
 print(result if isinstance(result, str) else "hashed")
 """
 _MB = 1 << 20
