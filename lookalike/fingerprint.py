@@ -27,6 +27,8 @@ DEFAULT_MAX_PIXELS = 50_000_000
 # The largest side a JPEG, GIF or WebP can have. Work that grows with a side (the resize
 # matrices) stays bounded even for a 50 MP picture one pixel high, which PNG and BMP allow.
 MAX_SIDE = 65_535
+# Encoders write about 10 scans to a progressive JPEG; each one costs a pass over the image.
+MAX_JPEG_SCANS = 100
 THUMBNAIL_MAX_SIDE = 160
 # JPEG draft decoding scales by 1/2, 1/4 or 1/8 inside the decoder. Keeping the reduced short
 # side at or above this keeps dHash within a fraction of a bit of a full decode on average.
@@ -43,6 +45,7 @@ _DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zli
 _PEAK_BYTES_PER_PIXEL = 6
 _FIXED_COST_BYTES = 48 * 1024 * 1024
 _TRIM_AFTER_BYTES = 64 * 1024 * 1024
+_WIDE_GRAY = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # how Pillow opens 16-bit grayscale
 _STRIP_PIXELS = 1 << 20  # pixels of the source per thumbnail strip: 4 MB in RGBA
 
 # Leading bytes of formats people commonly mistake for images we accept, so the rejection can
@@ -109,14 +112,17 @@ def fingerprint(
         (width, height), fmt, colour_mode = image.size, image.format or "unknown", image.mode
         # The hashes only see luma, so JPEGs decode just that channel, at reduced scale. Every
         # caller gets this same decode, with or without a thumbnail, so hashes never diverge.
+        _refuse_excessive_work(image, data)
+        declared = image.size
         _draft(image, "L", DRAFT_MIN_SHORT_SIDE)
-        cost = decode_cost(image)
+        cost = decode_cost(image, declared)
     with budget.reserve(cost) if budget else nullcontext(), _memory_returned_after(cost):
         with _decoder_errors_rejected():
             orientation = _decode(image)
+            lost_colour = image.mode == "L" and colour_mode != "L"  # the draft's luma only
+            image = _eight_bit(image)
             thumbnail = None
             if with_thumbnail:
-                lost_colour = image.mode == "L" and colour_mode != "L"
                 colour = _decode_colour(data, max_pixels) if lost_colour else image
                 thumbnail = _thumbnail(colour, orientation)
                 del colour
@@ -136,14 +142,19 @@ def fingerprint(
     )
 
 
-def decode_cost(image: Image.Image) -> int:
+def decode_cost(image: Image.Image, declared: tuple[int, int]) -> int:
     """Bytes that decoding ``image`` at its (drafted) size may take at the peak.
 
     Pillow holds every multi-band mode at 4 bytes a pixel; flattening alpha adds a grayscale
     and an alpha plane (1 byte each) before the decoded image is let go, so 6 bytes a pixel
-    cover every mode. The resize matrices and the thumbnail's strips add a few MB.
+    cover every mode. The resize matrices and the thumbnail's strips add a few MB. A
+    progressive JPEG also keeps every DCT coefficient of its ``declared`` size until its last
+    scan (2 bytes each, per component), whatever scale it is drafted to.
     """
-    return image.width * image.height * _PEAK_BYTES_PER_PIXEL + _FIXED_COST_BYTES
+    cost = image.width * image.height * _PEAK_BYTES_PER_PIXEL + _FIXED_COST_BYTES
+    if image.format == "JPEG" and image.info.get("progressive"):
+        cost += declared[0] * declared[1] * image.layers * 2
+    return cost
 
 
 def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -168,6 +179,18 @@ def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
     if pixels == 0:
         raise ImageRejected(f"empty image: {image.width}×{image.height} px")
     return image
+
+
+def _refuse_excessive_work(image: Image.Image, data: bytes) -> None:
+    """Refuse files whose decoding time is out of proportion to their size.
+
+    libjpeg walks every block of the image once per scan, and a progressive scan that only
+    says "no more coefficients" takes a few bytes: a 156 kB JPEG with 2,000 of them took 15 s.
+    Encoders write about 10; ``ff da`` cannot occur inside entropy-coded data (0xff is
+    stuffed), so counting it counts the scans, plus any of embedded thumbnails or previews.
+    """
+    if image.format == "JPEG" and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
+        raise ImageRejected(f"too many JPEG scans: {scans} (limit {MAX_JPEG_SCANS})")
 
 
 @contextmanager
@@ -200,6 +223,27 @@ def _decode(image: Image.Image) -> int:
     image.load()
     orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
     return orientation if orientation in range(1, 9) else 1
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16- and 32-bit grayscale as 8-bit L (or LA) by its high byte, closing ``image``.
+
+    Pillow's own conversion clips every value over 255 to white, so each 16-bit grayscale
+    picture would hash as a blank one and match every other.
+    """
+    if image.mode not in _WIDE_GRAY:
+        return image
+    wide = np.asarray(image)
+    key = image.info.get("transparency")
+    image.close()
+    if wide.dtype != np.uint16:
+        wide = np.clip(wide, 0, 0xFFFF)
+    gray = Image.fromarray((wide >> 8).astype(np.uint8))
+    if key is None:
+        return gray
+    opaque = Image.fromarray(np.not_equal(wide, key).view(np.uint8) * np.uint8(255))
+    del wide
+    return Image.merge("LA", (gray, opaque))
 
 
 def _turn_upright(image: Image.Image, orientation: int) -> Image.Image:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import time
 import zlib
 
 import imagehash
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -168,3 +170,37 @@ def test_a_large_png_turned_by_exif_is_hashed_upright() -> None:
     assert fp.dhash == fingerprint(encode(upright, "PNG")).dhash
     assert (fp.width, fp.height) == (900, 600)
     assert Image.open(io.BytesIO(fp.thumbnail)).size == (160, 107)
+
+
+def _sixteen_bit(gray: Image.Image) -> Image.Image:
+    """The same picture with 16 bits a sample (each 8-bit value v becomes v × 257)."""
+    return Image.fromarray(np.asarray(gray).astype(np.uint16) * 257)
+
+
+def test_a_16_bit_grayscale_png_hashes_like_its_8_bit_copy() -> None:
+    # Pillow's own 16-to-8-bit conversion clips to white: every such PNG hashed 0000000000000000.
+    gray = photo(15).convert("L")
+    wide = fingerprint(encode(_sixteen_bit(gray), "PNG"), with_thumbnail=True)
+    narrow = fingerprint(encode(gray, "PNG"), with_thumbnail=True)
+    assert (wide.dhash, wide.phash) == (narrow.dhash, narrow.phash) != (0, 0)
+    assert wide.thumbnail == narrow.thumbnail
+
+
+def test_a_16_bit_grayscale_png_keeps_its_transparent_colour_white() -> None:
+    gray = photo(16).convert("L")
+    key = int(np.asarray(gray)[0, 0])
+    wide = encode(_sixteen_bit(gray), "PNG", transparency=key * 257)
+    assert fingerprint(wide).dhash == fingerprint(encode(gray, "PNG", transparency=key)).dhash
+
+
+def test_a_progressive_jpeg_of_endless_empty_scans_is_refused_before_decoding() -> None:
+    # Each scan makes libjpeg walk every block; these say only "no coefficients" in 31 bytes.
+    # 2,000 of them in 156 kB took 15 s to decode.
+    data = encode(Image.new("RGB", (4000, 4000), "gray"), "JPEG", progressive=True)
+    last_scan = data[data.rindex(b"\xff\xda") : -2]
+    bomb = data[:-2] + last_scan * 2000 + data[-2:]
+    started = time.monotonic()
+    with pytest.raises(ImageRejected, match=r"^too many JPEG scans: 2010 \(limit 100\)$"):
+        fingerprint(bomb)
+    assert time.monotonic() - started < 1
+    assert fingerprint(data).width == 4000  # its 10 scans are fine
