@@ -109,11 +109,10 @@ def fingerprint(
     """
     with _decoder_errors_rejected():
         image = open_image(data, max_pixels=max_pixels)
-        (width, height), fmt, colour_mode = image.size, image.format or "unknown", image.mode
+        _refuse_excessive_work(image, data)
+        declared, fmt, colour_mode = image.size, image.format or "unknown", image.mode
         # The hashes only see luma, so JPEGs decode just that channel, at reduced scale. Every
         # caller gets this same decode, with or without a thumbnail, so hashes never diverge.
-        _refuse_excessive_work(image, data)
-        declared = image.size
         _draft(image, "L", DRAFT_MIN_SHORT_SIDE)
         cost = decode_cost(image, declared)
     with budget.reserve(cost) if budget else nullcontext(), _memory_returned_after(cost):
@@ -129,8 +128,7 @@ def fingerprint(
             gray = _gray_pixels(image, orientation)  # closes image: its pixels are done
         dhash, phash = perceptual.dhash(gray), perceptual.phash(gray)
         del gray  # before the memory is handed back
-    if orientation in _TURNED:
-        width, height = height, width
+    width, height = declared[::-1] if orientation in _TURNED else declared
     return Fingerprint(
         sha256=hashlib.sha256(data).hexdigest(),
         dhash=dhash,
