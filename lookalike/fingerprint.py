@@ -29,6 +29,7 @@ DEFAULT_MAX_PIXELS = 50_000_000
 MAX_SIDE = 65_535
 # Encoders write about 10 scans to a progressive JPEG; each one costs a pass over the image.
 MAX_JPEG_SCANS = 100
+MAX_RLE_BMP_BYTES = 2_000_000  # Pillow's RLE decoder is Python: ~0.8 s at this size
 THUMBNAIL_MAX_SIDE = 160
 # JPEG draft decoding scales by 1/2, 1/4 or 1/8 inside the decoder. Keeping the reduced short
 # side at or above this keeps dHash within a fraction of a bit of a full decode on average.
@@ -186,9 +187,15 @@ def _refuse_excessive_work(image: Image.Image, data: bytes) -> None:
     says "no more coefficients" takes a few bytes: a 156 kB JPEG with 2,000 of them took 15 s.
     Encoders write about 10; ``ff da`` cannot occur inside entropy-coded data (0xff is
     stuffed), so counting it counts the scans, plus any of embedded thumbnails or previews.
+    Pillow decodes RLE-compressed BMP in Python, about 0.4 µs a byte with the GIL held: an
+    18 MB one took 7.4 s and slowed every other thread.
     """
     if image.format == "JPEG" and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
         raise ImageRejected(f"too many JPEG scans: {scans} (limit {MAX_JPEG_SCANS})")
+    if image.tile and image.tile[0].codec_name == "bmp_rle" and len(data) > MAX_RLE_BMP_BYTES:
+        raise ImageRejected(
+            f"RLE-compressed BMP too large: {len(data):,} bytes (limit {MAX_RLE_BMP_BYTES:,})"
+        )
 
 
 @contextmanager

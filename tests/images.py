@@ -95,3 +95,11 @@ CORRUPT_PNGS = {
     "1000x1000 with a 64-byte IDAT": png_with_tiny_idat(1000, 1000),
     "file cut in half": encode(photo(13), "PNG")[:20000],
 }
+
+
+def rle8_bmp(width: int, height: int, runs: bytes) -> bytes:
+    """A gray-palette 8-bit BMP whose pixel data is ``runs``: RLE8 codes, end of file added."""
+    header = struct.pack("<2sIHHI", b"BM", 0, 0, 0, 54 + 1024)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, 0, 0, 0, 256, 0)
+    palette = b"".join(bytes((i, i, i, 0)) for i in range(256))
+    return header + info + palette + runs + b"\0\1"

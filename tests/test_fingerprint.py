@@ -13,7 +13,14 @@ from PIL import Image
 
 from lookalike.fingerprint import ImageRejected, fingerprint
 from lookalike.hashes import hamming, hash_from_hex, hash_to_hex, to_bigint
-from tests.images import CORRUPT_PNGS, declared_png, encode, photo, png_with_tiny_idat
+from tests.images import (
+    CORRUPT_PNGS,
+    declared_png,
+    encode,
+    photo,
+    png_with_tiny_idat,
+    rle8_bmp,
+)
 
 
 def test_dhash_is_imagehash_dhash_in_its_hex_form() -> None:
@@ -204,3 +211,14 @@ def test_a_progressive_jpeg_of_endless_empty_scans_is_refused_before_decoding() 
         fingerprint(bomb)
     assert time.monotonic() - started < 1
     assert fingerprint(data).width == 4000  # its 10 scans are fine
+
+
+def test_an_rle_bmp_over_2_mb_is_refused_before_pillow_decodes_it_in_python() -> None:
+    one_pixel_runs = rle8_bmp(7000, 7000, b"\x01\x05" * 1_200_000)  # 2.4 MB: 1 s of Python
+    started = time.monotonic()
+    with pytest.raises(ImageRejected, match=r"^RLE-compressed BMP too large: 2,401,080 bytes"):
+        fingerprint(one_pixel_runs)
+    assert time.monotonic() - started < 0.2
+    # Four runs of 250 gray pixels and an end of line per row: a real RLE8 picture decodes.
+    rows = b"".join(bytes((250, y % 256) * 4) + b"\0\0" for y in range(1000))
+    assert fingerprint(rle8_bmp(1000, 1000, rows)).format == "BMP"
