@@ -44,6 +44,7 @@ _TURNED = (5, 6, 7, 8)  # orientations that swap width and height
 # What Pillow raises on bad pixel data, depending on the format and where decoding stops.
 _DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 _PEAK_BYTES_PER_PIXEL = 6
+_WEBP_EXTRA_BYTES_PER_PIXEL = 10
 _FIXED_COST_BYTES = 48 * 1024 * 1024
 _TRIM_AFTER_BYTES = 64 * 1024 * 1024
 _WIDE_GRAY = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # how Pillow opens 16-bit grayscale
@@ -146,11 +147,16 @@ def decode_cost(image: Image.Image, declared: tuple[int, int]) -> int:
 
     Pillow holds every multi-band mode at 4 bytes a pixel; flattening alpha adds a grayscale
     and an alpha plane (1 byte each) before the decoded image is let go, so 6 bytes a pixel
-    cover every mode. The resize matrices and the thumbnail's strips add a few MB. A
-    progressive JPEG also keeps every DCT coefficient of its ``declared`` size until its last
+    cover every mode. The resize matrices and the thumbnail's strips add a few MB. Pillow
+    decodes every WebP through libwebp's animation decoder, which keeps two RGBA canvases and
+    hands over a copy of the frame: 10 bytes a pixel more (a 36-byte 25 MP WebP took 369 MB).
+    A progressive JPEG keeps every DCT coefficient of its ``declared`` size until its last
     scan (2 bytes each, per component), whatever scale it is drafted to.
     """
-    cost = image.width * image.height * _PEAK_BYTES_PER_PIXEL + _FIXED_COST_BYTES
+    per_pixel = _PEAK_BYTES_PER_PIXEL
+    if image.format == "WEBP":
+        per_pixel += _WEBP_EXTRA_BYTES_PER_PIXEL
+    cost = image.width * image.height * per_pixel + _FIXED_COST_BYTES
     if image.format == "JPEG" and image.info.get("progressive"):
         cost += declared[0] * declared[1] * image.layers * 2
     return cost

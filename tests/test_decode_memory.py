@@ -109,3 +109,12 @@ def test_small_or_refused_images_cost_the_worker_under_100_mb(name: str, tmp_pat
     rise, outcome = _worker_peak_rise(path)
     assert rise < 100, outcome
     assert outcome.startswith("image too long") == ("25000000" in name or "50000000" in name)
+
+
+def test_a_webp_stays_within_16_bytes_a_pixel_plus_48_mb(tmp_path: Path) -> None:
+    # Pillow decodes every WebP through libwebp's animation decoder: two canvases and a copy.
+    path = tmp_path / "red.webp"
+    path.write_bytes(encode(Image.new("RGB", (5000, 5000), "red"), "WEBP", lossless=True))
+    rise, outcome = _worker_peak_rise(path)
+    assert outcome == "hashed"
+    assert rise <= (5000 * 5000 * 16 + 48 * _MB) / _MB
