@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import click
 import numpy as np
@@ -71,6 +72,25 @@ record_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Append the results, with this command line, to this Markdown file.",
 )
+
+
+FC = TypeVar("FC", bound=Callable[..., object])
+
+
+def size_option(default: str | None, help_text: str) -> Callable[[FC], FC]:
+    """``--size WIDTHxHEIGHT``, given to the command as a (width, height) tuple or None."""
+    return click.option(
+        "--size", default=default, show_default=default is not None, callback=_size, help=help_text
+    )
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    width, _, height = value.lower().partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) and int(height)):
+        raise click.BadParameter(f"expected WIDTHxHEIGHT such as 1024x768, not {value!r}")
+    return int(width), int(height)
 
 
 @click.group(cls=PluginGroup, plugin_group="lookalike.bench")
@@ -364,10 +384,12 @@ def _peak_memory_mb(hasher: str, paths: list[Path]) -> tuple[float, float]:
 
 @bench.command("hash")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--size", help="Re-encode the images at WIDTHxHEIGHT first, e.g. 1024x768.")
+@size_option(None, "Re-encode the images at WIDTHxHEIGHT first, e.g. 1024x768.")
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)
 @record_option
-def bench_hash(folder: Path, size: str | None, repeat: int, record: Path | None) -> None:
+def bench_hash(
+    folder: Path, size: tuple[int, int] | None, repeat: int, record: Path | None
+) -> None:
     """Lookalike's fingerprint path against imagehash.dhash(Image.open(p)) on FOLDER's images."""
     sources = image_files(folder)
     if not sources:
@@ -375,12 +397,10 @@ def bench_hash(folder: Path, size: str | None, repeat: int, record: Path | None)
     with tempfile.TemporaryDirectory() as scratch:
         files = sources
         if size:
-            width, height = (int(v) for v in size.lower().split("x"))
-            files = _mosaics(sources, (width, height), len(sources), Path(scratch))
+            files = _mosaics(sources, size, len(sources), Path(scratch))
         blobs = [path.read_bytes() for path in files]
-        report = Report(
-            f"bench hash, {len(files)} images from {folder.name}" + (f" at {size}" if size else "")
-        )
+        at = f" at {size[0]}x{size[1]}" if size else ""
+        report = Report(f"bench hash, {len(files)} images from {folder.name}{at}")
 
         for hasher in HASHERS.values():
             hasher(blobs[0])  # loads its libraries: the timings are per image, not per process
@@ -419,16 +439,15 @@ def bench_hash(folder: Path, size: str | None, repeat: int, record: Path | None)
 @bench.command("index")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--images", type=click.IntRange(min=10), default=3000, show_default=True)
-@click.option("--size", default="640x480", show_default=True)
+@size_option("640x480", "Size of the JPEGs made from FOLDER's photos.")
 @record_option
-def bench_index(folder: Path, images: int, size: str, record: Path | None) -> None:
+def bench_index(folder: Path, images: int, size: tuple[int, int], record: Path | None) -> None:
     """`lookalike index` throughput on IMAGES JPEGs made from FOLDER's photos, end to end."""
     sources = image_files(folder)
     if not sources:
         raise click.ClickException(f"no JPEG or PNG files in {folder}")
-    width, height = (int(v) for v in size.lower().split("x"))
     with tempfile.TemporaryDirectory() as scratch:
-        made = _mosaics(sources, (width, height), images, Path(scratch))
+        made = _mosaics(sources, size, images, Path(scratch))
         with (
             scratch_database(database_url(), "lookalike_bench") as url,
             Store(open_pool(url)) as store,
@@ -437,7 +456,7 @@ def bench_index(folder: Path, images: int, size: str, record: Path | None) -> No
             files, _ = indexer.find_files([Path(scratch)])
             summary = indexer.index_files(store, indexer.fingerprint_files(files))
             elapsed = time.perf_counter() - started
-    report = Report(f"bench index, {len(made)} JPEGs at {size}")
+    report = Report(f"bench index, {len(made)} JPEGs at {size[0]}x{size[1]}")
     report.line(
         f"indexed {summary.indexed} files ({summary.new_images} new) in {elapsed:.1f} s: "
         f"{summary.indexed / elapsed:.0f} images/s on {os.cpu_count()} cores"

@@ -32,6 +32,9 @@ _UNIT = 1.0 / (1 << _PRECISION_BITS)
 # a busy 2-core machine that made a 0.35 ms pass take 5 ms, and callers already run one
 # fingerprinting process per core, so products are cut into blocks that stay on one core.
 _SINGLE_CORE_PRODUCT = 4 * 65536
+# Matrices for sides up to this are cached (at most 2 MB each); longer sides are rare and
+# would pin tens of MB each, so they are built per call.
+_CACHED_MAX_SIDE = 8192
 
 
 def resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -82,13 +85,26 @@ def _product(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=8)
 def _coefficients(in_size: int, out_size: int) -> np.ndarray:
     """(out_size, in_size) fixed-point weights: Pillow's taps for each output pixel, dense.
 
-    Cached because most pictures come in a few sizes. An entry takes out_size × in_size × 8
-    bytes: 128 kB for 512 → 32, 2.5 MB for a 10,000 px side.
+    They take out_size × in_size × 8 bytes: 128 kB for 512 → 32, 16.8 MB for a 65,535 px
+    side (the longest the fingerprint path lets through).
     """
+    if in_size <= _CACHED_MAX_SIDE:
+        return _cached_coefficients(in_size, out_size)
+    return _dense_coefficients(in_size, out_size)
+
+
+@lru_cache(maxsize=8)
+def _cached_coefficients(in_size: int, out_size: int) -> np.ndarray:
+    """Cached because most pictures come in a few sizes; shared, so read-only."""
+    dense = _dense_coefficients(in_size, out_size)
+    dense.flags.writeable = False
+    return dense
+
+
+def _dense_coefficients(in_size: int, out_size: int) -> np.ndarray:
     scale = in_size / out_size
     filter_scale = max(scale, 1.0)
     support = _SUPPORT * filter_scale
@@ -107,7 +123,6 @@ def _coefficients(in_size: int, out_size: int) -> np.ndarray:
     dense = np.zeros((out_size, in_size))
     out_index = np.broadcast_to(np.arange(out_size)[:, None], used.shape)
     dense[out_index[used], positions[used]] = fixed[used]
-    dense.flags.writeable = False  # shared by every caller through the cache
     return dense
 
 

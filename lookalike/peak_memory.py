@@ -54,18 +54,24 @@ def measure(hasher: str, paths: list[Path]) -> tuple[int, int]:
     kernel's high-water mark (reset through /proc/self/clear_refs) can.
     """
     HASHERS[hasher](_tiny_jpeg())
-    Path("/proc/self/clear_refs").write_text("5")
-    before = _proc_status_kb("VmRSS")
+    reset_peak()
+    before = status_kb("VmRSS")
     for path in paths:  # one file in memory at a time, as a real caller would
         HASHERS[hasher](path.read_bytes())
-    return before, _proc_status_kb("VmHWM")
+    return before, status_kb("VmHWM")
 
 
-def _proc_status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def reset_peak(pid: int | str = "self") -> None:
+    """Start a process's ``VmHWM`` again from its current RSS (Linux's clear_refs, value 5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def status_kb(field: str, pid: int | str = "self") -> int:
+    """A ``/proc/PID/status`` memory figure in kB: ``VmHWM`` (peak RSS) or ``VmRSS`` (now)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}: needs Linux")
+    raise RuntimeError(f"/proc/{pid}/status has no {field}: needs Linux")
 
 
 if __name__ == "__main__":

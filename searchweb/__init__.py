@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from searchweb import api, moderation, pages
 from searchweb.errors import register_error_handlers
-from searchweb.extensions import add_server_timing, csrf, init_rate_limits
+from searchweb.extensions import add_server_timing, csrf, init_decode_budget, init_rate_limits
 from searchweb.present import register_template_helpers
 from searchweb.query_cache import init_query_cache
 from searchweb.security import add_security_headers
@@ -50,6 +50,7 @@ def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
     app.register_blueprint(moderation.bp)
     init_rate_limits(app, EXPENSIVE_ENDPOINTS, exempt_when=moderation.request_has_moderator_key)
     init_query_cache(app)
+    init_decode_budget(app)
     register_error_handlers(app)
     register_template_helpers(app)
     app.after_request(add_security_headers)

@@ -28,13 +28,12 @@ import click
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lookalike.bench import Report, clustered_hashes, load_hashes, record_option
+from lookalike.bench import Report, clustered_hashes, load_hashes, record_option, size_option
 from lookalike.config import database_url
 from lookalike.db import apply_schema, connect, open_pool, scratch_database
 from lookalike.fingerprint import fingerprint
+from lookalike.peak_memory import reset_peak, status_kb
 from lookalike.store import Sighting, Store
-
-QUERY_SIZE = (1024, 768)
 
 
 @dataclass
@@ -55,42 +54,54 @@ class Samples:
 @click.option("--duration", type=click.FloatRange(min=1), default=30, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--photos", type=click.IntRange(min=1), default=64, show_default=True)
+@size_option("1024x768", "Size of the uploaded photos, e.g. 4000x3000 for 12 MP.")
 @record_option
 def bench_web(
-    rows: int, clients: int, duration: float, workers: int, photos: int, record: Path | None
+    rows: int,
+    clients: int,
+    duration: float,
+    workers: int,
+    photos: int,
+    size: tuple[int, int],
+    record: Path | None,
 ) -> None:
-    """Requests/s and p50/p99 latency of POST /api/search over ROWS stored images.
+    """Requests/s, p50/p99 latency and the server's peak memory for POST /api/search.
 
-    Two phases of DURATION seconds each: uploads of 1024×768 JPEGs (fingerprinting plus
-    search), then searches by dHash (database only). Runs beside $DATABASE_URL's server.
+    Two phases of DURATION seconds each over ROWS stored images: uploads of SIZE JPEGs
+    (fingerprinting plus search), then searches by dHash (database only). "peak MB" is the
+    server process's resident high-water mark during the phase (reset before it, from /proc).
+    Runs beside $DATABASE_URL's server.
     """
     report = Report(
         f"bench web, {rows:,} images, {clients} clients, {workers} server threads, "
-        f"{duration:g} s per phase"
+        f"{duration:g} s per phase, {size[0]}×{size[1]} uploads"
     )
     with scratch_database(database_url(), "lookalike_bench_web") as url:
         started = time.perf_counter()
         apply_schema(url)
         load_hashes(url, clustered_hashes(rows))
         _add_sightings(url)
-        uploads = _add_query_photos(url, photos)
+        uploads = _add_query_photos(url, photos, size)
         report.line(
             f"loaded {rows:,} images with a sighting each + {len(uploads)} query photos in "
             f"{time.perf_counter() - started:.0f} s"
         )
-        with _site(url, workers) as port:
+        with _site(url, workers) as (port, server_pid):
+            report.line(f"server resident at start: {status_kb('VmRSS', server_pid) / 1024:.0f} MB")
             report.line(
                 f"{'phase':<8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
                 f"{'fp p50':>7} {'fp p99':>7} {'db p50':>7} {'db p99':>7} "
-                f"{'matches':>7} errors"
+                f"{'matches':>7} {'peak MB':>7} errors"
             )
             phases = {
                 "upload": [_multipart({"image": ("query.jpg", data)}) for data in uploads],
                 "dhash": [_json_body(fingerprint(data).dhash_hex) for data in uploads],
             }
             for name, bodies in phases.items():
+                reset_peak(server_pid)
                 samples, elapsed = _fire(port, bodies, clients, duration)
-                report.line(_summary(name, samples, elapsed))
+                peak_mb = status_kb("VmHWM", server_pid) / 1024
+                report.line(_summary(name, samples, elapsed, peak_mb))
     report.line(
         f"machine: {os.cpu_count()} cores; clients and server share them; "
         "fp = fingerprinting, db = database time (Server-Timing)"
@@ -121,13 +132,13 @@ def _add_sightings(url: str) -> None:
         conn.execute("VACUUM (ANALYZE) pages, sightings")
 
 
-def _add_query_photos(url: str, count: int) -> list[bytes]:
+def _add_query_photos(url: str, count: int, size: tuple[int, int]) -> list[bytes]:
     """Photo-like JPEGs to upload, each stored with two copies so searches find something."""
     rng = random.Random(5)
     uploads = []
     sightings = []
     for index in range(count):
-        image = _photo(rng)
+        image = _photo(rng, size)
         data = _jpeg(image, 85)
         uploads.append(data)
         for name, copy in (
@@ -147,16 +158,17 @@ def _add_query_photos(url: str, count: int) -> list[bytes]:
     return uploads
 
 
-def _photo(rng: random.Random) -> Image.Image:
+def _photo(rng: random.Random, size: tuple[int, int]) -> Image.Image:
     """Gradients and shapes with noise: decodes and hashes like a real photo does."""
-    image = Image.linear_gradient("L").resize(QUERY_SIZE).convert("RGB")
+    image = Image.linear_gradient("L").resize(size).convert("RGB")
     image = image.rotate(rng.uniform(0, 360), fillcolor=_colour(rng))
     draw = ImageDraw.Draw(image)
+    scale = size[0] / 1024  # shapes as large, relative to the picture, at every size
     for _ in range(12):
-        x, y = rng.uniform(0, QUERY_SIZE[0]), rng.uniform(0, QUERY_SIZE[1])
-        w, h = rng.uniform(50, 500), rng.uniform(50, 400)
+        x, y = rng.uniform(0, size[0]), rng.uniform(0, size[1])
+        w, h = rng.uniform(50, 500) * scale, rng.uniform(50, 400) * scale
         (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x, y, x + w, y + h), _colour(rng))
-    grain = np.random.default_rng(rng.randrange(1 << 30)).normal(0, 6, (*QUERY_SIZE[::-1], 3))
+    grain = np.random.default_rng(rng.randrange(1 << 30)).normal(0, 6, (*size[::-1], 3))
     return Image.fromarray(np.clip(np.asarray(image) + grain, 0, 255).astype(np.uint8))
 
 
@@ -189,8 +201,8 @@ def _json_body(dhash_hex: str) -> tuple[bytes, str]:
 
 
 @contextmanager
-def _site(url: str, workers: int) -> Iterator[int]:
-    """``lookalike serve`` on a free port over ``url``, rate limits off; yields the port."""
+def _site(url: str, workers: int) -> Iterator[tuple[int, int]]:
+    """``lookalike serve`` on a free port over ``url``, rate limits off; yields (port, pid)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -203,7 +215,7 @@ def _site(url: str, workers: int) -> Iterator[int]:
     )
     try:
         _wait_until_up(port, server)
-        yield port
+        yield port, server.pid
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -276,7 +288,7 @@ def _server_timings(header: str) -> dict[str, float]:
     return timings
 
 
-def _summary(name: str, samples: Samples, elapsed: float) -> str:
+def _summary(name: str, samples: Samples, elapsed: float, peak_mb: float) -> str:
     if not samples.total_ms:
         return f"{name:<8} no successful requests; errors {samples.errors}"
 
@@ -289,5 +301,5 @@ def _summary(name: str, samples: Samples, elapsed: float) -> str:
         f"{p(samples.total_ms, 50):>7.1f} {p(samples.total_ms, 99):>7.1f} "
         f"{p(samples.fingerprint_ms, 50):>7.1f} {p(samples.fingerprint_ms, 99):>7.1f} "
         f"{p(samples.db_ms, 50):>7.1f} {p(samples.db_ms, 99):>7.1f} "
-        f"{statistics.mean(samples.matches):>7.1f} {errors}"
+        f"{statistics.mean(samples.matches):>7.1f} {peak_mb:>7.0f} {errors}"
     )

@@ -35,7 +35,7 @@ def http_error_for(error: Exception) -> HTTPException:
         return error
     reason = str(error)
     if isinstance(error, ImageRejected):
-        if reason.startswith("image too large"):
+        if reason.startswith(("image too large", "image too long")):
             return RequestEntityTooLarge(reason)
         if reason.startswith("unsupported format"):
             return UnsupportedMediaType(reason)

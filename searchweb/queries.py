@@ -24,7 +24,7 @@ from lookalike.fetch import fetch
 from lookalike.fingerprint import Fingerprint, fingerprint
 from lookalike.hashes import hash_from_hex, hash_to_hex
 from lookalike.store import SORT_ORDERS, SearchPage
-from searchweb.extensions import get_store, timed
+from searchweb.extensions import decode_budget, get_store, timed
 
 SORT_LABELS = {
     "best": "Best match",
@@ -87,10 +87,15 @@ def webp_data_url(webp: bytes | None) -> str | None:
 
 
 def fingerprint_query(data: bytes) -> Fingerprint:
-    """The core fingerprint, with a thumbnail to show the query, under the site's pixel limit."""
+    """The core fingerprint, with a thumbnail to show the query, under the site's pixel limit
+    and inside its decode memory budget (the time spent waiting for it counts as fingerprint).
+    """
     with timed("fingerprint"):
         return fingerprint(
-            data, max_pixels=current_app.config["MAX_IMAGE_PIXELS"], with_thumbnail=True
+            data,
+            max_pixels=current_app.config["MAX_IMAGE_PIXELS"],
+            with_thumbnail=True,
+            budget=decode_budget(),
         )
 
 

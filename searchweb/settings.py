@@ -24,6 +24,10 @@ DEFAULTS: dict[str, object] = {
     "MAX_FORM_MEMORY_SIZE": 64 * 1024,
     "MAX_FORM_PARTS": 16,
     "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,
+    # Memory the decodes of all threads may hold at once; a decode takes up to 6 bytes a pixel
+    # plus 48 MB (334 MB at 50 MP, a few MB for a photo's JPEG; see decode_cost). Uploads
+    # beyond it wait; one that needs more than all of it runs alone.
+    "DECODE_MEMORY_MB": 512,
     # Search by URL: limits of the server-side fetch, how many run at once (more get 503 with
     # Retry-After), and non-public addresses it may use anyway (say, an image server on the LAN
     # you trust). Empty: public addresses only.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import random
+import struct
+import zlib
 
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -34,3 +36,70 @@ def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def declared_png(
+    width: int,
+    height: int,
+    *,
+    colour_type: int = 0,
+    bit_depth: int = 8,
+    idat: bytes | None = None,
+    extra_chunks: tuple[tuple[bytes, bytes], ...] = (),
+) -> bytes:
+    """A PNG written chunk by chunk, so it can declare any size and carry any pixel data.
+
+    Without ``idat`` every row is a gradient of bytes, compressed as a stream (a 49 MP image
+    stays a few hundred KB and is never held uncompressed). ``extra_chunks`` go before IDAT.
+    """
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    if idat is None:
+        idat = _gradient_rows(width * _PNG_CHANNELS[colour_type] * bit_depth // 8, height)
+    chunks = [(b"IHDR", header), *extra_chunks, (b"IDAT", idat), (b"IEND", b"")]
+    return PNG_SIGNATURE + b"".join(png_chunk(kind, body) for kind, body in chunks)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type: gray, RGB, palette, LA, RGBA
+
+
+def _gradient_rows(row_bytes: int, rows: int) -> bytes:
+    row = b"\0" + (bytes(range(256)) * (row_bytes // 256 + 1))[:row_bytes]  # filter 0: none
+    per_batch = max(1, (1 << 20) // len(row))  # compress about 1 MB at a time
+    stream = zlib.compressobj(9)
+    batches = [
+        stream.compress(row * min(per_batch, rows - done)) for done in range(0, rows, per_batch)
+    ]
+    return b"".join(batches) + stream.flush()
+
+
+def png_with_tiny_idat(width: int, height: int) -> bytes:
+    """Declares width×height RGB but carries 64 bytes of pixel data: a decompression bomb."""
+    return declared_png(width, height, colour_type=2, idat=zlib.compress(b"\0" * 64))
+
+
+def _png_with_idat_cut_in_half() -> bytes:
+    whole = encode(photo(12, (300, 200)), "PNG")
+    idat = whole.index(b"IDAT") - 4
+    return whole[: idat + (len(whole) - idat) // 2] + whole[-12:]  # IEND kept
+
+
+# PNGs that open (the header is sound) and fail while their pixels are decoded.
+CORRUPT_PNGS = {
+    "IDAT cut in half": _png_with_idat_cut_in_half(),
+    "corrupt zlib stream": declared_png(100, 100, colour_type=2, idat=b"\x78\x9c" + b"\xff" * 200),
+    "1000x1000 with a 64-byte IDAT": png_with_tiny_idat(1000, 1000),
+    "file cut in half": encode(photo(13), "PNG")[:20000],
+}
+
+
+def rle8_bmp(width: int, height: int, runs: bytes) -> bytes:
+    """A gray-palette 8-bit BMP whose pixel data is ``runs``: RLE8 codes, end of file added."""
+    header = struct.pack("<2sIHHI", b"BM", 0, 0, 0, 54 + 1024)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, 0, 0, 0, 256, 0)
+    palette = b"".join(bytes((i, i, i, 0)) for i in range(256))
+    return header + info + palette + runs + b"\0\1"

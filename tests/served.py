@@ -17,6 +17,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from lookalike.peak_memory import reset_peak, status_kb
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -26,11 +28,7 @@ def free_port() -> int:
 
 def memory_kib(pid: int, field: str) -> int:
     """A ``/proc/PID/status`` memory figure in KiB: ``VmHWM`` (peak RSS) or ``VmRSS`` (now)."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    raise LookupError(f"{field} not in /proc/{pid}/status")
+    return status_kb(field, pid)
 
 
 @dataclass
@@ -45,6 +43,10 @@ class ServedSite:
     @property
     def rss_mb(self) -> float:
         return memory_kib(self.process.pid, "VmRSS") / 1024
+
+    def reset_peak(self) -> None:
+        """Start ``peak_rss_mb`` again from the current RSS."""
+        reset_peak(self.process.pid)
 
     def alive(self) -> bool:
         return self.process.poll() is None

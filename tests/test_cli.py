@@ -12,15 +12,17 @@ import pytest
 
 from lookalike import indexer
 from lookalike.store import Store
-from tests.images import encode, photo
-from tests.test_fingerprint import _many_frame_gif, _png_header_only
+from tests.images import CORRUPT_PNGS, declared_png, encode, photo, png_with_tiny_idat
+from tests.test_fingerprint import _many_frame_gif
 
 BAD_FILES = {
     "empty.jpg": b"",
     "random.jpg": bytes(range(256)) * 8,
     "page.jpg": b"<!doctype html><html><title>x</title></html>",
     "drawing.svg": b'<svg xmlns="http://www.w3.org/2000/svg"></svg>',
-    "bomb.png": _png_header_only(30000, 30000),
+    "bomb.png": png_with_tiny_idat(30000, 30000),
+    "long.png": declared_png(2, 25_000_000, idat=b""),
+    **{f"corrupt-{n}.png": data for n, data in enumerate(CORRUPT_PNGS.values())},
 }
 
 
@@ -62,8 +64,9 @@ def test_index_then_search_finds_copies_and_nothing_unrelated(
     indexed = run(cli_env, "index", str(photos))
     assert indexed.returncode == 0, indexed.stderr
     assert indexed.stdout.strip() == (
-        "indexed 11 files (11 new images, 0 already known); rejected 6 (not an image: 2, "
-        "image too large: 1, unsupported format: 1, empty file: 1, truncated or corrupt image: 1)"
+        "indexed 11 files (11 new images, 0 already known); rejected 11 (truncated or corrupt "
+        "image: 5, not an image: 2, image too large: 1, unsupported format: 1, empty file: 1, "
+        "image too long: 1)"
     )
     for name in [*BAD_FILES, "truncated.jpg"]:
         assert f"{photos / name}: " in indexed.stderr
@@ -102,12 +105,15 @@ def test_indexing_again_changes_nothing_but_last_seen(cli_env, photos: Path) -> 
 
 
 def test_hash_prints_dhash_phash_size_and_file(cli_env, photos: Path) -> None:
-    result = run(cli_env, "hash", str(photos / "original.jpg"), str(photos / "empty.jpg"))
+    cut = photos / "corrupt-0.png"
+    result = run(cli_env, "hash", str(photos / "original.jpg"), str(photos / "empty.jpg"), str(cut))
     assert result.returncode == 0
     dhash, phash, size, name = result.stdout.split()
     assert len(dhash) == len(phash) == 16 and size == "1024×768"
     assert name == str(photos / "original.jpg")
-    assert result.stderr.strip() == f"{photos / 'empty.jpg'}: empty file"
+    empty, corrupt = result.stderr.strip().splitlines()
+    assert empty == f"{photos / 'empty.jpg'}: empty file"
+    assert corrupt.startswith(f"{cut}: truncated or corrupt image: ")
     as_json = json.loads(run(cli_env, "hash", "--json", str(photos / "original.jpg")).stdout)
     assert as_json[0]["dhash"] == dhash
 

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import io
-import struct
+import time
 import zlib
 
 import imagehash
+import numpy as np
 import pytest
 from PIL import Image
 
 from lookalike.fingerprint import ImageRejected, fingerprint
 from lookalike.hashes import hamming, hash_from_hex, hash_to_hex, to_bigint
-from tests.images import encode, photo
+from tests.images import (
+    CORRUPT_PNGS,
+    declared_png,
+    encode,
+    photo,
+    png_chunk,
+    png_with_tiny_idat,
+    rle8_bmp,
+)
 
 
 def test_dhash_is_imagehash_dhash_in_its_hex_form() -> None:
@@ -77,23 +86,6 @@ def test_asking_for_a_thumbnail_never_changes_the_hashes() -> None:
     assert (with_thumb.dhash, with_thumb.phash) == (without.dhash, without.phash)
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG that declares width×height but carries a single tiny IDAT: a decompression bomb."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
 def _many_frame_gif(frames: int) -> bytes:
     images = [Image.new("P", (16, 16), i % 256) for i in range(frames)]
     buffer = io.BytesIO()
@@ -111,7 +103,7 @@ REJECTIONS = {
     ),
     "pdf": (b"%PDF-1.7\n...", "unsupported format: PDF"),
     "eps": (b"%!PS-Adobe-3.0 EPSF-3.0\n", "unsupported format: EPS"),
-    "bomb png": (_png_header_only(30000, 30000), "image too large: 30000×30000 px (limit 50 MP)"),
+    "bomb png": (png_with_tiny_idat(30000, 30000), "image too large: 30000×30000 px (limit 50 MP)"),
 }
 
 
@@ -147,3 +139,100 @@ def test_hash_spellings_round_trip() -> None:
     assert hamming(to_bigint(value), value) == 0
     with pytest.raises(ValueError, match="expected 16 hex digits"):
         hash_from_hex("xyz")
+
+
+EXTREME_SIDES = [(50_000_000, 1), (2, 25_000_000), (1, 2_000_000)]
+
+
+@pytest.mark.parametrize("size", EXTREME_SIDES, ids=[f"{w}x{h}" for w, h in EXTREME_SIDES])
+def test_a_side_over_65535_px_is_rejected_before_decoding(size: tuple[int, int]) -> None:
+    # Inside the pixel limit, but the resize matrices grow with the long side (gigabytes).
+    width, height = size
+    with pytest.raises(ImageRejected) as raised:
+        fingerprint(declared_png(width, height, idat=zlib.compress(b"")), with_thumbnail=True)
+    assert str(raised.value) == f"image too long: {width}×{height} px (limit 65535 px a side)"
+
+
+def test_the_longest_side_allowed_is_hashed_with_its_thumbnail() -> None:
+    fp = fingerprint(declared_png(65535, 2), with_thumbnail=True)
+    assert (fp.width, fp.height) == (65535, 2)
+    assert Image.open(io.BytesIO(fp.thumbnail)).size == (160, 1)
+
+
+@pytest.mark.parametrize("data", CORRUPT_PNGS.values(), ids=CORRUPT_PNGS.keys())
+@pytest.mark.parametrize("thumbnail", [False, True], ids=["hash", "hash+thumbnail"])
+def test_corrupt_pixel_data_is_rejected_in_one_line_wherever_it_fails(
+    data: bytes, thumbnail: bool
+) -> None:
+    with pytest.raises(ImageRejected, match=r"^truncated or corrupt image: [^\n]+$"):
+        fingerprint(data, with_thumbnail=thumbnail)
+
+
+def test_a_large_png_turned_by_exif_is_hashed_upright() -> None:
+    # The orientation is applied to the grayscale plane, not to a copy of the decoded image.
+    upright = photo(14, (900, 600))
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    turned = encode(upright.transpose(Image.Transpose.ROTATE_270), "PNG", exif=exif)
+    fp = fingerprint(turned, with_thumbnail=True)
+    assert fp.dhash == fingerprint(encode(upright, "PNG")).dhash
+    assert (fp.width, fp.height) == (900, 600)
+    assert Image.open(io.BytesIO(fp.thumbnail)).size == (160, 107)
+
+
+def _sixteen_bit(gray: Image.Image) -> Image.Image:
+    """The same picture with 16 bits a sample (each 8-bit value v becomes v × 257)."""
+    return Image.fromarray(np.asarray(gray).astype(np.uint16) * 257)
+
+
+def test_a_16_bit_grayscale_png_hashes_like_its_8_bit_copy() -> None:
+    # Pillow's own 16-to-8-bit conversion clips to white: every such PNG hashed 0000000000000000.
+    gray = photo(15).convert("L")
+    wide = fingerprint(encode(_sixteen_bit(gray), "PNG"), with_thumbnail=True)
+    narrow = fingerprint(encode(gray, "PNG"), with_thumbnail=True)
+    assert (wide.dhash, wide.phash) == (narrow.dhash, narrow.phash) != (0, 0)
+    assert wide.thumbnail == narrow.thumbnail
+
+
+def test_a_16_bit_grayscale_png_keeps_its_transparent_colour_white() -> None:
+    gray = photo(16).convert("L")
+    key = int(np.asarray(gray)[0, 0])
+    wide = encode(_sixteen_bit(gray), "PNG", transparency=key * 257)
+    assert fingerprint(wide).dhash == fingerprint(encode(gray, "PNG", transparency=key)).dhash
+
+
+def test_a_progressive_jpeg_of_endless_empty_scans_is_refused_before_decoding() -> None:
+    # Each scan makes libjpeg walk every block; these say only "no coefficients" in 31 bytes.
+    # 2,000 of them in 156 kB took 15 s to decode.
+    data = encode(Image.new("RGB", (4000, 4000), "gray"), "JPEG", progressive=True)
+    last_scan = data[data.rindex(b"\xff\xda") : -2]
+    bomb = data[:-2] + last_scan * 2000 + data[-2:]
+    started = time.monotonic()
+    with pytest.raises(ImageRejected, match=r"^too many JPEG scans: 2010 \(limit 100\)$"):
+        fingerprint(bomb)
+    assert time.monotonic() - started < 1
+    assert fingerprint(data).width == 4000  # its 10 scans are fine
+
+
+def test_an_rle_bmp_over_2_mb_is_refused_before_pillow_decodes_it_in_python() -> None:
+    one_pixel_runs = rle8_bmp(7000, 7000, b"\x01\x05" * 1_200_000)  # 2.4 MB: 1 s of Python
+    started = time.monotonic()
+    with pytest.raises(ImageRejected, match=r"^RLE-compressed BMP too large: 2,401,080 bytes"):
+        fingerprint(one_pixel_runs)
+    assert time.monotonic() - started < 0.2
+    # Four runs of 250 gray pixels and an end of line per row: a real RLE8 picture decodes.
+    rows = b"".join(bytes((250, y % 256) * 4) + b"\0\0" for y in range(1000))
+    assert fingerprint(rle8_bmp(1000, 1000, rows)).format == "BMP"
+
+
+def test_a_png_of_over_100000_chunks_is_refused_before_pillow_reads_them() -> None:
+    # Pillow reads chunks one by one in Python: 1.7 million empty ones (20 MB) took 4.8 s.
+    small = encode(photo(17, (64, 48)), "PNG")
+    header_end = 8 + 25  # signature and IHDR
+    many = small[:header_end] + png_chunk(b"zzZz", b"") * 1_600_000 + small[header_end:]
+    started = time.monotonic()
+    with pytest.raises(ImageRejected, match=r"^too many PNG chunks: over 100,000$"):
+        fingerprint(many)
+    assert time.monotonic() - started < 0.5
+    split = small[:header_end] + png_chunk(b"zzZz", b"") * 99_990 + small[header_end:]
+    assert fingerprint(split).dhash == fingerprint(small).dhash
