@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import random
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 
@@ -34,3 +35,11 @@ def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()
+
+
+def noisy_jpeg(seed: int, size: tuple[int, int], quality: int = 90) -> bytes:
+    """A photo with sensor-like noise: its JPEG bytes are dense in CR and LF, as real photos are."""
+    rng = np.random.default_rng(seed)
+    pixels = np.asarray(photo(seed, size), dtype=np.int16)
+    pixels += rng.integers(-40, 41, pixels.shape, dtype=np.int16)
+    return encode(Image.fromarray(pixels.clip(0, 255).astype(np.uint8)), "JPEG", quality=quality)
