@@ -24,6 +24,10 @@ DEFAULTS: dict[str, object] = {
     "MAX_FORM_MEMORY_SIZE": 64 * 1024,
     "MAX_FORM_PARTS": 16,
     "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,
+    # lookalike serve (waitress): connections held at once, idle ones included, and the seconds
+    # one may stay silent before it is closed (a slow upload that keeps sending stays open).
+    "SERVER_CONNECTION_LIMIT": 1000,
+    "SERVER_CHANNEL_TIMEOUT": 30,
     # Search by URL: limits of the server-side fetch, and non-public addresses it may use
     # anyway (say, an image server on the LAN you trust). Empty: public addresses only.
     "FETCH_MAX_BYTES": DEFAULT_MAX_BYTES,

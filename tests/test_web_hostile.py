@@ -6,6 +6,11 @@ what waitress buffers, how many connections it holds and how fast it answers are
 
 from __future__ import annotations
 
+import select
+import socket
+import time
+from collections.abc import Callable, Iterator
+
 import pytest
 import requests
 
@@ -43,3 +48,89 @@ def test_text_fields_stay_capped_while_files_are_not(cli_env: dict[str, str]) ->
             f"{site.url}/api/search", files={"url": (None, long_url)}, timeout=30
         )
     assert (urlencoded.status_code, multipart.status_code) == (413, 413)
+
+
+def _idle_connections(url: str, count: int) -> list[socket.socket]:
+    """``count`` connections that sent half a request line and then nothing (slowloris)."""
+    host, port = url.removeprefix("http://").split(":")
+    opened = []
+    for _ in range(count):
+        connection = socket.create_connection((host, int(port)), timeout=5)
+        connection.sendall(b"GET / HTTP/1.1\r\nHost: slow")
+        opened.append(connection)
+    return opened
+
+
+def test_idle_connections_do_not_starve_real_clients(cli_env: dict[str, str]) -> None:
+    with served_site(cli_env) as site:
+        idle = _idle_connections(site.url, 150)
+        try:
+            started = time.monotonic()
+            answer = requests.get(f"{site.url}/api/stats", timeout=10)
+            waited = time.monotonic() - started
+        finally:
+            for connection in idle:
+                connection.close()
+    assert answer.status_code == 200 and waited < 3
+
+
+def test_silent_connections_are_closed_after_the_channel_timeout(cli_env: dict[str, str]) -> None:
+    with served_site(cli_env, extra_env={"LOOKALIKE_SERVER_CHANNEL_TIMEOUT": "2"}) as site:
+        idle = _idle_connections(site.url, 20)
+        started = time.monotonic()
+        closed = [connection.recv(100) for connection in idle]  # b"": the server hung up
+        waited = time.monotonic() - started
+        for connection in idle:
+            connection.close()
+    assert closed == [b""] * 20 and waited < 4.5
+
+
+def _send_until_answered(url: str, head: bytes, chunks: Iterator[bytes]) -> tuple[bytes, int]:
+    """Send ``head`` then ``chunks`` until the server answers; (status line, body bytes sent)."""
+    host, port = url.removeprefix("http://").split(":")
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(head)
+        for chunk in chunks:
+            if select.select([connection], [], [], 0)[0]:
+                break
+            try:
+                connection.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+        return connection.makefile("rb").readline(), sent
+
+
+def _megabytes(count: int, framing: Callable[[bytes], bytes] = bytes) -> Iterator[bytes]:
+    block = b"x" * 1_000_000
+    return (framing(block) for _ in range(count))
+
+
+def test_a_body_declared_too_large_is_refused_before_it_is_read(cli_env: dict[str, str]) -> None:
+    head = (
+        b"POST /api/search HTTP/1.1\r\nHost: site\r\nContent-Type: multipart/form-data; "
+        b"boundary=b\r\nContent-Length: 300000000\r\n\r\n"
+    )
+    with served_site(cli_env) as site:
+        started = time.monotonic()
+        status, sent = _send_until_answered(site.url, head, _megabytes(300))
+        waited = time.monotonic() - started
+    assert status.startswith(b"HTTP/1.1 413") and waited < 5 and sent < 5_000_000
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(cli_env: dict[str, str]) -> None:
+    head = (
+        b"POST /api/search HTTP/1.1\r\nHost: site\r\nContent-Type: multipart/form-data; "
+        b"boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    chunked = lambda block: b"%x\r\n%s\r\n" % (len(block), block)  # noqa: E731
+    with served_site(cli_env) as site:
+        peak_before = site.peak_rss_mb
+        started = time.monotonic()
+        status, sent = _send_until_answered(site.url, head, _megabytes(300, chunked))
+        waited = time.monotonic() - started
+        peak_rise = site.peak_rss_mb - peak_before
+    # 20 MB is the limit; the socket buffers let a few more megabytes out before the 413.
+    assert status.startswith(b"HTTP/1.1 413") and sent < 30_000_000
+    assert waited < 20 and peak_rise < 100
