@@ -354,3 +354,45 @@ def test_search_results_offer_a_flag_link_to_moderators_only(
     html = web.get(results).get_data(as_text=True)
     linked = {int(i) for i in re.findall(r"/moderation/flag\?image_id=(\d+)", html)}
     assert corpus.ids["original"] in linked and corpus.ids["other"] not in linked
+
+
+@pytest.mark.parametrize(
+    "next_path",
+    [
+        "/\t/evil.example",  # what next=/%09/evil.example decodes to: browsers drop the TAB
+        "/\r\n/evil.example",
+        "/\n\\evil.example",
+        "/\\evil.example",
+        "//evil.example/",
+        "https://evil.example/",
+        "/\x00/evil.example",
+    ],
+)
+def test_sign_in_never_redirects_off_the_site(web: FlaskClient, next_path: str) -> None:
+    form = web.get("/moderation/login", query_string={"next": next_path})
+    signed_in = _login(web, next_path=next_path)
+    assert form.status_code == 200
+    assert (signed_in.status_code, signed_in.headers["Location"]) == (303, "/moderation/")
+
+
+def test_sign_in_goes_back_to_a_local_page(web: FlaskClient) -> None:
+    signed_in = _login(web, next_path="/moderation/banks/banned?page=2")
+    assert signed_in.headers["Location"] == "/moderation/banks/banned?page=2"
+
+
+@pytest.mark.parametrize("change", ["removed", "replaced"])
+def test_a_removed_or_replaced_key_ends_the_sessions_it_opened(
+    moderated: Flask, web: FlaskClient, corpus: Corpus, change: str
+) -> None:
+    _login(web)
+    results = f"/search?dhash={fingerprint(corpus.original).dhash_hex}"
+    assert web.get("/moderation/").status_code == 200
+    assert "flag-link" in web.get(results).get_data(as_text=True)
+    keys = dict(KEYS)
+    if change == "removed":
+        del keys["amy"]
+    else:
+        keys["amy"] = hashlib.sha256(b"amy-new-key").hexdigest()
+    moderated.config["MODERATOR_KEYS"] = keys  # as after a restart with the new setting
+    assert web.get("/moderation/").status_code == 302
+    assert "flag-link" not in web.get(results).get_data(as_text=True)
