@@ -1,7 +1,9 @@
 """Moderation banks on the site: a public check for upload pipelines, keyed writes, moderator pages.
 
 Anyone may ``POST /api/check`` and learn only whether an image matches, and for each match the
-bank's name, the distance, the reason and when it was flagged. Everything else (flagging,
+bank's name, the reason and when it was flagged: nothing about an entry it does not match, and
+no distance (it would lead a stranger to the entry's exact dHash). With a moderator key the check
+also tells each match's entry and distance and takes ``max_distance``. Everything else (flagging,
 disabling, listing a bank, the pages) needs a moderator key: sent as ``Authorization: Bearer
 KEY`` to the API, or typed once into the login form for the pages. Keys are configured as
 SHA-256 digests (``MODERATOR_KEYS = {"name": "<hex digest>"}``), so the configuration holds no
@@ -99,6 +101,13 @@ def request_has_moderator_key() -> bool:
     return _api_moderator() is not None
 
 
+def key_required(message: str) -> Unauthorized:
+    """401 asking for a bearer key, saying what needed it."""
+    return Unauthorized(
+        message, www_authenticate=WWWAuthenticate("bearer", {"realm": "lookalike moderation"})
+    )
+
+
 def api_key_required(view: View) -> View:
     """JSON routes that change or list a bank: a key in the Authorization header, no cookie.
 
@@ -109,9 +118,8 @@ def api_key_required(view: View) -> View:
     def guarded(*args: Any, **kwargs: Any) -> Any:
         moderator = _api_moderator()
         if moderator is None:
-            raise Unauthorized(
-                "a moderator API key is required: send 'Authorization: Bearer <key>'",
-                www_authenticate=WWWAuthenticate("bearer", {"realm": "lookalike moderation"}),
+            raise key_required(
+                "a moderator API key is required: send 'Authorization: Bearer <key>'"
             )
         return view(moderator, *args, **kwargs)
 
@@ -172,11 +180,21 @@ def check() -> Response:
     values, query = query_from_request()
     phash = query.fingerprint.phash if query.fingerprint else None
     bank = _bank_option(values)
-    with timed("db"):
-        matches = get_banks().check(
-            query.dhash, phash, bank=bank, max_distance=_max_distance(values)
+    keyed = request_has_moderator_key()
+    max_distance = _max_distance(values)
+    if max_distance is not None and not keyed:
+        raise key_required(
+            "max_distance needs a moderator key: checking at chosen radii tells the distance"
         )
-    return jsonify({"flagged": bool(matches), "matches": [m.public() for m in matches]})
+    with timed("db"):
+        matches = get_banks().check(query.dhash, phash, bank=bank, max_distance=max_distance)
+    if keyed:
+        described = [m.detail() for m in matches]
+    else:  # ordered by bank and date, not by distance, which the order would otherwise tell
+        described = sorted(
+            (m.public() for m in matches), key=lambda m: (m["bank"], m["flagged_at"])
+        )
+    return jsonify({"flagged": bool(matches), "matches": described})
 
 
 @bp.post("/api/flag")
