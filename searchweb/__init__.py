@@ -15,6 +15,7 @@ from searchweb import api, moderation, pages
 from searchweb.errors import register_error_handlers
 from searchweb.extensions import add_server_timing, csrf, init_rate_limits
 from searchweb.forms import SiteRequest
+from searchweb.inputs import init_input_checks
 from searchweb.present import register_template_helpers
 from searchweb.query_cache import init_query_cache
 from searchweb.security import add_security_headers
@@ -34,6 +35,7 @@ def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
     """The site, configured from DEFAULTS, then ``LOOKALIKE_*`` variables, then test_config."""
     app = Flask(__name__)
     app.request_class = SiteRequest
+    init_input_checks(app)
     app.json.sort_keys = False  # keep JSON in the documented order: query, matches, total
     app.config.from_mapping(DEFAULTS)
     app.config.from_prefixed_env("LOOKALIKE")

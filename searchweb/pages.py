@@ -11,6 +11,7 @@ from searchweb.extensions import get_store, timed
 from searchweb.queries import (
     SORT_LABELS,
     ImageQuery,
+    int_option,
     parse_search_options,
     query_from_dhash,
     query_from_upload,
@@ -23,6 +24,7 @@ from searchweb.query_cache import query_cache
 bp = Blueprint("pages", __name__)
 
 THUMBNAIL_CACHE_SECONDS = 24 * 3600
+MAX_PAGE = 100_000
 
 
 @bp.get("/")
@@ -116,10 +118,7 @@ def _recalled_query() -> ImageQuery:
 
 
 def _page_number() -> int:
-    raw = request.args.get("page", "1")
-    if not raw.isdigit() or int(raw) < 1:
-        raise BadRequest(f"page must be a number from 1, not {raw!r}")
-    return int(raw)
+    return int_option(request.args, "page", 1, MAX_PAGE, minimum=1)
 
 
 def _results_url(**changes: object) -> str:

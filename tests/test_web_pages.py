@@ -235,7 +235,7 @@ def test_forms_with_too_many_parts_or_oversized_fields_are_413(offline_client: F
         ("/search?dhash=xyz", 400, "not a 64-bit hash"),
         ("/search?dhash=0123456789abcdef&sort=size", 400, "sort must be one of"),
         ("/search?dhash=0123456789abcdef&max_distance=40", 400, "between 0 and 16"),
-        ("/search?dhash=0123456789abcdef&page=0", 400, "page must be a number"),
+        ("/search?dhash=0123456789abcdef&page=0", 400, "page must be between 1"),
         ("/compare/1?dhash=nothex", 400, "not a 64-bit hash"),
         ("/no/such/page", 404, "Not Found"),
     ],
