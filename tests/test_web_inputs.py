@@ -49,7 +49,9 @@ CASES = {
     "page domain NUL": {"path": f"/search?dhash={DHASH}&domain=a%00b"},
     "page sort NUL": {"path": f"/search?dhash={DHASH}&sort=best%00"},
     "API domain NUL": _json("/api/search", f'{{"dhash": "{DHASH}", "domain": "a{NUL}b"}}'),
-    "API domain surrogate": _json("/api/search", f'{{"dhash": "{DHASH}", "domain": "{SURROGATE}"}}'),
+    "API domain surrogate": _json(
+        "/api/search", f'{{"dhash": "{DHASH}", "domain": "{SURROGATE}"}}'
+    ),
     "API key surrogate": _json("/api/search", f'{{"dhash": "{DHASH}", "{SURROGATE}": 1}}'),
     "API form domain NUL": {
         "method": "POST",
