@@ -31,6 +31,13 @@ EXPENSIVE_ENDPOINTS = [
 ]
 
 
+def _not_counted_again() -> bool:
+    """Requests the search limit lets through: upload pipelines holding a moderator key, and
+    the results page of a form search already counted when it was posted.
+    """
+    return moderation.request_has_moderator_key() or pages.search_already_counted()
+
+
 def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
     """The site, configured from DEFAULTS, then ``LOOKALIKE_*`` variables, then test_config."""
     app = Flask(__name__)
@@ -52,7 +59,7 @@ def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     # Moderation bank (issue 5): register searchweb.moderation's blueprint here.
     app.register_blueprint(moderation.bp)
-    init_rate_limits(app, EXPENSIVE_ENDPOINTS, exempt_when=moderation.request_has_moderator_key)
+    init_rate_limits(app, EXPENSIVE_ENDPOINTS, exempt_when=_not_counted_again)
     init_query_cache(app)
     register_error_handlers(app)
     register_template_helpers(app)

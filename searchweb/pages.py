@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest, NotFound
 
 from lookalike.hashes import hamming
@@ -109,6 +109,17 @@ def thumbnail(image_id: int) -> Response:
     response.cache_control.public = True
     response.cache_control.max_age = THUMBNAIL_CACHE_SECONDS
     return response
+
+
+def search_already_counted() -> bool:
+    """Whether this is the results page a form search redirected to: the search's POST was
+    counted against SEARCH_RATE_LIMIT, so one search through the form counts once.
+    """
+    if request.endpoint != "pages.results":
+        return False
+    if "search_already_counted" not in g:  # the limiter may ask more than once per request
+        g.search_already_counted = query_cache().first_showing(request.args.get("q"))
+    return g.search_already_counted
 
 
 def _recalled_query() -> ImageQuery:

@@ -18,8 +18,19 @@ from tests.web_support import Corpus, ImageServer, Route, jpeg, running_app
 pytest_plugins = ["tests.web_fixtures"]
 
 
-def _upload(client: FlaskClient, data: bytes, name: str = "cat.jpg", **fields: object):
-    return client.post("/search", data={"image": (io.BytesIO(data), name), **fields})
+def _upload(
+    client: FlaskClient,
+    data: bytes,
+    name: str = "cat.jpg",
+    *,
+    follow_redirects: bool = False,
+    **fields: object,
+):
+    return client.post(
+        "/search",
+        data={"image": (io.BytesIO(data), name), **fields},
+        follow_redirects=follow_redirects,
+    )
 
 
 def _match_ids(html: str) -> list[int]:
@@ -283,6 +294,17 @@ def test_searches_are_rate_limited_per_client(database_url: str) -> None:
         home = client.get("/")
     assert statuses == [200, 200, 429]
     assert other_client.status_code == 200 and home.status_code == 200
+
+
+def test_a_search_through_the_form_counts_once(database_url: str) -> None:
+    config = {"SEARCH_RATE_LIMIT": "3 per minute", "WTF_CSRF_ENABLED": False}
+    with running_app(database_url, **config) as app:
+        client = app.test_client()
+        shown = [_upload(client, jpeg(seed), follow_redirects=True) for seed in (1, 2, 3)]
+        fourth = _upload(client, jpeg(4))
+        results_again = client.get(shown[0].request.full_path)  # a reload counts
+    assert [page.status_code for page in shown] == [200, 200, 200]
+    assert fourth.status_code == 429 and results_again.status_code == 429
 
 
 def test_behind_a_trusted_proxy_limits_apply_per_forwarded_client(database_url: str) -> None:
