@@ -13,7 +13,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from searchweb import api, moderation, pages
 from searchweb.errors import register_error_handlers
-from searchweb.extensions import add_server_timing, csrf, init_rate_limits
+from searchweb.extensions import (
+    add_server_timing,
+    csrf,
+    init_database_health,
+    init_rate_limits,
+)
 from searchweb.forms import SiteRequest
 from searchweb.inputs import init_input_checks
 from searchweb.present import register_template_helpers
@@ -61,6 +66,7 @@ def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
     app.register_blueprint(moderation.bp)
     init_rate_limits(app, EXPENSIVE_ENDPOINTS, exempt_when=_not_counted_again)
     init_query_cache(app)
+    init_database_health(app)
     register_error_handlers(app)
     register_template_helpers(app)
     app.after_request(add_security_headers)

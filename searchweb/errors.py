@@ -25,8 +25,12 @@ from werkzeug.exceptions import (
 from lookalike.config import DatabaseUnavailable
 from lookalike.fetch import FetchError, ResponseTooLarge
 from lookalike.fingerprint import ImageRejected
+from searchweb.extensions import database_health
 
 log = logging.getLogger(__name__)
+
+# What queries raise when the database was dropped and re-created empty under the site.
+MISSING_SCHEMA = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction)
 
 
 def http_error_for(error: Exception) -> HTTPException:
@@ -45,10 +49,21 @@ def http_error_for(error: Exception) -> HTTPException:
     if isinstance(error, FetchError):
         return UnprocessableEntity(reason)
     if isinstance(error, DatabaseUnavailable):
-        return ServiceUnavailable(reason)
+        return ServiceUnavailable(reason, retry_after=database_health().retry_after)
     if isinstance(error, psycopg.OperationalError):
-        return ServiceUnavailable("the database is not answering; try again shortly")
+        return database_health().unavailable()
+    if isinstance(error, MISSING_SCHEMA):
+        return ServiceUnavailable(
+            "the database lost its tables; they are being created again",
+            retry_after=database_health().retry_after,
+        )
     return InternalServerError("something went wrong on our side; it has been logged")
+
+
+def _note_database_failure(error: Exception) -> None:
+    """An outage, or tables gone: the next requests fail fast, then a fresh pool recovers."""
+    if isinstance(error, (DatabaseUnavailable, psycopg.OperationalError, *MISSING_SCHEMA)):
+        database_health().failed()
 
 
 def wants_json() -> bool:
@@ -56,6 +71,7 @@ def wants_json() -> bool:
 
 
 def render_error(error: Exception) -> tuple[Response | str, int, dict[str, str]]:
+    _note_database_failure(error)
     http_error = http_error_for(error)
     if http_error.code == 500 and error is not http_error:
         log.exception("unexpected error on %s %s", request.method, request.path)

@@ -19,6 +19,10 @@ DEFAULTS: dict[str, object] = {
     # None: $DATABASE_URL or the embedded PostgreSQL, exactly as the `lookalike` CLI picks it.
     "DATABASE_URL": None,
     "DATABASE_POOL_SIZE": 8,
+    # Seconds a request waits for a free connection, and, once the database failed, how long
+    # requests get 503 (with this Retry-After) at once before one tries the database again.
+    "DATABASE_POOL_TIMEOUT": 5,
+    "DATABASE_RETRY_AFTER": 2,
     # Uploads: the whole request, the non-file fields, and how many parts a form may have.
     "MAX_CONTENT_LENGTH": 20 * 1024 * 1024,
     "MAX_FORM_MEMORY_SIZE": 64 * 1024,
