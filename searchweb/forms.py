@@ -48,21 +48,24 @@ class TextCappedFormDataParser(FormDataParser):
         form, files = parser.parse(stream, boundary, content_length)
         return stream, form, files
 
-    def _parse_urlencoded(
+    def parse(
         self,
         stream: IO[bytes],
         mimetype: str,
         content_length: int | None,
-        options: dict[str, str],
+        options: dict[str, str] | None = None,
     ) -> t_parse_result:
-        if self.max_form_memory_size is None:
-            return super()._parse_urlencoded(stream, mimetype, content_length, options)
-        body = stream.read(self.max_form_memory_size + 1)
-        if len(body) > self.max_form_memory_size:
-            raise RequestEntityTooLarge(
-                f"form fields are limited to {self.max_form_memory_size:,} bytes"
-            )
-        return super()._parse_urlencoded(io.BytesIO(body), mimetype, len(body), options)
+        if mimetype == "application/x-www-form-urlencoded" and self.max_form_memory_size:
+            stream = _read_at_most(stream, self.max_form_memory_size)
+        return super().parse(stream, mimetype, content_length, options)
+
+
+def _read_at_most(stream: IO[bytes], limit: int) -> IO[bytes]:
+    """The whole of ``stream`` if it holds at most ``limit`` bytes, else 413."""
+    body = stream.read(limit + 1)
+    if len(body) > limit:
+        raise RequestEntityTooLarge(f"form fields are limited to {limit:,} bytes")
+    return io.BytesIO(body)
 
 
 class SiteRequest(Request):
