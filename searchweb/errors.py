@@ -17,6 +17,7 @@ from werkzeug.exceptions import (
     HTTPException,
     InternalServerError,
     RequestEntityTooLarge,
+    SecurityError,
     ServiceUnavailable,
     UnprocessableEntity,
     UnsupportedMediaType,
@@ -82,6 +83,9 @@ def render_error(error: Exception) -> tuple[Response | str, int, dict[str, str]]
     if wants_json():
         body = {"error": {"status": status, "title": http_error.name, "message": message}}
         response = jsonify(body)
+    elif isinstance(http_error, SecurityError):
+        # A Host outside TRUSTED_HOSTS: Flask built no URL adapter, so no page can link anywhere.
+        response = Response(f"{status} {http_error.name}: {message}\n", mimetype="text/plain")
     else:
         response = render_template(
             "error.html", status=status, title=http_error.name, message=message

@@ -323,3 +323,14 @@ def test_an_unreachable_database_is_a_503_page(offline_client: FlaskClient) -> N
     response = offline_client.get("/")
     assert response.status_code == 503
     assert "cannot connect to the database" in response.get_data(as_text=True)
+
+
+def test_with_trusted_hosts_another_host_is_a_400_not_a_500(database_url: str) -> None:
+    with running_app(database_url, TRUSTED_HOSTS=["search.example"], TESTING=False) as app:
+        client = app.test_client()
+        trusted = client.get("/", headers={"Host": "search.example"})
+        page = client.get("/", headers={"Host": "evil.example"})
+        api = client.post("/api/search", json={"dhash": "0" * 16}, headers={"Host": "evil.example"})
+    assert trusted.status_code == 200
+    assert page.status_code == 400 and "not trusted" in page.get_data(as_text=True)
+    assert api.status_code == 400 and api.get_json()["error"]["status"] == 400
