@@ -5,7 +5,8 @@ keeps in case a boundary starts there) would pass ``max_form_memory_size``, what
 file part whose read ended near a CR or LF tipped it over, so ordinary photos got 413 when the
 read size was the limit. Reading in chunks of a quarter of the limit leaves that check to what it
 is for (a preamble or part headers that never end); MultiPartParser itself still counts every text
-field against the limit. Werkzeug 3.1.9 stopped capping urlencoded bodies; the cap is put back.
+field against the limit. Werkzeug 3.1.9 stopped capping urlencoded bodies; the cap is put back,
+and JSON bodies, which carry no files either, get the same cap.
 """
 
 from __future__ import annotations
@@ -70,3 +71,12 @@ def _read_at_most(stream: IO[bytes], limit: int) -> IO[bytes]:
 
 class SiteRequest(Request):
     form_data_parser_class = TextCappedFormDataParser
+
+    @property
+    def max_content_length(self) -> int | None:
+        """A JSON body holds only text fields, so it is capped like them: a 20 MB body of
+        ``[{},{},…]`` would cost a gigabyte to parse. Werkzeug answers 413 past this.
+        """
+        if self.is_json:
+            return self.max_form_memory_size
+        return super().max_content_length

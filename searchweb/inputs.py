@@ -9,6 +9,7 @@ is refused as unreadable JSON instead of raising RecursionError.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,21 +40,29 @@ def text_problem(text: str) -> str | None:
 
 
 def _json_texts(body: object) -> Iterator[tuple[str, str]]:
-    """Every string (keys included) in a parsed JSON body, named by its top-level key.
-
-    Iterative, so a body nested as deep as the parser allows is walked safely.
-    """
+    """Every string (keys included) in a parsed JSON body, named by its top-level key."""
     top = body.items() if isinstance(body, dict) else [("the JSON body", body)]
-    pending: list[tuple[str, object]] = [(name, name) for name in dict(top)] + list(top)
-    while pending:
-        name, item = pending.pop()
-        if isinstance(item, str):
-            yield name, item
-        elif isinstance(item, dict):
-            pending.extend((name, key) for key in item)
-            pending.extend((name, inner) for inner in item.values())
-        elif isinstance(item, list):
-            pending.extend((name, inner) for inner in item)
+    for name, value in top:
+        yield name, name
+        for text in _strings_in(value):
+            yield name, text
+
+
+def _strings_in(value: object) -> Iterator[str]:
+    """Depth first with a stack of iterators: no recursion, and memory only for the depth."""
+    stack: list[Iterator[object]] = [iter([value])]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, str):
+                yield item
+            elif isinstance(item, dict):
+                stack.append(itertools.chain(item.keys(), item.values()))
+                break
+            elif isinstance(item, list):
+                stack.append(iter(item))
+                break
+        else:
+            stack.pop()
 
 
 def request_texts() -> Iterator[tuple[str, str]]:

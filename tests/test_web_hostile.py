@@ -134,3 +134,16 @@ def test_a_chunked_body_is_cut_off_at_the_limit(cli_env: dict[str, str]) -> None
     # 20 MB is the limit; the socket buffers let a few more megabytes out before the 413.
     assert status.startswith(b"HTTP/1.1 413") and sent < 30_000_000
     assert waited < 20 and peak_rise < 100
+
+
+def test_a_json_body_is_capped_like_form_fields(cli_env: dict[str, str]) -> None:
+    """20 MB of ``[{},{},…]`` is inside MAX_CONTENT_LENGTH but took a gigabyte and 16 s to parse."""
+    objects = "[" + ",".join(["{}"] * 6_900_000) + "]"
+    json_type = {"Content-Type": "application/json"}
+    with served_site(cli_env) as site:
+        peak_before = site.peak_rss_mb
+        started = time.monotonic()
+        refused = requests.post(f"{site.url}/api/search", data=objects, headers=json_type)
+        waited = time.monotonic() - started
+        peak_rise = site.peak_rss_mb - peak_before
+    assert refused.status_code == 413 and waited < 5 and peak_rise < 100
