@@ -103,8 +103,8 @@ def get_store() -> Store:
 
 
 def _discard_store(store: Store | None) -> None:
-    """Close ``store``'s pool, unless another request already replaced it: requests still on it
-    get PoolClosed (a 503) instead of waiting for a connection that will not come.
+    """Close the pool of a store that failed, and forget it unless a fresh one replaced it:
+    requests still on it get PoolClosed (a 503) instead of waiting for a connection.
     """
     if store is None:
         return
