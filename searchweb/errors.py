@@ -63,8 +63,19 @@ def http_error_for(error: Exception) -> HTTPException:
 
 def _note_database_failure(error: Exception) -> None:
     """An outage, or tables gone: the next requests fail fast, then a fresh pool recovers."""
-    if isinstance(error, (DatabaseUnavailable, psycopg.OperationalError, *MISSING_SCHEMA)):
+    if isinstance(error, (DatabaseUnavailable, *MISSING_SCHEMA)) or _connection_lost(error):
         database_health().failed()
+
+
+def _connection_lost(error: Exception) -> bool:
+    """A failure of the server or the connection, not of one query (a lock or statement
+    timeout, a cancelled query): no SQLSTATE (the client saw the connection fail or the pool
+    time out), a connection exception (08), an operator intervention such as a shutdown (57P),
+    or the database gone (3D000).
+    """
+    if not isinstance(error, psycopg.OperationalError):
+        return False
+    return error.sqlstate is None or error.sqlstate.startswith(("08", "57P", "3D"))
 
 
 def wants_json() -> bool:

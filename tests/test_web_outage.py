@@ -78,3 +78,17 @@ def test_a_database_emptied_under_the_site_gets_its_schema_back(
     assert home[-1] == 200 and set(home) <= {503, 200}, home
     assert (search.status_code, search.get_json()["total"]) == (200, 0)
     assert check.get_json() == {"flagged": False, "matches": []}
+
+
+def test_one_failed_query_is_a_503_but_not_an_outage(database_url: str) -> None:
+    """A lock timeout fails that request only: the next one, once the lock is gone, is served."""
+    with (
+        running_app(f"{database_url} options='-c lock_timeout=200'") as app,
+        connect(database_url) as locker,
+    ):
+        assert app.test_client().get("/api/stats").status_code == 200
+        with locker.transaction():
+            locker.execute("LOCK TABLE images IN ACCESS EXCLUSIVE MODE")
+            blocked = app.test_client().get("/api/stats")
+        after = app.test_client().get("/api/stats")
+    assert (blocked.status_code, after.status_code) == (503, 200)
