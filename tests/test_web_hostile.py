@@ -17,8 +17,6 @@ import requests
 from tests.images import noisy_jpeg
 from tests.served import served_site
 
-pytestmark = pytest.mark.usefixtures("database_url")
-
 # The form is posted without a CSRF token: CSRF is tested elsewhere, uploads are tested here.
 NO_CSRF = {"LOOKALIKE_WTF_CSRF_ENABLED": "false"}
 
