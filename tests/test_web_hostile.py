@@ -145,3 +145,25 @@ def test_a_json_body_is_capped_like_form_fields(cli_env: dict[str, str]) -> None
         waited = time.monotonic() - started
         peak_rise = site.peak_rss_mb - peak_before
     assert refused.status_code == 413 and waited < 5 and peak_rise < 100
+
+
+def test_stalled_uploads_are_buffered_on_disk_not_in_memory(cli_env: dict[str, str]) -> None:
+    """300 connections each stop 400 KB into a 1 MB upload: waitress kept 512 KB a connection
+    in memory by default, 64 KB here (the rest is in a temp file until the body completes)."""
+    head = (
+        b"POST /api/search HTTP/1.1\r\nHost: site\r\nContent-Type: multipart/form-data; "
+        b"boundary=b\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    with served_site(cli_env) as site:
+        host, port = site.url.removeprefix("http://").split(":")
+        peak_before = site.peak_rss_mb
+        stalled = []
+        for _ in range(300):
+            connection = socket.create_connection((host, int(port)), timeout=10)
+            connection.sendall(head + b"x" * 400_000)
+            stalled.append(connection)
+        answer = requests.get(f"{site.url}/api/stats", timeout=10)
+        peak_rise = site.peak_rss_mb - peak_before
+        for connection in stalled:
+            connection.close()
+    assert answer.status_code == 200 and peak_rise < 60
