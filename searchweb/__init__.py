@@ -64,9 +64,9 @@ def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     # Moderation bank (issue 5): register searchweb.moderation's blueprint here.
     app.register_blueprint(moderation.bp)
+    init_database_health(app)  # before the rate limits: see its docstring
     init_rate_limits(app, EXPENSIVE_ENDPOINTS, exempt_when=_not_counted_again)
     init_query_cache(app)
-    init_database_health(app)
     register_error_handlers(app)
     register_template_helpers(app)
     app.after_request(add_security_headers)
