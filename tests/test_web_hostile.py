@@ -167,3 +167,10 @@ def test_stalled_uploads_are_buffered_on_disk_not_in_memory(cli_env: dict[str, s
         for connection in stalled:
             connection.close()
     assert answer.status_code == 200 and peak_rise < 60
+
+
+def test_request_headers_over_64_kb_are_431(cli_env: dict[str, str]) -> None:
+    with served_site(cli_env) as site:
+        refused = requests.get(f"{site.url}/", headers={"X-Padding": "x" * 100_000}, timeout=10)
+        served = requests.get(f"{site.url}/", headers={"X-Padding": "x" * 30_000}, timeout=10)
+    assert (refused.status_code, served.status_code) == (431, 200)
