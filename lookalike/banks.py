@@ -47,7 +47,7 @@ class FlagTarget:
 
 @dataclass(frozen=True, slots=True)
 class BankMatch:
-    """An active entry an image matched. Only bank, distance, reason and flagged_at are public."""
+    """An active entry an image matched. Only bank, reason and flagged_at are public."""
 
     entry_id: int
     bank: str
@@ -56,8 +56,15 @@ class BankMatch:
     flagged_at: datetime
 
     def public(self) -> dict[str, object]:
-        """The fields an anonymous checker may see: nothing else about the bank's contents."""
+        """What an anonymous checker may see. No distance: with it, a few dozen checks that flip
+        one bit at a time walk a query onto the entry's exact dHash.
+        """
+        return {"bank": self.bank, "reason": self.reason, "flagged_at": self.flagged_at.isoformat()}
+
+    def detail(self) -> dict[str, object]:
+        """Everything about the match, for moderators and the local CLI."""
         return {
+            "entry_id": self.entry_id,
             "bank": self.bank,
             "distance": self.distance,
             "reason": self.reason,

@@ -59,8 +59,17 @@ def apply_schema(url: str) -> None:
             ) from None
 
 
-def open_pool(url: str, *, max_size: int = 4, init_schema: bool = True) -> ConnectionPool:
-    """A connection pool on ``url``; checks the server answers and applies the schema first."""
+def open_pool(
+    url: str,
+    *,
+    max_size: int = 4,
+    init_schema: bool = True,
+    timeout: float = 30.0,
+) -> ConnectionPool:
+    """A connection pool on ``url``; checks the server answers and applies the schema first.
+
+    ``timeout``: how long a caller waits for a connection before PoolTimeout.
+    """
     if init_schema:
         apply_schema(url)
     else:
@@ -72,6 +81,7 @@ def open_pool(url: str, *, max_size: int = 4, init_schema: bool = True) -> Conne
         kwargs={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
         open=True,
         name="lookalike",
+        timeout=timeout,
     )
 
 

@@ -213,7 +213,7 @@ def check_command(
 
 
 def _match_json(match: BankMatch) -> dict[str, object]:
-    return {**match.public(), "entry_id": match.entry_id}
+    return match.detail()
 
 
 def _describe(path: Path, matches: list[BankMatch]) -> str:

@@ -13,7 +13,15 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from searchweb import api, moderation, pages
 from searchweb.errors import register_error_handlers
-from searchweb.extensions import add_server_timing, csrf, init_decode_budget, init_rate_limits
+from searchweb.extensions import (
+    add_server_timing,
+    csrf,
+    init_database_health,
+    init_decode_budget,
+    init_rate_limits,
+)
+from searchweb.forms import SiteRequest
+from searchweb.inputs import init_input_checks
 from searchweb.present import register_template_helpers
 from searchweb.query_cache import init_query_cache
 from searchweb.security import add_security_headers
@@ -29,9 +37,18 @@ EXPENSIVE_ENDPOINTS = [
 ]
 
 
+def _not_counted_again() -> bool:
+    """Requests the search limit lets through: upload pipelines holding a moderator key, and
+    the results page of a form search already counted when it was posted.
+    """
+    return moderation.request_has_moderator_key() or pages.search_already_counted()
+
+
 def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
     """The site, configured from DEFAULTS, then ``LOOKALIKE_*`` variables, then test_config."""
     app = Flask(__name__)
+    app.request_class = SiteRequest
+    init_input_checks(app)
     app.json.sort_keys = False  # keep JSON in the documented order: query, matches, total
     app.config.from_mapping(DEFAULTS)
     app.config.from_prefixed_env("LOOKALIKE")
@@ -48,7 +65,8 @@ def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     # Moderation bank (issue 5): register searchweb.moderation's blueprint here.
     app.register_blueprint(moderation.bp)
-    init_rate_limits(app, EXPENSIVE_ENDPOINTS, exempt_when=moderation.request_has_moderator_key)
+    init_database_health(app)  # before the rate limits: see its docstring
+    init_rate_limits(app, EXPENSIVE_ENDPOINTS, exempt_when=_not_counted_again)
     init_query_cache(app)
     init_decode_budget(app)
     register_error_handlers(app)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import click
 import waitress
 
@@ -28,4 +30,33 @@ def serve(host: str, port: int, workers: int) -> None:
         f"serving {stats.images:,} images on http://{host}:{port}/ with {workers} workers",
         err=True,
     )
-    waitress.serve(app, host=host, port=port, threads=workers, ident="lookalike")
+    waitress.serve(
+        app, host=host, port=port, threads=workers, ident="lookalike", **waitress_limits(app.config)
+    )
+
+
+BUFFERED_PER_CONNECTION = 64 * 1024
+
+
+def waitress_limits(config: Mapping[str, object]) -> dict[str, object]:
+    """How many connections waitress holds, how long a silent one lives, how much body it reads.
+
+    waitress buffers each request (spooling big bodies to a temp file) before the app sees it,
+    so the body limit must be waitress's own: it answers 413 as soon as a Content-Length says
+    too much, or once a chunked body passes the limit, instead of reading it all first.
+    Connections are polled (select() stops at 1024 descriptors) and checked for silence twice
+    per timeout, so idle sockets are closed within 1.5 × SERVER_CHANNEL_TIMEOUT. Each one may
+    hold 64 KB of headers and 64 KB of body in memory (the rest of a body goes to a temp file):
+    about 130 MB for 1,000 connections that all stall mid-request.
+    """
+    timeout = int(config["SERVER_CHANNEL_TIMEOUT"])
+    return {
+        "connection_limit": config["SERVER_CONNECTION_LIMIT"],
+        "channel_timeout": timeout,
+        "cleanup_interval": max(1, timeout // 2),
+        "asyncore_use_poll": True,
+        "max_request_header_size": BUFFERED_PER_CONNECTION,
+        "inbuf_overflow": BUFFERED_PER_CONNECTION,
+        # waitress refuses a body of exactly max_request_body_size bytes; the app allows it.
+        "max_request_body_size": int(config["MAX_CONTENT_LENGTH"]) + 1,
+    }

@@ -17,6 +17,7 @@ from werkzeug.exceptions import (
     HTTPException,
     InternalServerError,
     RequestEntityTooLarge,
+    SecurityError,
     ServiceUnavailable,
     UnprocessableEntity,
     UnsupportedMediaType,
@@ -25,8 +26,12 @@ from werkzeug.exceptions import (
 from lookalike.config import DatabaseUnavailable
 from lookalike.fetch import FetchError, ResponseTooLarge
 from lookalike.fingerprint import ImageRejected
+from searchweb.extensions import database_health
 
 log = logging.getLogger(__name__)
+
+# What queries raise when the database was dropped and re-created empty under the site.
+MISSING_SCHEMA = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction)
 
 
 def http_error_for(error: Exception) -> HTTPException:
@@ -45,10 +50,32 @@ def http_error_for(error: Exception) -> HTTPException:
     if isinstance(error, FetchError):
         return UnprocessableEntity(reason)
     if isinstance(error, DatabaseUnavailable):
-        return ServiceUnavailable(reason)
+        return ServiceUnavailable(reason, retry_after=database_health().retry_after)
     if isinstance(error, psycopg.OperationalError):
-        return ServiceUnavailable("the database is not answering; try again shortly")
+        return database_health().unavailable()
+    if isinstance(error, MISSING_SCHEMA):
+        return ServiceUnavailable(
+            "the database lost its tables; they are being created again",
+            retry_after=database_health().retry_after,
+        )
     return InternalServerError("something went wrong on our side; it has been logged")
+
+
+def _note_database_failure(error: Exception) -> None:
+    """An outage, or tables gone: the next requests fail fast, then a fresh pool recovers."""
+    if isinstance(error, (DatabaseUnavailable, *MISSING_SCHEMA)) or _connection_lost(error):
+        database_health().failed()
+
+
+def _connection_lost(error: Exception) -> bool:
+    """A failure of the server or the connection, not of one query (a lock or statement
+    timeout, a cancelled query): no SQLSTATE (the client saw the connection fail or the pool
+    time out), a connection exception (08), an operator intervention such as a shutdown (57P),
+    or the database gone (3D000).
+    """
+    if not isinstance(error, psycopg.OperationalError):
+        return False
+    return error.sqlstate is None or error.sqlstate.startswith(("08", "57P", "3D"))
 
 
 def wants_json() -> bool:
@@ -56,6 +83,7 @@ def wants_json() -> bool:
 
 
 def render_error(error: Exception) -> tuple[Response | str, int, dict[str, str]]:
+    _note_database_failure(error)
     http_error = http_error_for(error)
     if http_error.code == 500 and error is not http_error:
         log.exception("unexpected error on %s %s", request.method, request.path)
@@ -66,6 +94,9 @@ def render_error(error: Exception) -> tuple[Response | str, int, dict[str, str]]
     if wants_json():
         body = {"error": {"status": status, "title": http_error.name, "message": message}}
         response = jsonify(body)
+    elif isinstance(http_error, SecurityError):
+        # A Host outside TRUSTED_HOSTS: Flask built no URL adapter, so no page can link anywhere.
+        response = Response(f"{status} {http_error.name}: {message}\n", mimetype="text/plain")
     else:
         response = render_template(
             "error.html", status=status, title=http_error.name, message=message

@@ -15,6 +15,8 @@ from flask import Flask, Response, current_app, g
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
+from psycopg_pool import ConnectionPool
+from werkzeug.exceptions import ServiceUnavailable
 
 from lookalike.config import database_url
 from lookalike.db import open_pool
@@ -24,21 +26,113 @@ from lookalike.store import Store
 csrf = CSRFProtect()
 _STORE_KEY = "lookalike_store"
 _DECODE_BUDGET_KEY = "lookalike_decode_budget"
+_HEALTH_KEY = "lookalike_database_health"
 _store_lock = threading.Lock()
 
 
+class DatabaseHealth:
+    """Remembers that the database just failed, so requests during an outage get 503 at once
+    instead of each waiting for the pool; one request at a time tries again after
+    ``retry_after`` seconds, and its success ends the outage.
+
+    A failure also discards the pool: psycopg_pool would keep reconnecting with a backoff that
+    grows to minutes, and waiters would sit out its timeout. The next try opens a fresh pool,
+    which connects at once (or fails at once) and applies schema.sql, so a database dropped and
+    re-created empty gets its tables back.
+    """
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        self._lock = threading.Lock()
+        self._failing = False
+        self._quiet_until = 0.0
+        self._probing = False
+
+    def unavailable(self) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            "the database is not answering; try again shortly", retry_after=self.retry_after
+        )
+
+    def admit(self) -> None:
+        """Raise 503 while the database is known to be down; else let this request use it."""
+        with self._lock:
+            if not self._failing:
+                return
+            if self._probing or time.monotonic() < self._quiet_until:
+                raise self.unavailable()
+            self._probing = g.database_probe = True
+
+    def failed(self) -> None:
+        with self._lock:
+            self._failing = True
+            self._quiet_until = time.monotonic() + self.retry_after
+        g.database_failed = True
+        _discard_store(g.pop("lookalike_store", None))
+
+    def request_ended(self) -> None:
+        """After a probing request: the outage is over unless the probe failed too."""
+        if g.pop("database_probe", False):
+            with self._lock:
+                self._probing = False
+                if not g.get("database_failed"):
+                    self._failing = False
+
+
+def database_health() -> DatabaseHealth:
+    return current_app.extensions[_HEALTH_KEY]
+
+
+def init_database_health(app: Flask) -> None:
+    """Call before init_rate_limits: after_request functions run last-registered first, and
+    Flask-Limiter raises every response's Retry-After to its own window (up to a minute),
+    so the 503 of an outage gets its own Retry-After back afterwards.
+    """
+    health = app.extensions[_HEALTH_KEY] = DatabaseHealth(app.config["DATABASE_RETRY_AFTER"])
+    app.teardown_request(lambda _error: health.request_ended())
+
+    @app.after_request
+    def outage_retry_after(response: Response) -> Response:
+        if response.status_code == 503:  # the site's only 503s are the database's
+            response.headers["Retry-After"] = str(health.retry_after)
+        return response
+
+
 def get_store() -> Store:
-    """The app's store, opened on first use so the site starts even before the database."""
+    """The app's store, opened on first use so the site starts even before the database.
+
+    503 at once while the database is known to be down (see DatabaseHealth).
+    """
+    database_health().admit()
     extensions = current_app.extensions
     store = extensions.get(_STORE_KEY)
     if store is None:
         with _store_lock:
             store = extensions.get(_STORE_KEY)
             if store is None:
-                url = current_app.config["DATABASE_URL"] or database_url()
-                pool = open_pool(url, max_size=current_app.config["DATABASE_POOL_SIZE"])
-                store = extensions[_STORE_KEY] = Store(pool)
+                store = extensions[_STORE_KEY] = Store(_open_site_pool())
+    g.lookalike_store = store
     return store
+
+
+def _discard_store(store: Store | None) -> None:
+    """Close the pool of a store that failed, and forget it unless a fresh one replaced it:
+    requests still on it get PoolClosed (a 503) instead of waiting for a connection.
+    """
+    if store is None:
+        return
+    with _store_lock:
+        if current_app.extensions.get(_STORE_KEY) is store:
+            del current_app.extensions[_STORE_KEY]
+    store.pool.close(timeout=1)
+
+
+def _open_site_pool() -> ConnectionPool:
+    config = current_app.config
+    return open_pool(
+        config["DATABASE_URL"] or database_url(),
+        max_size=config["DATABASE_POOL_SIZE"],
+        timeout=config["DATABASE_POOL_TIMEOUT"],
+    )
 
 
 def close_store(app: Flask) -> None:

@@ -1,7 +1,9 @@
 """Moderation banks on the site: a public check for upload pipelines, keyed writes, moderator pages.
 
 Anyone may ``POST /api/check`` and learn only whether an image matches, and for each match the
-bank's name, the distance, the reason and when it was flagged. Everything else (flagging,
+bank's name, the reason and when it was flagged: nothing about an entry it does not match, and
+no distance (it would lead a stranger to the entry's exact dHash). With a moderator key the check
+also tells each match's entry and distance and takes ``max_distance``. Everything else (flagging,
 disabling, listing a bank, the pages) needs a moderator key: sent as ``Authorization: Bearer
 KEY`` to the API, or typed once into the login form for the pages. Keys are configured as
 SHA-256 digests (``MODERATOR_KEYS = {"name": "<hex digest>"}``), so the configuration holds no
@@ -15,6 +17,7 @@ import hmac
 from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -47,8 +50,10 @@ from searchweb.queries import int_option, query_from_dhash, query_from_request
 
 bp = Blueprint("moderation", __name__)
 
-# The moderator name a login stores in the (signed) session cookie.
+# A login stores the moderator's name and their key's digest in the (signed) session cookie:
+# the session lasts only while that very key is configured for that name.
 _SESSION_KEY = "moderator"
+_SESSION_DIGEST = "moderator_key_digest"
 ENTRIES_PER_PAGE = 50
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -72,9 +77,13 @@ def _is_hex(text: str) -> bool:
     return True
 
 
+def key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def moderator_for_key(key: str) -> str | None:
     """The name of the moderator whose key this is, comparing digests in constant time."""
-    presented = hashlib.sha256(key.encode()).hexdigest()
+    presented = key_digest(key)
     found = None
     for name, digest in current_app.config.get("MODERATOR_KEYS", {}).items():
         if hmac.compare_digest(presented, digest.lower()):
@@ -92,6 +101,13 @@ def request_has_moderator_key() -> bool:
     return _api_moderator() is not None
 
 
+def key_required(message: str) -> Unauthorized:
+    """401 asking for a bearer key, saying what needed it."""
+    return Unauthorized(
+        message, www_authenticate=WWWAuthenticate("bearer", {"realm": "lookalike moderation"})
+    )
+
+
 def api_key_required(view: View) -> View:
     """JSON routes that change or list a bank: a key in the Authorization header, no cookie.
 
@@ -102,13 +118,31 @@ def api_key_required(view: View) -> View:
     def guarded(*args: Any, **kwargs: Any) -> Any:
         moderator = _api_moderator()
         if moderator is None:
-            raise Unauthorized(
-                "a moderator API key is required: send 'Authorization: Bearer <key>'",
-                www_authenticate=WWWAuthenticate("bearer", {"realm": "lookalike moderation"}),
+            raise key_required(
+                "a moderator API key is required: send 'Authorization: Bearer <key>'"
             )
         return view(moderator, *args, **kwargs)
 
     return csrf.exempt(guarded)  # type: ignore[return-value]
+
+
+def session_moderator() -> str | None:
+    """The signed-in moderator, if the key they signed in with is still theirs.
+
+    Checked on every request, so removing or replacing a key ends the sessions it opened.
+    """
+    name, digest = session.get(_SESSION_KEY), session.get(_SESSION_DIGEST)
+    if not isinstance(name, str) or not isinstance(digest, str):
+        return None
+    configured = current_app.config.get("MODERATOR_KEYS", {}).get(name)
+    if configured is None or not hmac.compare_digest(digest, configured.lower()):
+        return None
+    return name
+
+
+@bp.app_context_processor
+def _signed_in_moderator() -> dict[str, str | None]:
+    return {"signed_in_moderator": session_moderator()}
 
 
 def login_required(view: View) -> View:
@@ -116,8 +150,9 @@ def login_required(view: View) -> View:
 
     @wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        moderator = session.get(_SESSION_KEY)
-        if moderator not in current_app.config.get("MODERATOR_KEYS", {}):
+        moderator = session_moderator()
+        if moderator is None:
+            session.clear()
             return redirect(url_for("moderation.login", next=request.full_path))
         return view(moderator, *args, **kwargs)
 
@@ -145,11 +180,21 @@ def check() -> Response:
     values, query = query_from_request()
     phash = query.fingerprint.phash if query.fingerprint else None
     bank = _bank_option(values)
-    with timed("db"):
-        matches = get_banks().check(
-            query.dhash, phash, bank=bank, max_distance=_max_distance(values)
+    keyed = request_has_moderator_key()
+    max_distance = _max_distance(values)
+    if max_distance is not None and not keyed:
+        raise key_required(
+            "max_distance needs a moderator key: checking at chosen radii tells the distance"
         )
-    return jsonify({"flagged": bool(matches), "matches": [m.public() for m in matches]})
+    with timed("db"):
+        matches = get_banks().check(query.dhash, phash, bank=bank, max_distance=max_distance)
+    if keyed:
+        described = [m.detail() for m in matches]
+    else:  # ordered by bank and date, not by distance, which the order would otherwise tell
+        described = sorted(
+            (m.public() for m in matches), key=lambda m: (m["bank"], m["flagged_at"])
+        )
+    return jsonify({"flagged": bool(matches), "matches": described})
 
 
 @bp.post("/api/flag")
@@ -291,18 +336,20 @@ def login() -> Any:
     """Exchange a moderator key for a session; the key itself is never stored."""
     next_url = _local_path(request.values.get("next"))
     if request.method == "POST":
-        moderator = moderator_for_key(request.form.get("key", ""))
+        key = request.form.get("key", "")
+        moderator = moderator_for_key(key)
         if moderator is None:
             return render_template("moderation/login.html", next_url=next_url, failed=True), 401
         session.clear()
         session[_SESSION_KEY] = moderator
+        session[_SESSION_DIGEST] = key_digest(key)
         return redirect(next_url or url_for("moderation.banks_page"), code=303)
     return render_template("moderation/login.html", next_url=next_url, failed=False)
 
 
 @bp.post("/moderation/logout")
 def logout() -> Response:
-    session.pop(_SESSION_KEY, None)
+    session.clear()
     return redirect(url_for("pages.home"), code=303)
 
 
@@ -401,7 +448,13 @@ def disable_entry(moderator: str, entry_id: int) -> Response:
 
 
 def _local_path(target: str | None) -> str | None:
-    """Only same-site paths may be redirected to after login (no //host or scheme)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only same-site paths may be redirected to after login: no scheme, no //host, and none of
+    the characters browsers drop or read as a slash (TAB, CR, LF, other controls, backslash),
+    which would turn ``/%09/evil.example`` into ``//evil.example``.
+    """
+    if not target or any(c < " " or c in "\\\x7f" for c in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return None
     return target

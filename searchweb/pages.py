@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest, NotFound
 
 from lookalike.hashes import hamming
@@ -11,6 +11,7 @@ from searchweb.extensions import get_store, timed
 from searchweb.queries import (
     SORT_LABELS,
     ImageQuery,
+    int_option,
     parse_search_options,
     query_from_dhash,
     query_from_upload,
@@ -23,6 +24,7 @@ from searchweb.query_cache import query_cache
 bp = Blueprint("pages", __name__)
 
 THUMBNAIL_CACHE_SECONDS = 24 * 3600
+MAX_PAGE = 100_000
 
 
 @bp.get("/")
@@ -109,6 +111,17 @@ def thumbnail(image_id: int) -> Response:
     return response
 
 
+def search_already_counted() -> bool:
+    """Whether this is the results page a form search redirected to: the search's POST was
+    counted against SEARCH_RATE_LIMIT, so one search through the form counts once.
+    """
+    if request.endpoint != "pages.results":
+        return False
+    if "search_already_counted" not in g:  # the limiter may ask more than once per request
+        g.search_already_counted = query_cache().first_showing(request.args.get("q"))
+    return g.search_already_counted
+
+
 def _recalled_query() -> ImageQuery:
     """The dHash in the URL, with its picture if this process still remembers the query."""
     by_hash = query_from_dhash(request.args.get("dhash", ""))
@@ -116,10 +129,7 @@ def _recalled_query() -> ImageQuery:
 
 
 def _page_number() -> int:
-    raw = request.args.get("page", "1")
-    if not raw.isdigit() or int(raw) < 1:
-        raise BadRequest(f"page must be a number from 1, not {raw!r}")
-    return int(raw)
+    return int_option(request.args, "page", 1, MAX_PAGE, minimum=1)
 
 
 def _results_url(**changes: object) -> str:

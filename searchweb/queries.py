@@ -185,10 +185,10 @@ def query_from_request() -> tuple[dict[str, object], ImageQuery]:
 def parse_search_options(values: Mapping[str, object], *, default_limit: int) -> SearchOptions:
     """``max_distance``, ``sort``, ``domain``, ``limit`` and ``offset`` from form, query or JSON."""
     config = current_app.config
-    sort = str(values.get("sort") or "best")
+    sort = text_option(values, "sort") or "best"
     if sort not in SORT_ORDERS:
         raise BadRequest(f"sort must be one of {', '.join(SORT_ORDERS)}, not {sort!r}")
-    domain = str(values.get("domain") or "").strip().lower() or None
+    domain = (text_option(values, "domain") or "").lower() or None
     return SearchOptions(
         max_distance=int_option(
             values, "max_distance", config["DEFAULT_MAX_DISTANCE"], config["MAX_DISTANCE_LIMIT"]
@@ -213,6 +213,16 @@ def search_with(dhash: int, options: SearchOptions, *, with_domains: bool = Fals
             sightings_per_match=current_app.config["SIGHTINGS_PER_MATCH"],
             with_domains=with_domains,
         )
+
+
+def text_option(values: Mapping[str, object], name: str) -> str | None:
+    """``values[name]`` stripped, None when absent or blank; 400 if JSON sent a non-string."""
+    raw = values.get(name)
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise BadRequest(f"{name} must be text, not {raw!r}")
+    return raw.strip() or None
 
 
 def int_option(

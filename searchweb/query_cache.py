@@ -25,15 +25,26 @@ class QueryCache:
     def __init__(self, size: int) -> None:
         self.size = size
         self._queries: OrderedDict[str, ImageQuery] = OrderedDict()
+        self._not_yet_shown: set[str] = set()
         self._lock = threading.Lock()
 
     def remember(self, query: ImageQuery) -> str:
         token = secrets.token_urlsafe(12)
         with self._lock:
             self._queries[token] = query
+            self._not_yet_shown.add(token)
             while len(self._queries) > self.size:
-                self._queries.popitem(last=False)
+                forgotten, _ = self._queries.popitem(last=False)
+                self._not_yet_shown.discard(forgotten)
         return token
+
+    def first_showing(self, token: str | None) -> bool:
+        """True once per token: for the results page its search form redirected to."""
+        with self._lock:
+            if token in self._not_yet_shown:
+                self._not_yet_shown.discard(token)
+                return True
+        return False
 
     def recall(self, token: str | None, dhash: int) -> ImageQuery | None:
         """The query under ``token``, if it is still kept and is the one for ``dhash``."""

@@ -19,11 +19,19 @@ DEFAULTS: dict[str, object] = {
     # None: $DATABASE_URL or the embedded PostgreSQL, exactly as the `lookalike` CLI picks it.
     "DATABASE_URL": None,
     "DATABASE_POOL_SIZE": 8,
+    # Seconds a request waits for a free connection, and, once the database failed, how long
+    # requests get 503 (with this Retry-After) at once before one tries the database again.
+    "DATABASE_POOL_TIMEOUT": 5,
+    "DATABASE_RETRY_AFTER": 2,
     # Uploads: the whole request, the non-file fields, and how many parts a form may have.
     "MAX_CONTENT_LENGTH": 20 * 1024 * 1024,
     "MAX_FORM_MEMORY_SIZE": 64 * 1024,
     "MAX_FORM_PARTS": 16,
     "MAX_IMAGE_PIXELS": DEFAULT_MAX_PIXELS,
+    # lookalike serve (waitress): connections held at once, idle ones included, and the seconds
+    # one may stay silent before it is closed (a slow upload that keeps sending stays open).
+    "SERVER_CONNECTION_LIMIT": 1000,
+    "SERVER_CHANNEL_TIMEOUT": 30,
     # Memory the decodes of all threads may hold at once; a decode takes up to 6 bytes a pixel
     # plus 48 MB (334 MB at 50 MP, a few MB for a photo's JPEG; see decode_cost). Uploads
     # beyond it wait; one that needs more than all of it runs alone.

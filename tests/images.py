@@ -11,6 +11,7 @@ import random
 import struct
 import zlib
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 
@@ -103,3 +104,11 @@ def rle8_bmp(width: int, height: int, runs: bytes) -> bytes:
     info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, 0, 0, 0, 256, 0)
     palette = b"".join(bytes((i, i, i, 0)) for i in range(256))
     return header + info + palette + runs + b"\0\1"
+
+
+def noisy_jpeg(seed: int, size: tuple[int, int], quality: int = 90) -> bytes:
+    """A photo with sensor-like noise: its JPEG bytes are dense in CR and LF, as real photos are."""
+    rng = np.random.default_rng(seed)
+    pixels = np.asarray(photo(seed, size), dtype=np.int16)
+    pixels += rng.integers(-40, 41, pixels.shape, dtype=np.int16)
+    return encode(Image.fromarray(pixels.clip(0, 255).astype(np.uint8)), "JPEG", quality=quality)

@@ -65,7 +65,7 @@ def _flag(client: FlaskClient, image: bytes, **fields: object) -> dict:
     return response.get_json()["entry"]
 
 
-def test_check_finds_flagged_copies_and_tells_only_bank_distance_reason_time(
+def test_check_finds_flagged_copies_and_tells_strangers_only_bank_reason_time(
     web: FlaskClient,
 ) -> None:
     entry = _flag(web, encode(ORIGINAL), bank="banned", reason="spam")
@@ -75,7 +75,7 @@ def test_check_finds_flagged_copies_and_tells_only_bank_distance_reason_time(
         body = _post(web, "/api/check", image=data).get_json()
         assert body["flagged"] is True, name
         (match,) = body["matches"]
-        assert set(match) == {"bank", "distance", "reason", "flagged_at"}
+        assert set(match) == {"bank", "reason", "flagged_at"}
         assert (match["bank"], match["reason"], match["flagged_at"]) == (
             "banned",
             "spam",
@@ -91,8 +91,10 @@ def test_check_by_dhash_with_bank_and_radius_options(web: FlaskClient) -> None:
     _post(web, "/api/flag", headers=AMY, dhash=hash_to_hex(base), bank="copyright")
     near = hash_to_hex(base ^ 0b1111)  # 4 bits away
 
-    assert _post(web, "/api/check", dhash=near).get_json()["matches"][0]["distance"] == 4
-    assert _post(web, "/api/check", dhash=near, max_distance=3).get_json()["flagged"] is False
+    keyed = _post(web, "/api/check", headers=AMY, dhash=near).get_json()["matches"][0]
+    assert (keyed["distance"], keyed["bank"]) == (4, "copyright") and keyed["entry_id"] > 0
+    narrow = _post(web, "/api/check", headers=AMY, dhash=near, max_distance=3)
+    assert narrow.get_json()["flagged"] is False
     assert _post(web, "/api/check", dhash=near, bank="copyright").get_json()["flagged"] is True
 
     unknown = _post(web, "/api/check", dhash=near, bank="nope")
@@ -100,7 +102,7 @@ def test_check_by_dhash_with_bank_and_radius_options(web: FlaskClient) -> None:
         404,
         "no bank named 'nope'",
     )
-    assert _post(web, "/api/check", dhash=near, max_distance=15).status_code == 400
+    assert _post(web, "/api/check", headers=AMY, dhash=near, max_distance=15).status_code == 400
     assert _post(web, "/api/check", dhash="xyz").status_code == 400
     assert _post(web, "/api/check").status_code == 400
     assert web.post("/api/check", data="x", content_type="text/plain").status_code == 415
@@ -354,3 +356,63 @@ def test_search_results_offer_a_flag_link_to_moderators_only(
     html = web.get(results).get_data(as_text=True)
     linked = {int(i) for i in re.findall(r"/moderation/flag\?image_id=(\d+)", html)}
     assert corpus.ids["original"] in linked and corpus.ids["other"] not in linked
+
+
+@pytest.mark.parametrize(
+    "next_path",
+    [
+        "/\t/evil.example",  # what next=/%09/evil.example decodes to: browsers drop the TAB
+        "/\r\n/evil.example",
+        "/\n\\evil.example",
+        "/\\evil.example",
+        "//evil.example/",
+        "https://evil.example/",
+    ],
+)
+def test_sign_in_never_redirects_off_the_site(web: FlaskClient, next_path: str) -> None:
+    form = web.get("/moderation/login", query_string={"next": next_path})
+    signed_in = _login(web, next_path=next_path)
+    assert form.status_code == 200
+    assert (signed_in.status_code, signed_in.headers["Location"]) == (303, "/moderation/")
+
+
+def test_sign_in_goes_back_to_a_local_page(web: FlaskClient) -> None:
+    signed_in = _login(web, next_path="/moderation/banks/banned?page=2")
+    assert signed_in.headers["Location"] == "/moderation/banks/banned?page=2"
+
+
+@pytest.mark.parametrize("change", ["removed", "replaced"])
+def test_a_removed_or_replaced_key_ends_the_sessions_it_opened(
+    moderated: Flask, web: FlaskClient, corpus: Corpus, change: str
+) -> None:
+    _login(web)
+    results = f"/search?dhash={fingerprint(corpus.original).dhash_hex}"
+    assert web.get("/moderation/").status_code == 200
+    assert "flag-link" in web.get(results).get_data(as_text=True)
+    keys = dict(KEYS)
+    if change == "removed":
+        del keys["amy"]
+    else:
+        keys["amy"] = hashlib.sha256(b"amy-new-key").hexdigest()
+    moderated.config["MODERATOR_KEYS"] = keys  # as after a restart with the new setting
+    assert web.get("/moderation/").status_code == 302
+    assert "flag-link" not in web.get(results).get_data(as_text=True)
+
+
+def test_a_stranger_learns_nothing_about_an_entry_it_does_not_match(web: FlaskClient) -> None:
+    """Answers to anonymous checks depend only on whether the query is within the radius, so
+    neither near misses nor hits give away how far the entry is (or which bits differ)."""
+    base = 0x5A5A_F0F0_1234_ABCD
+    _post(web, "/api/flag", headers=AMY, dhash=hash_to_hex(base), bank="banned", reason="r")
+    _post(web, "/api/flag", headers=AMY, dhash=hash_to_hex(base ^ (0b11 << 62)), bank="banned")
+    answers = {
+        bits: _post(web, "/api/check", dhash=hash_to_hex(base ^ ((1 << bits) - 1))).get_json()
+        for bits in (0, 1, 5, 8, 9, 10, 12, 20, 40, 64)
+    }
+    hits = [answers[bits] for bits in (0, 1, 5)]
+    assert hits[0]["flagged"] is True and len(hits[0]["matches"]) == 2
+    assert hits == [hits[0]] * 3  # the same answer however close
+    misses = [answers[bits] for bits in (10, 12, 20, 40, 64)]
+    assert misses == [{"flagged": False, "matches": []}] * 5
+    probing = _post(web, "/api/check", dhash=hash_to_hex(base), max_distance=2)
+    assert probing.status_code == 401

@@ -162,6 +162,11 @@ def test_too_large_requests_and_images_are_413(database_url: str) -> None:
         ({"dhash": "0123456789abcdef", "limit": True}, "limit must be a whole number"),
         ({"dhash": "0123456789abcdef", "max_distance": "ten"}, "max_distance must be a whole"),
         ({"dhash": "0123456789abcdef", "sort": "random"}, "sort must be one of"),
+        ({"dhash": "0123456789abcdef", "sort": ["best"]}, "sort must be text"),
+        ({"dhash": "0123456789abcdef", "domain": ["a.test"]}, "domain must be text"),
+        ({"dhash": "0123456789abcdef", "domain": {"a": 1}}, "domain must be text"),
+        ({"dhash": "0123456789abcdef", "limit": 1e400}, "limit must be a whole number"),
+        ({"dhash": "0123456789abcdef", "offset": 10**30}, "offset must be between 0"),
     ],
 )
 def test_bad_parameters_are_400_with_the_reason(

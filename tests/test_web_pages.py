@@ -18,8 +18,19 @@ from tests.web_support import Corpus, ImageServer, Route, jpeg, running_app
 pytest_plugins = ["tests.web_fixtures"]
 
 
-def _upload(client: FlaskClient, data: bytes, name: str = "cat.jpg", **fields: object):
-    return client.post("/search", data={"image": (io.BytesIO(data), name), **fields})
+def _upload(
+    client: FlaskClient,
+    data: bytes,
+    name: str = "cat.jpg",
+    *,
+    follow_redirects: bool = False,
+    **fields: object,
+):
+    return client.post(
+        "/search",
+        data={"image": (io.BytesIO(data), name), **fields},
+        follow_redirects=follow_redirects,
+    )
 
 
 def _match_ids(html: str) -> list[int]:
@@ -235,7 +246,7 @@ def test_forms_with_too_many_parts_or_oversized_fields_are_413(offline_client: F
         ("/search?dhash=xyz", 400, "not a 64-bit hash"),
         ("/search?dhash=0123456789abcdef&sort=size", 400, "sort must be one of"),
         ("/search?dhash=0123456789abcdef&max_distance=40", 400, "between 0 and 16"),
-        ("/search?dhash=0123456789abcdef&page=0", 400, "page must be a number"),
+        ("/search?dhash=0123456789abcdef&page=0", 400, "page must be between 1"),
         ("/compare/1?dhash=nothex", 400, "not a 64-bit hash"),
         ("/no/such/page", 404, "Not Found"),
     ],
@@ -285,6 +296,17 @@ def test_searches_are_rate_limited_per_client(database_url: str) -> None:
     assert other_client.status_code == 200 and home.status_code == 200
 
 
+def test_a_search_through_the_form_counts_once(database_url: str) -> None:
+    config = {"SEARCH_RATE_LIMIT": "3 per minute", "WTF_CSRF_ENABLED": False}
+    with running_app(database_url, **config) as app:
+        client = app.test_client()
+        shown = [_upload(client, jpeg(seed), follow_redirects=True) for seed in (1, 2, 3)]
+        fourth = _upload(client, jpeg(4))
+        results_again = client.get(shown[0].request.full_path)  # a reload counts
+    assert [page.status_code for page in shown] == [200, 200, 200]
+    assert fourth.status_code == 429 and results_again.status_code == 429
+
+
 def test_behind_a_trusted_proxy_limits_apply_per_forwarded_client(database_url: str) -> None:
     with running_app(database_url, SEARCH_RATE_LIMIT="1 per minute", TRUSTED_PROXIES=1) as app:
         client = app.test_client()
@@ -301,3 +323,14 @@ def test_an_unreachable_database_is_a_503_page(offline_client: FlaskClient) -> N
     response = offline_client.get("/")
     assert response.status_code == 503
     assert "cannot connect to the database" in response.get_data(as_text=True)
+
+
+def test_with_trusted_hosts_another_host_is_a_400_not_a_500(database_url: str) -> None:
+    with running_app(database_url, TRUSTED_HOSTS=["search.example"], TESTING=False) as app:
+        client = app.test_client()
+        trusted = client.get("/", headers={"Host": "search.example"})
+        page = client.get("/", headers={"Host": "evil.example"})
+        api = client.post("/api/search", json={"dhash": "0" * 16}, headers={"Host": "evil.example"})
+    assert trusted.status_code == 200
+    assert page.status_code == 400 and "not trusted" in page.get_data(as_text=True)
+    assert api.status_code == 400 and api.get_json()["error"]["status"] == 400

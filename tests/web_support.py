@@ -5,6 +5,7 @@ Every server here listens on 127.0.0.x only; nothing in the tests reaches anothe
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator, Mapping
@@ -15,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import waitress.server
 from flask import Flask
+from psycopg import conninfo
 
 from lookalike.fingerprint import Fingerprint, fingerprint
 from lookalike.store import Sighting, Store
@@ -254,3 +256,66 @@ class SiteServer:
     def __exit__(self, *exc_info: object) -> None:
         self.server.close()
         self.thread.join(timeout=5)
+
+
+class TcpRelay:
+    """A loopback port relaying to another (say PostgreSQL's), that can be stopped and started
+    again on the same port: to the site behind it, a database server going down and coming back.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def url_for(self, database_url: str) -> str:
+        """``database_url`` with its host and port replaced by this relay's."""
+        params = conninfo.conninfo_to_dict(database_url)
+        return conninfo.make_conninfo("", **{**params, "host": "127.0.0.1", "port": self.port})
+
+    def start(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        """Close the port and every relayed connection, as a stopped server would."""
+        assert self._listener is not None
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked on it
+        self._listener.close()
+        with self._lock:
+            for connection in self._open:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+                connection.close()
+            self._open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            with self._lock:
+                self._open += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+
+    def __enter__(self) -> TcpRelay:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
