@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 import psycopg
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import (
     BadRequest,
@@ -103,6 +103,7 @@ def render_error(error: Exception) -> tuple[Response | str, int, dict[str, str]]
         )
     # Keep what the error itself says about the request, e.g. Allow on a 405.
     headers = {k: v for k, v in http_error.get_headers() if k.lower() != "content-type"}
+    g.error_retry_after = headers.get("Retry-After")  # see init_database_health
     return response, status, headers
 
 

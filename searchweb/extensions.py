@@ -85,15 +85,15 @@ def database_health() -> DatabaseHealth:
 def init_database_health(app: Flask) -> None:
     """Call before init_rate_limits: after_request functions run last-registered first, and
     Flask-Limiter raises every response's Retry-After to its own window (up to a minute),
-    so the 503 of an outage gets its own Retry-After back afterwards.
+    so an error's own Retry-After (an outage's, a full fetch queue's) is put back afterwards.
     """
     health = app.extensions[_HEALTH_KEY] = DatabaseHealth(app.config["DATABASE_RETRY_AFTER"])
     app.teardown_request(lambda _error: health.request_ended())
 
     @app.after_request
-    def outage_retry_after(response: Response) -> Response:
-        if response.status_code == 503:  # the site's only 503s are the database's
-            response.headers["Retry-After"] = str(health.retry_after)
+    def error_retry_after(response: Response) -> Response:
+        if (seconds := g.get("error_retry_after")) is not None:
+            response.headers["Retry-After"] = str(seconds)
         return response
 
 
