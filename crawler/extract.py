@@ -10,12 +10,17 @@ gives the best thumbnail, so fetching the others would only add near-duplicate r
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
+from functools import lru_cache
 from posixpath import splitext
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from lxml import etree
 from scrapy.http import HtmlResponse
-from scrapy.linkextractors import LinkExtractor
+from w3lib.html import strip_html5_whitespace
 from w3lib.url import canonicalize_url
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
@@ -30,7 +35,6 @@ MAX_TEXT_LENGTH = 1000
 MAX_URL_LENGTH = 2048
 
 _DESCRIPTOR = re.compile(r"^(\d+(?:\.\d+)?)([wx])$", re.IGNORECASE)
-_links = LinkExtractor(deny_extensions=(), tags=("a", "area"), attrs=("href",), unique=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,8 @@ class PageContents:
     title: str | None
     images: list[ImageRef]
     links: list[str]
+    dropped_links: int = 0  # <a>/<area> elements past the cap, counted, not read
+    dropped_images: int = 0  # distinct images past the cap
 
 
 def normalise_url(url: str) -> str | None:
@@ -76,43 +82,108 @@ def is_image_url(url: str) -> bool:
     return splitext(urlsplit(url).path)[1].lower() in IMAGE_EXTENSIONS
 
 
-def page_contents(response: HtmlResponse) -> PageContents:
-    """Title, image references and page links of an HTML page, as normalised absolute URLs."""
-    images: dict[str, ImageRef] = {}
+def page_contents(response: HtmlResponse, max_links: int, max_images: int) -> PageContents:
+    """Title, image references and page links of an HTML page, as normalised absolute URLs.
 
-    def add_image(raw: str | None, alt: str | None = None) -> None:
-        if not raw:
-            return
-        url = normalise_url(response.urljoin(raw))  # urljoin honours <base href>
-        if url and (url not in images or (alt and not images[url].alt_text)):
-            images[url] = ImageRef(url, _clean_text(alt))
+    The page is parsed as a stream and each element dropped once read, so memory does not grow
+    with the number of elements; links and images past their caps are counted, not kept.
+    """
+    images = _Images(response, max_images)
+    links: dict[str, None] = {}
+    dropped_links = 0
+    title = None
+    for element in _read_elements(response.text):
+        tag, attrib = element.tag, element.attrib
+        if tag == "img":
+            alt = attrib.get("alt")
+            for name in ("src", *LAZY_SRC_ATTRIBUTES):
+                images.add(attrib.get(name), alt)
+            for name in ("srcset", *LAZY_SRCSET_ATTRIBUTES):
+                images.add(largest_candidate(attrib.get(name)), alt)
+        elif tag == "source" and next(element.iterancestors("picture"), None) is not None:
+            for name in ("srcset", *LAZY_SRCSET_ATTRIBUTES):
+                images.add(largest_candidate(attrib.get(name)))
+        elif tag == "meta":
+            key = (attrib.get("property") or attrib.get("name") or "").lower()
+            if key in META_IMAGE_KEYS:
+                images.add(attrib.get("content"))
+        elif tag in ("a", "area") and "href" in attrib:
+            if len(links) >= max_links:
+                dropped_links += 1
+                continue
+            url = normalise_url(response.urljoin(strip_html5_whitespace(attrib["href"])))
+            if url and is_image_url(url):
+                images.add(url, "".join(element.itertext()))
+            elif url:
+                links[url] = None
+        elif tag == "title" and title is None:
+            title = _clean_text("".join(element.itertext()))
+    return PageContents(
+        title, list(images.found.values()), list(links), dropped_links, images.dropped
+    )
 
-    for img in response.css("img"):
-        alt = img.attrib.get("alt")
-        add_image(img.attrib.get("src"), alt)
-        for name in LAZY_SRC_ATTRIBUTES:
-            add_image(img.attrib.get(name), alt)
-        for name in ("srcset", *LAZY_SRCSET_ATTRIBUTES):
-            add_image(largest_candidate(img.attrib.get(name)), alt)
-    for source in response.css("picture source"):
-        for name in ("srcset", *LAZY_SRCSET_ATTRIBUTES):
-            add_image(largest_candidate(source.attrib.get(name)))
-    for meta in response.css("meta"):
-        key = (meta.attrib.get("property") or meta.attrib.get("name") or "").lower()
-        if key in META_IMAGE_KEYS:
-            add_image(meta.attrib.get("content"))
 
-    links: list[str] = []
-    for link in _links.extract_links(response):
-        url = normalise_url(link.url)
+class _Images:
+    """The distinct images of a page up to a cap, each with the first alt text it had."""
+
+    def __init__(self, response: HtmlResponse, cap: int) -> None:
+        self.found: dict[str, ImageRef] = {}
+        self.dropped = 0
+        self._cap = cap
+        # A page may name one image 100,000 times: normalise each spelling once.
+        self._absolute = lru_cache(maxsize=1024)(
+            lambda raw: normalise_url(response.urljoin(raw))  # urljoin honours <base href>
+        )
+
+    def add(self, raw: str | None, alt: str | None = None) -> None:
+        url = self._absolute(raw) if raw else None
         if url is None:
-            continue
-        if is_image_url(url):
-            add_image(url, link.text)
+            return
+        known = self.found.get(url)
+        if known is None and len(self.found) >= self._cap:
+            self.dropped += 1
+        elif known is None or (alt and not known.alt_text):
+            self.found[url] = ImageRef(url, _clean_text(alt))
+
+
+_TEXT_TAGS = frozenset({"a", "area", "title"})  # their text is read when they end
+_FEED_CHARACTERS = 64 * 1024
+
+
+def _read_elements(text: str) -> Iterator[Any]:
+    """Each element of an HTML document as its end is parsed; then it is dropped."""
+    parser = etree.HTMLPullParser(events=("start", "end"), encoding="utf-8")
+    open_text_tags = 0
+    for chunk in _chunks(text):
+        if chunk:
+            parser.feed(chunk)
         else:
-            links.append(url)
-    title = _clean_text(response.css("title::text").get())
-    return PageContents(title=title, images=list(images.values()), links=links)
+            with suppress(etree.LxmlError):  # an empty or hopeless document
+                parser.close()
+        for event, element in parser.read_events():
+            holds_text = element.tag in _TEXT_TAGS
+            if event == "start":
+                open_text_tags += holds_text
+                continue
+            open_text_tags -= holds_text
+            yield element
+            if not open_text_tags:
+                _drop(element)
+
+
+def _chunks(text: str) -> Iterator[bytes]:
+    """The document in UTF-8 pieces to feed the parser, then ``b""`` for its end."""
+    for start in range(0, len(text), _FEED_CHARACTERS):
+        yield text[start : start + _FEED_CHARACTERS].encode("utf-8", "surrogatepass")
+    yield b""
+
+
+def _drop(element: Any) -> None:
+    """Free a parsed element and its earlier siblings (the lxml iterparse idiom)."""
+    element.clear()
+    parent = element.getparent()
+    while element.getprevious() is not None:
+        del parent[0]
 
 
 def largest_candidate(srcset: str | None) -> str | None:
