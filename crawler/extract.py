@@ -147,13 +147,14 @@ class _Images:
 
 
 _TEXT_TAGS = frozenset({"a", "area", "title"})  # their text is read when they end
+_MAX_HELD_ELEMENTS = 1000  # kept inside one of those for its text; an unclosed <a> holds no more
 _FEED_CHARACTERS = 64 * 1024
 
 
 def _read_elements(text: str) -> Iterator[Any]:
     """Each element of an HTML document as its end is parsed; then it is dropped."""
     parser = etree.HTMLPullParser(events=("start", "end"), encoding="utf-8")
-    open_text_tags = 0
+    open_text_tags = held = 0
     for chunk in _chunks(text):
         if chunk:
             parser.feed(chunk)
@@ -167,7 +168,8 @@ def _read_elements(text: str) -> Iterator[Any]:
                 continue
             open_text_tags -= holds_text
             yield element
-            if not open_text_tags:
+            held = held + 1 if open_text_tags else 0
+            if held == 0 or held > _MAX_HELD_ELEMENTS:
                 _drop(element)
 
 

@@ -38,6 +38,7 @@ ROBOTS_TXT_LIMIT = 500 * 1024  # RFC 9309: parse at least 500 KiB; we stop there
 def hostile_routes() -> dict[str, Resource | object]:
     pages = ["/links", "/one-line", "/gzip-bomb", "/deflate-bomb", "/chunks", "/headers"]
     pages += ["/long-header", "/to-file", "/meta-to-file", "/meta-loop", "/file-base", "/odd"]
+    pages += ["/open-anchor"]
     images = ["/gzip-bomb.jpg", "/deflate-bomb.png", "/good.jpg"]
     home = "".join(f'<a href="{p}">{p}</a>' for p in pages)
     home += "".join(f'<img src="{i}">' for i in images)
@@ -57,6 +58,7 @@ def hostile_routes() -> dict[str, Resource | object]:
         "/meta-loop": html('<meta http-equiv="refresh" content="0; url=/meta-loop2">'),
         "/meta-loop2": html('<meta http-equiv="refresh" content="0; url=/meta-loop">'),
         "/file-base": html('<base href="file:///etc/"><img src="passwd.jpg"><a href="x">x</a>'),
+        "/open-anchor": html('<a href="/x">' + "<br>" * 2_500_000),  # an <a> holding 10 MB
         "/odd": html(
             '<img src="/good.jpg">' * 100_000
             + '<img srcset="'
