@@ -146,15 +146,22 @@ class _Images:
             self.found[url] = ImageRef(url, _clean_text(alt))
 
 
+_READ_TAGS = ("img", "source", "meta", "a", "area", "title")
 _TEXT_TAGS = frozenset({"a", "area", "title"})  # their text is read when they end
 _MAX_HELD_ELEMENTS = 1000  # kept inside one of those for its text; an unclosed <a> holds no more
 _FEED_CHARACTERS = 64 * 1024
 
 
 def _read_elements(text: str) -> Iterator[Any]:
-    """Each element of an HTML document as its end is parsed; then it is dropped."""
-    parser = etree.HTMLPullParser(events=("start", "end"), encoding="utf-8")
-    open_text_tags = held = 0
+    """The elements of an HTML document that ``page_contents`` reads, each as its end is parsed.
+
+    After each piece fed to the parser, everything parsed before is dropped but the path of
+    still open elements (whose depth libxml2 bounds), so the tree never holds the whole page.
+    """
+    parser = etree.HTMLPullParser(
+        events=("start", "end"), tag=("html", *_READ_TAGS), encoding="utf-8"
+    )
+    root = None
     for chunk in _chunks(text):
         if chunk:
             parser.feed(chunk)
@@ -162,15 +169,12 @@ def _read_elements(text: str) -> Iterator[Any]:
             with suppress(etree.LxmlError):  # an empty or hopeless document
                 parser.close()
         for event, element in parser.read_events():
-            holds_text = element.tag in _TEXT_TAGS
-            if event == "start":
-                open_text_tags += holds_text
-                continue
-            open_text_tags -= holds_text
-            yield element
-            held = held + 1 if open_text_tags else 0
-            if held == 0 or held > _MAX_HELD_ELEMENTS:
-                _drop(element)
+            if event == "end":
+                yield element
+            elif root is None:
+                root = element.getroottree().getroot()
+        if root is not None:
+            _drop_all_but_open_path(root)
 
 
 def _chunks(text: str) -> Iterator[bytes]:
@@ -180,12 +184,13 @@ def _chunks(text: str) -> Iterator[bytes]:
     yield b""
 
 
-def _drop(element: Any) -> None:
-    """Free a parsed element and its earlier siblings (the lxml iterparse idiom)."""
-    element.clear()
-    parent = element.getparent()
-    while element.getprevious() is not None:
-        del parent[0]
+def _drop_all_but_open_path(root: Any) -> None:
+    """Delete every element but the last child on each level: the ones still being parsed."""
+    node = root
+    while len(node):
+        if node.tag not in _TEXT_TAGS or len(node) > _MAX_HELD_ELEMENTS:
+            del node[:-1]
+        node = node[-1]
 
 
 def largest_candidate(srcset: str | None) -> str | None:
