@@ -126,6 +126,10 @@ class _Server(ThreadingHTTPServer):
     # a 1 s retransmission: the crawl would measure the test server, not itself.
     request_queue_size = 128
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a crawler hanging up is fine
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
 
 def send(handler: BaseHTTPRequestHandler, resource: Resource) -> None:
     handler.send_response(resource.status)

@@ -8,7 +8,9 @@ here are in docs/security.md ("Crawling hostile sites").
 
 from __future__ import annotations
 
+import gzip
 import os
+from contextlib import ExitStack
 from dataclasses import replace
 
 import psycopg
@@ -73,9 +75,27 @@ def hostile_routes() -> dict[str, Resource | object]:
     }
 
 
-def robots_site(robots_txt: bytes, image: int) -> Site:
+def robots_txt_cases() -> dict[str, Resource]:
+    """robots.txt bodies, each served by a host of its own."""
+    rules = b"User-agent: *\nDisallow: /private\n"
+    padding = b"# padding\n" * (ROBOTS_TXT_LIMIT // 10)
+    late = b"Disallow: /late\n"  # past the 500 KiB a crawler must read: ignored
+    huge = rules + padding * 100 + late  # 50 MB
+    return {
+        "binary": Resource(os.urandom(64 * 1024), content_type="text/plain"),
+        "huge": Resource(huge, content_type="text/plain"),
+        "huge, gzip": Resource(
+            gzip.compress(rules + padding * 10 + late),  # 5 MB inflated
+            content_type="text/plain",
+            headers={"Content-Encoding": "gzip"},
+        ),
+        "gzip bomb": replace(gzip_bomb(1024), content_type="text/plain"),
+    }
+
+
+def robots_site(robots_txt: Resource, image: int) -> Site:
     routes = {
-        "/robots.txt": Resource(robots_txt, content_type="text/plain"),
+        "/robots.txt": robots_txt,
         "/": html(f'<img src="/{image}.jpg"><a href="/private">p</a><a href="/late">l</a>'),
         "/private": html("<p>private"),
         "/late": html("<p>late"),
@@ -87,17 +107,15 @@ def robots_site(robots_txt: bytes, image: int) -> Site:
 def test_a_hostile_crawl_ends_on_its_caps_in_bounded_memory(
     database_url: str, cli_env: dict[str, str]
 ) -> None:
-    binary_robots = os.urandom(64 * 1024)
-    huge_robots = b"User-agent: *\nDisallow: /private\n" + b"# padding\n" * (5 * MIB)
-    huge_robots += b"Disallow: /late\n"  # past the 500 KiB a crawler must read: ignored
-    with (
-        Site(hostile_routes()) as hostile,  # type: ignore[arg-type]
-        robots_site(binary_robots, 2) as binary,
-        robots_site(huge_robots, 3) as huge,
-    ):
+    with ExitStack() as stack:
+        hostile = stack.enter_context(Site(hostile_routes()))  # type: ignore[arg-type]
+        robots = {
+            case: stack.enter_context(robots_site(body, image))
+            for image, (case, body) in enumerate(robots_txt_cases().items(), start=2)
+        }
         crawl = measured_crawl(
             cli_env,
-            hostile.url("/"), binary.url("/"), huge.url("/"),
+            hostile.url("/"), *(site.url("/") for site in robots.values()),
             "--depth", "1",
             "-s", f"LOOKALIKE_MAX_PAGE_BYTES={PAGE_CAP}",
             "-s", f"LOOKALIKE_MAX_IMAGE_BYTES={IMAGE_CAP}",
@@ -117,16 +135,20 @@ def test_a_hostile_crawl_ends_on_its_caps_in_bounded_memory(
         "headers too large": 2,  # /headers, /long-header
         "redirect refused: file scheme": 1,  # a meta refresh to file: is just not followed
         "too many redirects": 1,  # /meta-loop
-        "robots.txt disallowed": 1,  # /private on the host with the huge robots.txt
+        "robots.txt disallowed": 2,  # /private where the rule is in the first 500 KiB
+        "robots.txt unavailable": 1,  # the seed of the host whose robots.txt is a bomb
         "http 404": 1,  # the largest of /odd's 10,000 srcset candidates
     }
     assert {tuple(map(str, row)) for row in sightings} == {
         (hostile.url("/"), hostile.url("/good.jpg")),
         (hostile.url("/odd"), hostile.url("/good.jpg")),
-        (binary.url("/"), binary.url("/2.jpg")),
-        (huge.url("/"), huge.url("/3.jpg")),
+        (robots["binary"].url("/"), robots["binary"].url("/2.jpg")),  # garbage: no rules
+        (robots["huge"].url("/"), robots["huge"].url("/3.jpg")),
+        (robots["huge, gzip"].url("/"), robots["huge, gzip"].url("/4.jpg")),
     }
-    assert huge.hits["/late"] == 1 and huge.hits["/private"] == 0
+    for case in ("huge", "huge, gzip"):
+        assert robots[case].hits["/late"] == 1 and robots[case].hits["/private"] == 0, case
+    assert set(robots["gzip bomb"].hits) == {"/robots.txt"}
     dropped = LINKS_ON_A_PAGE - 1000
     assert f"{dropped} links over the per-page cap" in result.stderr, result.stderr[-3000:]
     print(f"hostile crawl: {crawl.seconds:.1f} s, peak RSS {crawl.peak_rss_mb:.0f} MB")
