@@ -40,7 +40,7 @@ ROBOTS_TXT_LIMIT = 500 * 1024  # RFC 9309: parse at least 500 KiB; we stop there
 def hostile_routes() -> dict[str, Resource | object]:
     pages = ["/links", "/one-line", "/gzip-bomb", "/deflate-bomb", "/chunks", "/headers"]
     pages += ["/long-header", "/to-file", "/meta-to-file", "/meta-loop", "/file-base", "/odd"]
-    pages += ["/open-anchor"]
+    pages += ["/open-anchor", "/long-alt", "/same-link"]
     images = ["/gzip-bomb.jpg", "/deflate-bomb.png", "/good.jpg"]
     home = "".join(f'<a href="{p}">{p}</a>' for p in pages)
     home += "".join(f'<img src="{i}">' for i in images)
@@ -61,6 +61,8 @@ def hostile_routes() -> dict[str, Resource | object]:
         "/meta-loop2": html('<meta http-equiv="refresh" content="0; url=/meta-loop">'),
         "/file-base": html('<base href="file:///etc/"><img src="passwd.jpg"><a href="x">x</a>'),
         "/open-anchor": html('<a href="/x">' + "<br>" * 2_500_000),  # an <a> holding 10 MB
+        "/long-alt": html('<img src="/good.jpg" alt="' + "ab " * 3_300_000 + '">'),  # 9.9 MB
+        "/same-link": html('<a href="/good.jpg">ab</a>' * 350_000),  # 9.5 MB, one image
         "/odd": html(
             '<img src="/good.jpg">' * 100_000
             + '<img srcset="'
@@ -142,6 +144,8 @@ def test_a_hostile_crawl_ends_on_its_caps_in_bounded_memory(
     assert {tuple(map(str, row)) for row in sightings} == {
         (hostile.url("/"), hostile.url("/good.jpg")),
         (hostile.url("/odd"), hostile.url("/good.jpg")),
+        (hostile.url("/long-alt"), hostile.url("/good.jpg")),
+        (hostile.url("/same-link"), hostile.url("/good.jpg")),
         (robots["binary"].url("/"), robots["binary"].url("/2.jpg")),  # garbage: no rules
         (robots["huge"].url("/"), robots["huge"].url("/3.jpg")),
         (robots["huge, gzip"].url("/"), robots["huge, gzip"].url("/4.jpg")),
