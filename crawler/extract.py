@@ -86,8 +86,8 @@ def is_image_url(url: str) -> bool:
 def page_contents(response: HtmlResponse, max_links: int, max_images: int) -> PageContents:
     """Title, image references and page links of an HTML page, as normalised absolute URLs.
 
-    The page is parsed as a stream and each element dropped once read, so memory does not grow
-    with the number of elements; links and images past their caps are counted, not kept.
+    The page is parsed as a stream and the parsed tree pruned as it goes, so memory does not
+    grow with the number of elements; links and images past their caps are counted, not kept.
     """
     absolute = _url_resolver(response)
     images = _Images(absolute, max_images)
