@@ -5,9 +5,9 @@ that is failing is the last one to hammer. 4xx still means "no rules". Crawl-del
 Scrapy ignores, becomes the host's minimum delay between requests.
 
 RFC 9309 asks crawlers to read at least 500 KiB of robots.txt; we read that much and no more:
-the transfer stops there (whatever size the server announces) and the rules in it apply, so a
-50 MB robots.txt neither fills memory nor locks the crawler out of the site. A compressed one
-is inflated only up to ``DOWNLOAD_MAXSIZE``, then cut to 500 KiB.
+the transfer stops there (whatever size the server announces, wherever it redirects) and the
+rules in it apply, so a 50 MB robots.txt neither fills memory nor locks the crawler out. A
+compressed one is inflated only up to ``DOWNLOAD_MAXSIZE``, then cut to 500 KiB.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from scrapy.utils.misc import build_from_crawler
 DISALLOW_ALL = b"User-agent: *\nDisallow: /\n"
 MAX_CRAWL_DELAY_SECONDS = 60.0
 ROBOTS_TXT_MAX_BYTES = 500 * 1024
+_ROBOTS_TXT = "lookalike_robots_txt"  # meta key
 
 
 class RobotsTxtUnavailable(IgnoreRequest):
@@ -44,7 +45,7 @@ class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
     async def process_request(self, request: Request, spider: Any = None) -> None:
         if _is_robots_txt(request):
             # No cap on the announced size: the transfer stops at ROBOTS_TXT_MAX_BYTES instead.
-            request.meta["download_maxsize"] = 0
+            request.meta.update({_ROBOTS_TXT: True, "download_maxsize": 0, "robots_txt_bytes": 0})
             return
         netloc = urlparse_cached(request).netloc
         try:
@@ -96,7 +97,9 @@ class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
 
 
 def _is_robots_txt(request: Request) -> bool:
-    """The request the parent middleware makes for a host's robots.txt."""
+    """The request the parent middleware makes for a host's robots.txt, or a redirect of it."""
+    if request.meta.get(_ROBOTS_TXT):  # a redirect keeps the meta, not the path
+        return True
     return bool(request.meta.get("dont_obey_robotstxt")) and (
         urlparse_cached(request).path == "/robots.txt"
     )

@@ -78,7 +78,7 @@ def hostile_routes() -> dict[str, Resource | object]:
 
 
 def robots_txt_cases() -> dict[str, Resource]:
-    """robots.txt bodies, each served by a host of its own."""
+    """robots.txt answers, each served by a host of its own."""
     rules = b"User-agent: *\nDisallow: /private\n"
     padding = b"# padding\n" * (ROBOTS_TXT_LIMIT // 10)
     late = b"Disallow: /late\n"  # past the 500 KiB a crawler must read: ignored
@@ -92,6 +92,7 @@ def robots_txt_cases() -> dict[str, Resource]:
             headers={"Content-Encoding": "gzip"},
         ),
         "gzip bomb": replace(gzip_bomb(1024), content_type="text/plain"),
+        "redirected to an endless body": redirect("/endless"),
     }
 
 
@@ -101,6 +102,7 @@ def robots_site(robots_txt: Resource, image: int) -> Site:
         "/": html(f'<img src="/{image}.jpg"><a href="/private">p</a><a href="/late">l</a>'),
         "/private": html("<p>private"),
         "/late": html("<p>late"),
+        "/endless": endless_chunks,
         f"/{image}.jpg": jpeg(image),
     }
     return Site(routes)  # type: ignore[arg-type]
@@ -142,6 +144,7 @@ def test_a_hostile_crawl_ends_on_its_caps_in_bounded_memory(
         "robots.txt unavailable": 1,  # the seed of the host whose robots.txt is a bomb
         "http 404": 1,  # the largest of /odd's 10,000 srcset candidates
     }
+    redirected = robots["redirected to an endless body"]
     assert {tuple(map(str, row)) for row in sightings} == {
         (hostile.url("/"), hostile.url("/good.jpg")),
         (hostile.url("/odd"), hostile.url("/good.jpg")),
@@ -150,6 +153,7 @@ def test_a_hostile_crawl_ends_on_its_caps_in_bounded_memory(
         (robots["binary"].url("/"), robots["binary"].url("/2.jpg")),  # garbage: no rules
         (robots["huge"].url("/"), robots["huge"].url("/3.jpg")),
         (robots["huge, gzip"].url("/"), robots["huge, gzip"].url("/4.jpg")),
+        (redirected.url("/"), redirected.url("/6.jpg")),  # no rules in what was read
     }
     assert hostile.hits["/headers"] == hostile.hits["/long-header"] == 1
     for case in ("huge", "huge, gzip"):
