@@ -2,9 +2,9 @@
 
 Twisted keeps every header line it receives and Scrapy only caps the body, so a server that
 sends headers without end grew the crawler by gigabytes until the download timeout. The status
-line and headers together may take ``LOOKALIKE_MAX_HEADER_BYTES`` (Chromium allows 256 KiB);
-past that, or past Twisted's 16 KiB for one line, the download fails at once as
-``HeadersTooLarge``, which is not retried.
+line and headers together may take ``LOOKALIKE_MAX_HEADER_BYTES`` (Chromium allows 256 KiB),
+counting the interim ``1xx`` heads Twisted skips; past that, or past Twisted's 16 KiB for one
+line, the download fails at once as ``HeadersTooLarge``, which is not retried.
 """
 
 from __future__ import annotations

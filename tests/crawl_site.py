@@ -1,8 +1,8 @@
 """Local web sites for crawler tests, served on 127.0.0.1 by a thread of the test process.
 
 A ``Site`` maps paths to responses: fixed ``Resource``s or functions of the request handler
-(for hostile behaviour: dripping bytes, endless calendars). Every request is logged, so tests
-can check what the crawler fetched, and how often.
+(for hostile behaviour: dripping bytes, endless calendars, headers or bodies, compression
+bombs). Every request is logged, so tests can check what the crawler fetched, and how often.
 """
 
 from __future__ import annotations
@@ -190,6 +190,11 @@ def _endless(handler: BaseHTTPRequestHandler, head: bytes, piece: bytes) -> None
 def endless_headers(handler: BaseHTTPRequestHandler) -> None:
     """A status line and then headers, short ones, without end."""
     _endless(handler, b"HTTP/1.1 200 OK\r\n", b"X-Flood: never ending\r\n" * 4096)
+
+
+def endless_continues(handler: BaseHTTPRequestHandler) -> None:
+    """Interim ``100 Continue`` heads, one after another, and never the response."""
+    _endless(handler, b"", b"HTTP/1.1 100 Continue\r\n\r\n" * 1024)
 
 
 def endless_chunks(handler: BaseHTTPRequestHandler) -> None:

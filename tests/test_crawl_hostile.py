@@ -21,6 +21,7 @@ from tests.crawl_site import (
     Site,
     deflate_bomb,
     endless_chunks,
+    endless_continues,
     endless_headers,
     gzip_bomb,
     html,
@@ -39,7 +40,15 @@ ROBOTS_TXT_LIMIT = 500 * 1024  # RFC 9309: parse at least 500 KiB; we stop there
 
 def hostile_routes() -> dict[str, Resource | object]:
     pages = ["/links", "/one-line", "/gzip-bomb", "/deflate-bomb", "/chunks", "/headers"]
-    pages += ["/long-header", "/to-file", "/meta-to-file", "/meta-loop", "/file-base", "/odd"]
+    pages += [
+        "/continues",
+        "/long-header",
+        "/to-file",
+        "/meta-to-file",
+        "/meta-loop",
+        "/file-base",
+        "/odd",
+    ]
     pages += ["/open-anchor", "/long-alt", "/same-link"]
     images = ["/gzip-bomb.jpg", "/deflate-bomb.png", "/good.jpg"]
     home = "".join(f'<a href="{p}">{p}</a>' for p in pages)
@@ -54,6 +63,7 @@ def hostile_routes() -> dict[str, Resource | object]:
         "/deflate-bomb": deflate_bomb(10 * 1024),
         "/chunks": endless_chunks,
         "/headers": endless_headers,
+        "/continues": endless_continues,
         "/long-header": Resource(b"<p>long", headers={"X-Long": "a" * 100_000}),
         "/to-file": redirect("file:///etc/passwd"),
         "/meta-to-file": html('<meta http-equiv="refresh" content="0; url=file:///etc/passwd">'),
@@ -137,7 +147,7 @@ def test_a_hostile_crawl_ends_on_its_caps_in_bounded_memory(
     assert errors == {
         "decompression bomb": 4,  # pages and images, gzip and deflate
         "too large": 2,  # /one-line, /chunks
-        "headers too large": 2,  # /headers, /long-header
+        "headers too large": 3,  # /headers, /continues, /long-header
         "redirect refused: file scheme": 1,  # a meta refresh to file: is just not followed
         "too many redirects": 1,  # /meta-loop
         "robots.txt disallowed": 2,  # /private where the rule is in the first 500 KiB
