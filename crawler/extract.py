@@ -157,8 +157,6 @@ class _Images:
 
 
 _READ_TAGS = ("img", "source", "meta", "a", "area", "title")
-_TEXT_TAGS = frozenset({"a", "area", "title"})  # their text is read when they end
-_MAX_HELD_ELEMENTS = 1000  # kept inside one of those for its text; an unclosed <a> holds no more
 _FEED_CHARACTERS = 64 * 1024
 
 
@@ -166,10 +164,13 @@ def _read_elements(text: str) -> Iterator[Any]:
     """The elements of an HTML document that ``page_contents`` reads, each as its end is parsed.
 
     After each piece fed to the parser, everything parsed before is dropped but the path of
-    still open elements (whose depth libxml2 bounds), so the tree never holds the whole page.
+    still open elements (libxml2 stops reading a page nested ~2,000 deep), so the tree never
+    holds the whole page. A link keeps its own text; markup inside it only from the last piece.
+    ``huge_tree`` as in Scrapy's selectors: libxml2 would refuse a text or attribute over 10 MB,
+    and spent ~9× its size doing so.
     """
     parser = etree.HTMLPullParser(
-        events=("start", "end"), tag=("html", *_READ_TAGS), encoding="utf-8"
+        events=("start", "end"), tag=("html", *_READ_TAGS), encoding="utf-8", huge_tree=True
     )
     root = None
     for chunk in _chunks(text):
@@ -198,8 +199,7 @@ def _drop_all_but_open_path(root: Any) -> None:
     """Delete every element but the last child on each level: the ones still being parsed."""
     node = root
     while len(node):
-        if node.tag not in _TEXT_TAGS or len(node) > _MAX_HELD_ELEMENTS:
-            del node[:-1]
+        del node[:-1]
         node = node[-1]
 
 

@@ -86,3 +86,14 @@ def test_links_and_images_past_the_caps_are_counted_not_kept() -> None:
         f"https://example.org/i{n}.jpg" for n in range(4)
     ]
     assert (page.dropped_links, page.dropped_images) == (7, 6)
+
+
+def test_a_link_keeps_its_own_text_however_much_markup_it_holds() -> None:
+    """The parsed tree is pruned every 64 KiB, inside an open <a> too."""
+    body = '<a href="/photo.jpg">own text' + "<b>x</b>" * 30_000 + "</a>"
+    page = page_contents(
+        HtmlResponse("https://example.org/", body=body.encode()), max_links=10, max_images=10
+    )
+    (image,) = page.images
+    assert image.url == "https://example.org/photo.jpg"
+    assert image.alt_text is not None and image.alt_text.startswith("own textxx")

@@ -49,7 +49,7 @@ def hostile_routes() -> dict[str, Resource | object]:
         "/file-base",
         "/odd",
     ]
-    pages += ["/open-anchor", "/long-alt", "/same-link"]
+    pages += ["/open-anchor", "/long-alt", "/same-link", "/deep"]
     images = ["/gzip-bomb.jpg", "/deflate-bomb.png", "/good.jpg"]
     home = "".join(f'<a href="{p}">{p}</a>' for p in pages)
     home += "".join(f'<img src="{i}">' for i in images)
@@ -72,6 +72,7 @@ def hostile_routes() -> dict[str, Resource | object]:
         "/file-base": html('<base href="file:///etc/"><img src="passwd.jpg"><a href="x">x</a>'),
         "/open-anchor": html('<a href="/x">' + "<br>" * 2_500_000),  # an <a> holding 10 MB
         "/long-alt": html('<img src="/good.jpg" alt="' + "ab " * 3_300_000 + '">'),  # 9.9 MB
+        "/deep": html("<div>" * 1_000_000 + '<img src="/deep.jpg">'),  # read to ~2,000 deep
         "/same-link": html('<a href="/good.jpg">ab</a>' * 350_000),  # 9.5 MB, one image
         "/odd": html(
             '<img src="/good.jpg">' * 100_000
