@@ -10,12 +10,17 @@ gives the best thumbnail, so fetching the others would only add near-duplicate r
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
+from functools import lru_cache
 from posixpath import splitext
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from lxml import etree
 from scrapy.http import HtmlResponse
-from scrapy.linkextractors import LinkExtractor
+from w3lib.html import strip_html5_whitespace
 from w3lib.url import canonicalize_url
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
@@ -29,8 +34,8 @@ SESSION_PARAMETERS = frozenset(
 MAX_TEXT_LENGTH = 1000
 MAX_URL_LENGTH = 2048
 
+_WORD = re.compile(r"\S+")
 _DESCRIPTOR = re.compile(r"^(\d+(?:\.\d+)?)([wx])$", re.IGNORECASE)
-_links = LinkExtractor(deny_extensions=(), tags=("a", "area"), attrs=("href",), unique=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,8 @@ class PageContents:
     title: str | None
     images: list[ImageRef]
     links: list[str]
+    dropped_links: int = 0  # <a>/<area> elements past the cap, counted, not read
+    dropped_images: int = 0  # distinct images past the cap
 
 
 def normalise_url(url: str) -> str | None:
@@ -76,43 +83,124 @@ def is_image_url(url: str) -> bool:
     return splitext(urlsplit(url).path)[1].lower() in IMAGE_EXTENSIONS
 
 
-def page_contents(response: HtmlResponse) -> PageContents:
-    """Title, image references and page links of an HTML page, as normalised absolute URLs."""
-    images: dict[str, ImageRef] = {}
+def page_contents(response: HtmlResponse, max_links: int, max_images: int) -> PageContents:
+    """Title, image references and page links of an HTML page, as normalised absolute URLs.
 
-    def add_image(raw: str | None, alt: str | None = None) -> None:
-        if not raw:
-            return
-        url = normalise_url(response.urljoin(raw))  # urljoin honours <base href>
-        if url and (url not in images or (alt and not images[url].alt_text)):
-            images[url] = ImageRef(url, _clean_text(alt))
+    The page is parsed as a stream and the parsed tree pruned as it goes, so memory does not
+    grow with the number of elements; links and images past their caps are counted, not kept.
+    """
+    absolute = _url_resolver(response)
+    images = _Images(absolute, max_images)
+    links: dict[str, None] = {}
+    dropped_links = 0
+    title = None
+    for element in _read_elements(response.text):
+        tag, attrib = element.tag, element.attrib
+        if tag == "img":
+            alt = attrib.get("alt")
+            for name in ("src", *LAZY_SRC_ATTRIBUTES):
+                images.add(attrib.get(name), alt)
+            for name in ("srcset", *LAZY_SRCSET_ATTRIBUTES):
+                images.add(largest_candidate(attrib.get(name)), alt)
+        elif tag == "source" and next(element.iterancestors("picture"), None) is not None:
+            for name in ("srcset", *LAZY_SRCSET_ATTRIBUTES):
+                images.add(largest_candidate(attrib.get(name)))
+        elif tag == "meta":
+            key = (attrib.get("property") or attrib.get("name") or "").lower()
+            if key in META_IMAGE_KEYS:
+                images.add(attrib.get("content"))
+        elif tag in ("a", "area") and "href" in attrib:
+            if len(links) >= max_links:
+                dropped_links += 1
+                continue
+            url = absolute(attrib["href"])
+            if url and is_image_url(url):
+                images.add(url, "".join(element.itertext()))
+            elif url:
+                links[url] = None
+        elif tag == "title" and title is None:
+            title = _clean_text("".join(element.itertext()))
+    return PageContents(
+        title, list(images.found.values()), list(links), dropped_links, images.dropped
+    )
 
-    for img in response.css("img"):
-        alt = img.attrib.get("alt")
-        add_image(img.attrib.get("src"), alt)
-        for name in LAZY_SRC_ATTRIBUTES:
-            add_image(img.attrib.get(name), alt)
-        for name in ("srcset", *LAZY_SRCSET_ATTRIBUTES):
-            add_image(largest_candidate(img.attrib.get(name)), alt)
-    for source in response.css("picture source"):
-        for name in ("srcset", *LAZY_SRCSET_ATTRIBUTES):
-            add_image(largest_candidate(source.attrib.get(name)))
-    for meta in response.css("meta"):
-        key = (meta.attrib.get("property") or meta.attrib.get("name") or "").lower()
-        if key in META_IMAGE_KEYS:
-            add_image(meta.attrib.get("content"))
 
-    links: list[str] = []
-    for link in _links.extract_links(response):
-        url = normalise_url(link.url)
+def _url_resolver(response: HtmlResponse) -> Callable[[str], str | None]:
+    """Attribute value → normalised absolute URL, remembering recent answers: a page may name
+    one URL 900,000 times, and normalising each took 14 s of the crawler's only thread."""
+
+    @lru_cache(maxsize=1024)
+    def absolute(raw: str) -> str | None:
+        return normalise_url(response.urljoin(strip_html5_whitespace(raw)))  # honours <base>
+
+    return absolute
+
+
+class _Images:
+    """The distinct images of a page up to a cap, each with the first alt text it had."""
+
+    def __init__(self, absolute: Callable[[str], str | None], cap: int) -> None:
+        self.found: dict[str, ImageRef] = {}
+        self.dropped = 0
+        self._cap = cap
+        self._absolute = absolute
+
+    def add(self, raw: str | None, alt: str | None = None) -> None:
+        url = self._absolute(raw) if raw else None
         if url is None:
-            continue
-        if is_image_url(url):
-            add_image(url, link.text)
+            return
+        known = self.found.get(url)
+        if known is None and len(self.found) >= self._cap:
+            self.dropped += 1
+        elif known is None or (alt and not known.alt_text):
+            self.found[url] = ImageRef(url, _clean_text(alt))
+
+
+_READ_TAGS = ("img", "source", "meta", "a", "area", "title")
+_FEED_CHARACTERS = 64 * 1024
+
+
+def _read_elements(text: str) -> Iterator[Any]:
+    """The elements of an HTML document that ``page_contents`` reads, each as its end is parsed.
+
+    After each piece fed to the parser, everything parsed before is dropped but the path of
+    still open elements (libxml2 stops reading a page nested ~2,000 deep), so the tree never
+    holds the whole page. A link keeps its own text; markup inside it only from the last piece.
+    ``huge_tree`` as in Scrapy's selectors: libxml2 would refuse a text or attribute over 10 MB,
+    and spent ~9× its size doing so.
+    """
+    parser = etree.HTMLPullParser(
+        events=("start", "end"), tag=("html", *_READ_TAGS), encoding="utf-8", huge_tree=True
+    )
+    root = None
+    for chunk in _chunks(text):
+        if chunk:
+            parser.feed(chunk)
         else:
-            links.append(url)
-    title = _clean_text(response.css("title::text").get())
-    return PageContents(title=title, images=list(images.values()), links=links)
+            with suppress(etree.LxmlError):  # an empty or hopeless document
+                parser.close()
+        for event, element in parser.read_events():
+            if event == "end":
+                yield element
+            elif root is None:
+                root = element.getroottree().getroot()
+        if root is not None:
+            _drop_all_but_open_path(root)
+
+
+def _chunks(text: str) -> Iterator[bytes]:
+    """The document in UTF-8 pieces to feed the parser, then ``b""`` for its end."""
+    for start in range(0, len(text), _FEED_CHARACTERS):
+        yield text[start : start + _FEED_CHARACTERS].encode("utf-8", "surrogatepass")
+    yield b""
+
+
+def _drop_all_but_open_path(root: Any) -> None:
+    """Delete every element but the last child on each level: the ones still being parsed."""
+    node = root
+    while len(node):
+        del node[:-1]
+        node = node[-1]
 
 
 def largest_candidate(srcset: str | None) -> str | None:
@@ -138,7 +226,15 @@ def _split_srcset(srcset: str) -> list[str]:
 
 
 def _clean_text(text: str | None) -> str | None:
+    """Whitespace collapsed, cut to MAX_TEXT_LENGTH; only the words kept are ever split off
+    (``str.split`` of a 10 MB alt text of short words made ~150 MB of them)."""
     if text is None:
         return None
-    collapsed = " ".join(text.split())[:MAX_TEXT_LENGTH]
-    return collapsed or None
+    words: list[str] = []
+    length = 0
+    for word in _WORD.finditer(text):
+        if length > MAX_TEXT_LENGTH:
+            break
+        words.append(word.group())
+        length += len(words[-1]) + 1
+    return " ".join(words)[:MAX_TEXT_LENGTH] or None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urljoin, urlsplit
+
 from scrapy.exceptions import (
     CannotResolveHostError,
     DownloadCancelledError,
@@ -10,10 +12,13 @@ from scrapy.exceptions import (
     IgnoreRequest,
     ResponseDataLossError,
 )
+from scrapy.http import Response
 from scrapy.spidermiddlewares.httperror import HttpError
+from scrapy.utils._compression import _DecompressionMaxSizeExceeded
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError, TimeoutError
 from twisted.python.failure import Failure
 
+from crawler.download import HeadersTooLarge
 from crawler.robots import RobotsTxtUnavailable
 from crawler.safety import RefusedAddress
 
@@ -25,17 +30,20 @@ _BY_TYPE: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str
     ((CannotResolveHostError, DNSLookupError), "dns lookup failed"),
     ((DownloadConnectionRefusedError, ConnectionRefusedError), "connection refused"),
     (ResponseDataLossError, "truncated response"),
+    (HeadersTooLarge, "headers too large"),
 )
 
 
 def failure_kind(failure: Failure) -> str:
     error = failure.value
     if isinstance(error, HttpError):
-        return f"http {error.response.status}"
+        return _http_kind(error.response)
     for types, kind in _BY_TYPE:
         if isinstance(error, types):
             return kind
     if isinstance(error, IgnoreRequest):
+        if isinstance(error.__cause__, _DecompressionMaxSizeExceeded):
+            return "decompression bomb"  # the cap on the body, reached while inflating it
         message = str(error)
         if "robots.txt" in message:
             return "robots.txt disallowed"
@@ -43,6 +51,16 @@ def failure_kind(failure: Failure) -> str:
             return "too many redirects"
         return "ignored"
     return type(error).__name__
+
+
+def _http_kind(response: Response) -> str:
+    """``http 404``; a redirect that Scrapy left unfollowed for its scheme says so."""
+    location = response.headers.get("Location")
+    if 300 <= response.status < 400 and location:
+        scheme = urlsplit(urljoin(response.url, location.decode("latin-1"))).scheme
+        if scheme not in ("http", "https"):
+            return f"redirect refused: {scheme or 'no'} scheme"
+    return f"http {response.status}"
 
 
 def rejection_kind(reason: str) -> str:

@@ -21,6 +21,10 @@ LOOKALIKE_MAX_PAGES = 10_000  # pages scheduled per crawl (0: no cap)
 LOOKALIKE_MAX_PAGE_BYTES = 10 * 1024 * 1024
 LOOKALIKE_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 LOOKALIKE_MAX_PIXELS = 50_000_000
+# Read from one page, in its order; those past a cap are counted in the crawl's log and stats.
+LOOKALIKE_MAX_LINKS_PER_PAGE = 1000
+LOOKALIKE_MAX_IMAGES_PER_PAGE = 1000
+LOOKALIKE_MAX_HEADER_BYTES = 256 * 1024  # a response's status line and headers (Chromium's cap)
 LOOKALIKE_THUMBNAILS = True  # keep a ≤160 px WebP of each new image in PostgreSQL
 
 # Writing to PostgreSQL: batches, off the reactor thread, with back-pressure.
@@ -63,6 +67,10 @@ TELNETCONSOLE_ENABLED = False
 LOG_LEVEL = "INFO"
 LOGSTATS_INTERVAL = 0  # our progress line replaces Scrapy's
 
+DOWNLOAD_HANDLERS = {
+    "http": "crawler.download.CappedHeadersDownloadHandler",
+    "https": "crawler.download.CappedHeadersDownloadHandler",
+}
 DOWNLOADER_MIDDLEWARES = {
     # Checked first, so nothing (not even robots.txt) is fetched from a refused address.
     "crawler.safety.PublicAddressMiddleware": 50,

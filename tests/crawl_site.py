@@ -1,17 +1,19 @@
 """Local web sites for crawler tests, served on 127.0.0.1 by a thread of the test process.
 
 A ``Site`` maps paths to responses: fixed ``Resource``s or functions of the request handler
-(for hostile behaviour: dripping bytes, endless calendars). Every request is logged, so tests
-can check what the crawler fetched, and how often.
+(for hostile behaviour: dripping bytes, endless calendars, headers or bodies, compression
+bombs). Every request is logged, so tests can check what the crawler fetched, and how often.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ import psycopg
 
 from lookalike.db import apply_schema, scratch_database
 from tests.images import encode, photo
+from tests.served import memory_kib
 
 
 @dataclass
@@ -123,6 +126,10 @@ class _Server(ThreadingHTTPServer):
     # a 1 s retransmission: the crawl would measure the test server, not itself.
     request_queue_size = 128
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a crawler hanging up is fine
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
 
 def send(handler: BaseHTTPRequestHandler, resource: Resource) -> None:
     handler.send_response(resource.status)
@@ -147,6 +154,54 @@ def drip(handler: BaseHTTPRequestHandler) -> None:
             time.sleep(1)
     except OSError:
         pass
+
+
+MIB = 1024 * 1024
+ENDLESS_SECONDS = 60  # how long an "endless" answer goes on if the client never gives up
+
+
+def gzip_bomb(inflated_mib: int) -> Resource:
+    """A page that inflates to ``inflated_mib`` MiB of zeros: gzip members of 1 MiB, ~1 KB each."""
+    member = gzip.compress(bytes(MIB), 9)
+    return Resource(member * inflated_mib, headers={"Content-Encoding": "gzip"})
+
+
+def deflate_bomb(inflated_mib: int) -> Resource:
+    """One zlib stream of ``inflated_mib`` MiB of zeros; fully flushed blocks repeat exactly."""
+    compressor = zlib.compressobj(9)
+    first = compressor.compress(bytes(MIB)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    again = compressor.compress(bytes(MIB)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    body = first + again * (inflated_mib - 1) + compressor.flush()
+    return Resource(body, headers={"Content-Encoding": "deflate"})
+
+
+def _endless(handler: BaseHTTPRequestHandler, head: bytes, piece: bytes) -> None:
+    """Send ``head``, then ``piece`` again and again until the client hangs up."""
+    deadline = time.monotonic() + ENDLESS_SECONDS
+    try:
+        handler.wfile.write(head)
+        while time.monotonic() < deadline:
+            handler.wfile.write(piece)
+    except OSError:
+        pass
+    handler.close_connection = True
+
+
+def endless_headers(handler: BaseHTTPRequestHandler) -> None:
+    """A status line and then headers, short ones, without end."""
+    _endless(handler, b"HTTP/1.1 200 OK\r\n", b"X-Flood: never ending\r\n" * 4096)
+
+
+def endless_continues(handler: BaseHTTPRequestHandler) -> None:
+    """Interim ``100 Continue`` heads, one after another, and never the response."""
+    _endless(handler, b"", b"HTTP/1.1 100 Continue\r\n\r\n" * 1024)
+
+
+def endless_chunks(handler: BaseHTTPRequestHandler) -> None:
+    """A chunked HTML body that never ends."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunk = b"<p>" + b"x" * 65533
+    _endless(handler, head, b"%x\r\n%s\r\n" % (len(chunk), chunk))
 
 
 def calendar(handler: BaseHTTPRequestHandler) -> None:
@@ -231,6 +286,43 @@ def run_crawl(
     return subprocess.run(
         crawl_command(*args), env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
     )
+
+
+@dataclass
+class MeasuredCrawl:
+    result: subprocess.CompletedProcess[str]
+    peak_rss_mb: float  # the crawl process's VmHWM, last read while it ran
+    seconds: float
+
+
+def measured_crawl(env: dict[str, str], *args: str, timeout: float = 60) -> MeasuredCrawl:
+    """``run_crawl`` that also watches the crawl's peak resident memory in /proc."""
+    command = crawl_command(*args)
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    peak_kib = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak_kib
+        while not done.wait(0.05):
+            try:
+                peak_kib = max(peak_kib, memory_kib(process.pid, "VmHWM"))
+            except (OSError, LookupError):  # exited: a zombie has no memory figures
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        done.set()
+        process.kill()
+        watcher.join()
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    return MeasuredCrawl(result, peak_kib / 1024, time.monotonic() - started)
 
 
 def crawl_reference(env: dict[str, str], reference_url: str, *args: str) -> None:

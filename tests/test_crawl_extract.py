@@ -50,22 +50,50 @@ def test_page_contents_finds_every_image_form_once() -> None:
       </head><body>
       <img src="plain.jpg" alt="first"><img src="plain.jpg" alt="again">
       <img src="s.jpg" srcset="s.jpg 1x, l.jpg 2x">
-      <picture><source data-srcset="p1.webp 1x, p2.webp 2x"><img data-src="lazy.jpg"></picture>
+      <picture><source data-srcset="p1.webp 1x, p2.webp 2x"><source srcset="p3.avif">
+        <img data-src="lazy.jpg"></picture>
       <img data-original="orig.gif"><img src="data:image/png;base64,AAAA">
       <a href="photo.JPG">photo</a><a href="next.html">next</a><a href="#top">top</a>
     </body></html>"""
-    page = page_contents(HtmlResponse("https://example.org/dir/page", body=body))
+    page = page_contents(
+        HtmlResponse("https://example.org/dir/page", body=body), max_links=10, max_images=10
+    )
     base = "https://cdn.example.net/base/"
     assert page.title == "A title"
-    assert page.images == [
+    assert set(page.images) == {
+        ImageRef("https://cdn.example.net/og.jpg", None),
+        ImageRef(f"{base}tw.png", None),
         ImageRef(f"{base}plain.jpg", "first"),
         ImageRef(f"{base}s.jpg", None),
         ImageRef(f"{base}l.jpg", None),
+        ImageRef(f"{base}p2.webp", None),
+        ImageRef(f"{base}p3.avif", None),
         ImageRef(f"{base}lazy.jpg", None),
         ImageRef(f"{base}orig.gif", None),
-        ImageRef(f"{base}p2.webp", None),
-        ImageRef("https://cdn.example.net/og.jpg", None),
-        ImageRef(f"{base}tw.png", None),
         ImageRef(f"{base}photo.JPG", "photo"),
-    ]
+    }
     assert page.links == [f"{base}next.html", f"{base}"]
+
+
+def test_links_and_images_past_the_caps_are_counted_not_kept() -> None:
+    body = "".join(f'<a href="/p{n}">p</a><img src="/i{n}.jpg">' for n in range(10))
+    body += '<img src="/i0.jpg">' * 100  # one image named again and again is one image
+    page = page_contents(
+        HtmlResponse("https://example.org/", body=body.encode()), max_links=3, max_images=4
+    )
+    assert page.links == [f"https://example.org/p{n}" for n in range(3)]
+    assert [image.url for image in page.images] == [
+        f"https://example.org/i{n}.jpg" for n in range(4)
+    ]
+    assert (page.dropped_links, page.dropped_images) == (7, 6)
+
+
+def test_a_link_keeps_its_own_text_however_much_markup_it_holds() -> None:
+    """The parsed tree is pruned every 64 KiB, inside an open <a> too."""
+    body = '<a href="/photo.jpg">own text' + "<b>x</b>" * 30_000 + "</a>"
+    page = page_contents(
+        HtmlResponse("https://example.org/", body=body.encode()), max_links=10, max_images=10
+    )
+    (image,) = page.images
+    assert image.url == "https://example.org/photo.jpg"
+    assert image.alt_text is not None and image.alt_text.startswith("own textxx")

@@ -26,7 +26,7 @@ from scrapy.settings import SETTINGS_PRIORITIES
 from twisted.python.failure import Failure
 
 from crawler.claims import LocalClaims, RedisClaims
-from crawler.extract import normalise_url, page_contents
+from crawler.extract import PageContents, normalise_url, page_contents
 from crawler.failures import failure_kind
 from crawler.frontier import IMAGE, PAGE, PageDone, Pending, RequestFailed, open_frontier
 from crawler.frontier import pending_requests as frontier_pending
@@ -167,7 +167,12 @@ class SiteSpider(scrapy.Spider):
             return
         self.crawler.stats.inc_value("lookalike/pages")
         depth = response.meta["depth"]
-        contents = page_contents(response)
+        contents = page_contents(
+            response,
+            max_links=self.settings.getint("LOOKALIKE_MAX_LINKS_PER_PAGE"),
+            max_images=self.settings.getint("LOOKALIKE_MAX_IMAGES_PER_PAGE"),
+        )
+        self._count_dropped(contents)
         alts = {image.url: image.alt_text for image in contents.images}
         # Every URL goes into the frontier rows, whoever claimed it: a worker that claimed one
         # and died before writing it leaves only this page to bring it back.
@@ -189,6 +194,14 @@ class SiteSpider(scrapy.Spider):
             if pending.url in fresh:
                 referrer = (response.url, contents.title, alts.get(pending.url))
                 yield self._request(pending, referrer)
+
+    def _count_dropped(self, contents: PageContents) -> None:
+        for what, dropped in (
+            ("links", contents.dropped_links),
+            ("images", contents.dropped_images),
+        ):
+            if dropped:
+                self.crawler.stats.inc_value(f"lookalike/dropped_{what}", dropped)
 
     def _links_to_follow(self, links: list[str]) -> tuple[list[str], list[str]]:
         """(in-scope links within the page cap, those of them this worker claimed first)."""
@@ -240,6 +253,16 @@ class SiteSpider(scrapy.Spider):
             pending = frontier_pending(conn, self.crawl_id)
         self.shared.keep_open(pending, lambda p: self.crawler.engine.crawl(self._request(p)))
 
+    def _dropped_summary(self) -> str:
+        """``; 999000 links over the per-page cap not read`` (and images), or nothing."""
+        stats = self.crawler.stats
+        dropped = [
+            f"{count} {what} over the per-page cap"
+            for what in ("links", "images")
+            if (count := stats.get_value(f"lookalike/dropped_{what}", 0))
+        ]
+        return f"; {' and '.join(dropped)} not read" if dropped else ""
+
     def closed(self, reason: str) -> None:
         """Finish the crawl in the database when the work ran out (not on a stop or kill)."""
         try:
@@ -256,7 +279,7 @@ class SiteSpider(scrapy.Spider):
             self.shared.close(finished=reason == "finished")
         if summary:
             logger.info(
-                "crawl %d %s: %d pages, %d images (%d new), %d new sightings, errors %s%s",
+                "crawl %d %s: %d pages, %d images (%d new), %d new sightings, errors %s%s%s",
                 self.crawl_id,
                 reason,
                 summary.pages,
@@ -265,5 +288,6 @@ class SiteSpider(scrapy.Spider):
                 summary.new_sightings,
                 summary.errors or "none",
                 f"; {left} requests left for a resume" if left and reason != "finished" else "",
+                self._dropped_summary(),
             )
         self.store.close()
