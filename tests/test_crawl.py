@@ -237,22 +237,6 @@ def test_per_domain_concurrency_holds_without_throttling(
         assert served.max_in_flight == 2
 
 
-def test_robots_txt_server_error_means_disallow_all(
-    database_url: str, cli_env: dict[str, str]
-) -> None:
-    routes = {
-        "/robots.txt": Resource(b"down", status=503, content_type="text/plain"),
-        "/": html('<img src="/a.jpg"><a href="/b">b</a>'),
-        "/a.jpg": jpeg(1),
-    }
-    with Site(routes) as served:
-        result = run_crawl(cli_env, served.url("/"))
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert set(served.hits) == {"/robots.txt"}
-    assert crawl_row(database_url)[5] == {"robots.txt unavailable": 1}
-    assert rows(database_url, "SELECT count(*) FROM images") == [(0,)]
-
-
 def test_crawl_delay_from_robots_txt_spaces_requests(
     database_url: str, cli_env: dict[str, str]
 ) -> None:
