@@ -22,7 +22,7 @@ import psycopg
 from lookalike import crawls
 from lookalike.fingerprint import Fingerprint
 from lookalike.hashes import from_bigint
-from lookalike.store import Sighting, Store
+from lookalike.store import Sighting, Store, record_sightings
 
 PAGE = "page"
 IMAGE = "image"
@@ -128,33 +128,36 @@ def pending_requests(conn: psycopg.Connection, crawl_id: int) -> list[Pending]:
 
 def write_batch(store: Store, crawl_id: int, batch: Batch) -> BatchResult:
     """Store one batch of results and mark its requests done, all or nothing."""
-    with store.pool.connection() as conn, conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, crawl_id % 2**31))
-        _add_requests(conn, crawl_id, [p for page in batch.pages for p in page.discovered])
-        _add_image_refs(conn, crawl_id, batch.pages)
-        newly_done = _mark_done(conn, crawl_id, batch)
-        sightings = _sightings_of_new_images(conn, crawl_id, batch.images)
-        sightings += _sightings_of_new_pages(conn, crawl_id, batch)
-        # The store commits on its own connection while this transaction still holds the
-        # lock: if we die in between, the requests stay pending and are simply redone.
-        recorded = store.record(sightings)
-        errors = Counter(error for kind, error in newly_done if error)
-        result = BatchResult(
-            pages=sum(1 for kind, error in newly_done if kind == PAGE and not error),
-            images=sum(1 for kind, error in newly_done if kind == IMAGE and not error),
-            new_images=recorded.new_images,
-            new_sightings=recorded.new_sightings,
-            errors=errors,
-        )
-        crawls.add_counts(
-            conn,
-            crawl_id,
-            pages=result.pages,
-            images_seen=result.images,
-            new_images=result.new_images,
-            new_sightings=result.new_sightings,
-            errors=errors,
-        )
+    return store.in_transaction(lambda conn: _write_batch(conn, crawl_id, batch))
+
+
+def _write_batch(conn: psycopg.Connection, crawl_id: int, batch: Batch) -> BatchResult:
+    """Everything of one batch, in the caller's transaction: the rows it found, its requests
+    marked done and the crawl's counters commit together or not at all."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, crawl_id % 2**31))
+    _add_requests(conn, crawl_id, [p for page in batch.pages for p in page.discovered])
+    _add_image_refs(conn, crawl_id, batch.pages)
+    newly_done = _mark_done(conn, crawl_id, batch)
+    sightings = _sightings_of_new_images(conn, crawl_id, batch.images)
+    sightings += _sightings_of_new_pages(conn, crawl_id, batch)
+    recorded = record_sightings(conn, sightings)
+    errors = Counter(error for kind, error in newly_done if error)
+    result = BatchResult(
+        pages=sum(1 for kind, error in newly_done if kind == PAGE and not error),
+        images=sum(1 for kind, error in newly_done if kind == IMAGE and not error),
+        new_images=recorded.new_images,
+        new_sightings=recorded.new_sightings,
+        errors=errors,
+    )
+    crawls.add_counts(
+        conn,
+        crawl_id,
+        pages=result.pages,
+        images_seen=result.images,
+        new_images=result.new_images,
+        new_sightings=result.new_sightings,
+        errors=errors,
+    )
     return result
 
 

@@ -1,0 +1,163 @@
+"""Faults injected inside the crawler's batch write, at each of its steps, by PostgreSQL itself.
+
+A trigger on one table fires at its Nth write statement and either blocks (the test then
+kills the crawler with -9 while its transaction is open, and resumes the crawl) or terminates
+its own backend (the crawler sees the database go away mid-write and replays the batch).
+Either way the crawl must end with exactly the rows *and counters* of an uninterrupted one:
+a batch whose rows and "done" marks committed apart would leave requests done without their
+rows, or rows without their requests (redone, their images no longer "new").
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.crawl_site import (
+    ROOT,
+    Resource,
+    Site,
+    crawl_command,
+    crawl_reference,
+    linked_routes,
+    reference_database,
+    run_crawl,
+    snapshot,
+    wait_for,
+)
+
+# Where the write fails: (table, which write statement on it since the crawl began). Each is
+# past the crawl's first batch, so some rows are already in when the fault comes.
+STEPS = {
+    "new requests": ("crawl_requests", 4),
+    "image refs": ("crawl_image_refs", 2),
+    "images": ("images", 2),
+    "thumbnails": ("thumbnails", 2),
+    "pages": ("pages", 2),
+    "sightings": ("sightings", 2),
+    "counters": ("crawls", 2),  # on crawls: the second batch that stores new images
+    "commit": ("crawls", 2),  # a deferred trigger: it runs while the transaction commits
+}
+HOLD_KEY = 0x46_41_55_4C  # the advisory lock a blocking fault waits on while the test holds it
+ARGS = ("--depth", "50", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=1")
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    """12 pages, 18 images and one image URL that is not an image: a few batches' worth."""
+    routes = linked_routes(12, 18)
+    routes["/i3.jpg"] = Resource(b"not an image", content_type="image/jpeg")
+    with Site(routes, delay=0.03) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def expected(
+    site: Site, server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, set[tuple[object, ...]]], list[tuple[object, ...]]]:
+    """The rows and crawl counters of the same crawl, uninterrupted."""
+    env = {**os.environ, "LOOKALIKE_HOME": str(tmp_path_factory.mktemp("home"))}
+    with reference_database(server_url) as url:
+        crawl_reference(env, url, site.url("/p0"), *ARGS)
+        return snapshot(url), _crawls(url)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_kill_9_inside_a_batch_write_then_resume_gives_the_same_rows_and_counters(
+    step: str, site: Site, expected: object, database_url: str, cli_env: dict[str, str]
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (HOLD_KEY,))
+        _arm(database_url, step, "hang")
+        crawl = subprocess.Popen(
+            crawl_command(site.url("/p0"), *ARGS),
+            env=cli_env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(lambda: _waiting_on_fault(holder), 60)
+        finally:
+            crawl.send_signal(signal.SIGKILL)
+            crawl.wait()
+        # The dead crawler's backend would go on once the lock is free: end it first.
+        holder.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    _disarm(database_url)
+    resumed = run_crawl(cli_env, site.url("/p0"), *ARGS)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (snapshot(database_url), _crawls(database_url)) == expected
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_database_lost_inside_a_batch_write_is_replayed_exactly(
+    step: str, site: Site, expected: object, database_url: str, cli_env: dict[str, str]
+) -> None:
+    _arm(database_url, step, "terminate")
+    result = run_crawl(cli_env, site.url("/p0"), *ARGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "database unavailable, retrying" in result.stderr
+    assert (snapshot(database_url), _crawls(database_url)) == expected
+
+
+def _arm(url: str, step: str, action: str) -> None:
+    """Make the Nth write statement on the step's table block or kill its own backend."""
+    table, nth = STEPS[step]
+    when = sql.SQL(
+        {
+            "counters": "TRIGGER lookalike_test_fault AFTER UPDATE ON {} FOR EACH ROW ",
+            "commit": "CONSTRAINT TRIGGER lookalike_test_fault AFTER UPDATE ON {} "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW ",
+        }.get(step, "TRIGGER lookalike_test_fault AFTER INSERT OR UPDATE ON {} FOR EACH STATEMENT")
+        + ("WHEN (NEW.new_images > OLD.new_images)" if table == "crawls" else "")
+    ).format(sql.Identifier(table))
+    fault = (
+        sql.SQL("PERFORM pg_advisory_xact_lock({});").format(sql.Literal(HOLD_KEY))
+        if action == "hang"
+        else sql.SQL("PERFORM pg_terminate_backend(pg_backend_pid());")
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE lookalike_test_fault_calls")
+        conn.execute(
+            sql.SQL(
+                """
+                CREATE FUNCTION lookalike_test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF nextval('lookalike_test_fault_calls') = {} THEN {} END IF;
+                    RETURN NULL;
+                END $$
+                """
+            ).format(sql.Literal(nth), fault)
+        )
+        conn.execute(sql.SQL("CREATE {} EXECUTE FUNCTION lookalike_test_fault()").format(when))
+
+
+def _disarm(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP FUNCTION lookalike_test_fault() CASCADE")
+
+
+def _waiting_on_fault(conn: psycopg.Connection) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+        "WHERE d.datname = current_database() AND l.locktype = 'advisory' "
+        "AND l.objid = %s AND l.objsubid = 1 AND NOT l.granted",
+        (HOLD_KEY,),
+    ).fetchone()
+    return row == (1,)
+
+
+def _crawls(url: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT outcome, pages, images_seen, new_images, new_sightings, errors FROM crawls"
+        ).fetchall()
