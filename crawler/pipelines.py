@@ -19,7 +19,6 @@ import os
 import queue
 import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,7 +30,7 @@ from scrapy.utils.defer import deferred_from_coro
 
 from crawler.failures import rejection_kind
 from crawler.frontier import IMAGE, Batch, ImageDone, PageDone, RequestFailed, write_batch
-from crawler.hashing import fingerprint_or_reason, start_pool
+from crawler.hashing import Fingerprinters, Job
 from lookalike.config import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ class BatchWriterPipeline:
         self._counting = threading.Lock()  # both threads update the two counts above
         self._gave_up = False
         self._thread: threading.Thread | None = None
-        self._hashers = start_pool(
+        self._hashers = Fingerprinters(
             settings.getint("LOOKALIKE_FINGERPRINT_WORKERS") or os.cpu_count() or 2
         )
 
@@ -95,9 +94,7 @@ class BatchWriterPipeline:
             self._buffered_bytes += size
             self._unwritten += 1
         if isinstance(item, ImageFetched):  # decode now, in parallel; the writer keeps order
-            hashed = self._hashers.submit(
-                fingerprint_or_reason, item.body, self.max_pixels, self.thumbnails
-            )
+            hashed = self._hashers.submit(item.body, self.max_pixels, self.thumbnails)
             self._queue.put(((item, hashed), size))
         else:
             self._queue.put((item, size))
@@ -113,7 +110,7 @@ class BatchWriterPipeline:
         self._queue.put(_STOP)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
-        self._hashers.shutdown(cancel_futures=True)
+        self._hashers.shutdown()
 
     # --- writer thread --------------------------------------------------------------------
 
@@ -161,10 +158,10 @@ class BatchWriterPipeline:
                     batch.failures.append(result)
         return batch
 
-    def _hash_result(self, image: ImageFetched, hashed: Future[Any]) -> ImageDone | RequestFailed:
+    def _hash_result(self, image: ImageFetched, hashed: Job) -> ImageDone | RequestFailed:
         """What the bytes turned out to be; "is this an image" is decided from them alone."""
         try:
-            result = hashed.result()
+            result = self._hashers.result(hashed)
         except Exception:  # a decoder crash on one hostile file must not stop the writer
             logger.exception("could not fingerprint %s", image.request_url)
             result = "fingerprint failed"
