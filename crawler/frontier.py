@@ -12,6 +12,7 @@ that join safe when several workers write at once.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,8 +27,14 @@ from lookalike.store import Sighting, Store, record_sightings
 
 PAGE = "page"
 IMAGE = "image"
+NOT_STORABLE = "not storable"
+# Refusals for what a row holds (an index key past PostgreSQL's 2704-byte limit, a value it
+# cannot store), not because the database is away: the same rows would be refused again.
+UNSTORABLE = (psycopg.errors.ProgramLimitExceeded, psycopg.DataError)
 # Two-key advisory locks live apart from the one-key lock that guards schema updates.
 _LOCK_CLASS = 0x4C4B
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +134,45 @@ def pending_requests(conn: psycopg.Connection, crawl_id: int) -> list[Pending]:
 
 
 def write_batch(store: Store, crawl_id: int, batch: Batch) -> BatchResult:
-    """Store one batch of results and mark its requests done, all or nothing."""
-    return store.in_transaction(lambda conn: _write_batch(conn, crawl_id, batch))
+    """Store one batch of results and mark its requests done, all or nothing.
+
+    A batch the database refuses for what it holds is written item by item instead, and an
+    item refused on its own becomes a failed request of kind ``NOT_STORABLE``: replaying it
+    would fail forever and stall the crawl.
+    """
+    try:
+        return store.in_transaction(lambda conn: _write_batch(conn, crawl_id, batch))
+    except UNSTORABLE:
+        results = [_write_alone(store, crawl_id, item) for item in _items(batch)]
+        return BatchResult(
+            pages=sum(r.pages for r in results),
+            images=sum(r.images for r in results),
+            new_images=sum(r.new_images for r in results),
+            new_sightings=sum(r.new_sightings for r in results),
+            errors=sum((r.errors for r in results), Counter()),
+        )
+
+
+def _items(batch: Batch) -> list[tuple[Batch, RequestFailed]]:
+    """Each result of the batch as a batch of its own, with what it becomes if refused."""
+    return (
+        [(Batch(pages=[p]), RequestFailed(p.request_url, NOT_STORABLE, PAGE)) for p in batch.pages]
+        + [
+            (Batch(images=[i]), RequestFailed(i.request_url, NOT_STORABLE, IMAGE))
+            for i in batch.images
+        ]
+        + [(Batch(failures=[f]), f) for f in batch.failures]
+    )
+
+
+def _write_alone(store: Store, crawl_id: int, item: tuple[Batch, RequestFailed]) -> BatchResult:
+    single, refused = item
+    try:
+        return store.in_transaction(lambda conn: _write_batch(conn, crawl_id, single))
+    except UNSTORABLE as error:
+        logger.warning("cannot store %s: %s", refused.request_url, str(error).splitlines()[0])
+        failed = Batch(failures=[refused])
+        return store.in_transaction(lambda conn: _write_batch(conn, crawl_id, failed))
 
 
 def _write_batch(conn: psycopg.Connection, crawl_id: int, batch: Batch) -> BatchResult:

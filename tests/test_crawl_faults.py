@@ -6,12 +6,17 @@ its own backend (the crawler sees the database go away mid-write and replays the
 Either way the crawl must end with exactly the rows *and counters* of an uninterrupted one:
 a batch whose rows and "done" marks committed apart would leave requests done without their
 rows, or rows without their requests (redone, their images no longer "new").
+
+A fault of another kind: rows the database refuses for what they hold. One page must not be
+able to stall a crawl by making its batch unwritable.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import signal
+import string
 import subprocess
 from collections.abc import Iterator
 
@@ -25,6 +30,8 @@ from tests.crawl_site import (
     Site,
     crawl_command,
     crawl_reference,
+    html,
+    jpeg,
     linked_routes,
     reference_database,
     run_crawl,
@@ -109,6 +116,55 @@ def test_database_lost_inside_a_batch_write_is_replayed_exactly(
     assert (snapshot(database_url), _crawls(database_url)) == expected
 
 
+def test_writer_giving_up_as_the_crawl_ends_leaves_it_resumable(
+    site: Site, expected: object, database_url: str, cli_env: dict[str, str]
+) -> None:
+    # Every batch with sightings refused from the first: the pages are all fetched long
+    # before the writer stops retrying, so the crawl "runs out of work" with nothing stored.
+    _arm(database_url, "sightings", "outage")
+    stopped = run_crawl(cli_env, site.url("/p0"), *ARGS, "-s", "LOOKALIKE_DB_RETRY_SECONDS=3")
+    assert "database unavailable, retrying" in stopped.stderr
+    assert _crawls(database_url)[0][0] is None  # unfinished: its requests are pending
+    _disarm(database_url)
+    resumed = run_crawl(cli_env, site.url("/p0"), *ARGS)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (snapshot(database_url), _crawls(database_url)) == expected
+
+
+def test_a_page_whose_rows_the_database_refuses_is_counted_and_the_crawl_goes_on(
+    database_url: str, cli_env: dict[str, str]
+) -> None:
+    # Each URL is within the crawler's 2,048 characters, but the pair keys crawl_image_refs
+    # with 2 KB+ of incompressible text: past PostgreSQL's 2,704-byte index row limit.
+    rng = random.Random(9)
+    long_page, long_image = ("/" + "".join(rng.choices(string.ascii_letters, k=1500)) for _ in "ab")
+    routes = {
+        "/": html(f'<a href="{long_page}">long</a><img src="/a.jpg">'),
+        long_page: html(f'<img src="{long_image}.jpg"><img src="/b.jpg">'),
+        "/a.jpg": jpeg(1),
+        "/b.jpg": jpeg(2),
+        f"{long_image}.jpg": jpeg(3),
+    }
+    with Site(routes) as served:
+        result = run_crawl(
+            cli_env, served.url("/"), "-s", "LOOKALIKE_DB_RETRY_SECONDS=5", timeout=60
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute(
+            "SELECT outcome, pages, images_seen, errors FROM crawls"
+        ).fetchone() == (
+            "finished",
+            1,
+            3,
+            {"not storable": 1},
+        )
+        assert conn.execute("SELECT count(*) FROM images").fetchone() == (3,)
+        assert conn.execute(
+            "SELECT count(*) FROM crawl_requests WHERE done_at IS NULL"
+        ).fetchone() == (0,)
+
+
 def _arm(url: str, step: str, action: str) -> None:
     """Make the Nth write statement on the step's table block or kill its own backend."""
     table, nth = STEPS[step]
@@ -120,11 +176,13 @@ def _arm(url: str, step: str, action: str) -> None:
         }.get(step, "TRIGGER lookalike_test_fault AFTER INSERT OR UPDATE ON {} FOR EACH STATEMENT")
         + ("WHEN (NEW.new_images > OLD.new_images)" if table == "crawls" else "")
     ).format(sql.Identifier(table))
-    fault = (
-        sql.SQL("PERFORM pg_advisory_xact_lock({});").format(sql.Literal(HOLD_KEY))
-        if action == "hang"
-        else sql.SQL("PERFORM pg_terminate_backend(pg_backend_pid());")
-    )
+    fault = {
+        "hang": sql.SQL("PERFORM pg_advisory_xact_lock({});").format(sql.Literal(HOLD_KEY)),
+        "terminate": sql.SQL("PERFORM pg_terminate_backend(pg_backend_pid());"),
+        "outage": sql.SQL("RAISE EXCEPTION 'test outage' USING ERRCODE = 'cannot_connect_now';"),
+    }[action]
+    # An outage goes on from the Nth statement; the other faults strike once.
+    comparison = sql.SQL(">=" if action == "outage" else "=")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE SEQUENCE lookalike_test_fault_calls")
         conn.execute(
@@ -132,11 +190,11 @@ def _arm(url: str, step: str, action: str) -> None:
                 """
                 CREATE FUNCTION lookalike_test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
                 BEGIN
-                    IF nextval('lookalike_test_fault_calls') = {} THEN {} END IF;
+                    IF nextval('lookalike_test_fault_calls') {} {} THEN {} END IF;
                     RETURN NULL;
                 END $$
                 """
-            ).format(sql.Literal(nth), fault)
+            ).format(comparison, sql.Literal(nth), fault)
         )
         conn.execute(sql.SQL("CREATE {} EXECUTE FUNCTION lookalike_test_fault()").format(when))
 

@@ -241,11 +241,16 @@ class SiteSpider(scrapy.Spider):
         self.shared.keep_open(pending, lambda p: self.crawler.engine.crawl(self._request(p)))
 
     def closed(self, reason: str) -> None:
-        """Finish the crawl in the database when the work ran out (not on a stop or kill)."""
+        """Finish the crawl in the database when the work ran out (not on a stop or kill).
+
+        Requests still pending (results the writer could not store before giving up) keep the
+        crawl unfinished, so that the same command resumes it instead of starting anew.
+        """
         try:
             with self.store.pool.connection() as conn:
                 left = len(frontier_pending(conn, self.crawl_id))
-                if reason == "finished":
+                finished = reason == "finished" and not left
+                if finished:
                     crawls.finish_crawl(conn, self.crawl_id, "finished")
                 summary = crawls.get_crawl(conn, self.crawl_id)
         except DATABASE_ERRORS as error:
@@ -253,17 +258,17 @@ class SiteSpider(scrapy.Spider):
             self.store.close()
             return
         if self.shared:
-            self.shared.close(finished=reason == "finished")
+            self.shared.close(finished=finished)
         if summary:
             logger.info(
                 "crawl %d %s: %d pages, %d images (%d new), %d new sightings, errors %s%s",
                 self.crawl_id,
-                reason,
+                "finished" if finished else f"stopped ({reason})",
                 summary.pages,
                 summary.images_seen,
                 summary.new_images,
                 summary.new_sightings,
                 summary.errors or "none",
-                f"; {left} requests left for a resume" if left and reason != "finished" else "",
+                f"; {left} requests left for a resume" if left else "",
             )
         self.store.close()
