@@ -18,7 +18,8 @@ import random
 import signal
 import string
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -75,9 +76,31 @@ def expected(
         return snapshot(url), _crawls(url)
 
 
-@pytest.mark.parametrize("step", STEPS)
-def test_kill_9_inside_a_batch_write_then_resume_gives_the_same_rows_and_counters(
-    step: str, site: Site, expected: object, database_url: str, cli_env: dict[str, str]
+def _kill_9(crawl: subprocess.Popen[bytes]) -> None:
+    crawl.send_signal(signal.SIGKILL)
+    crawl.wait()
+
+
+def _ctrl_c_twice(crawl: subprocess.Popen[bytes]) -> None:
+    """The first asks Scrapy to stop after the work in hand, the second forces it out."""
+    crawl.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    crawl.send_signal(signal.SIGINT)
+    crawl.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("stop", "step"),
+    [pytest.param(_kill_9, step, id=f"kill -9 at {step}") for step in STEPS]
+    + [pytest.param(_ctrl_c_twice, "sightings", id="ctrl-c twice at sightings")],
+)
+def test_stopped_inside_a_batch_write_then_resumed_gives_the_same_rows_and_counters(
+    stop: Callable[[subprocess.Popen[bytes]], None],
+    step: str,
+    site: Site,
+    expected: object,
+    database_url: str,
+    cli_env: dict[str, str],
 ) -> None:
     with psycopg.connect(database_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (HOLD_KEY,))
@@ -92,8 +115,7 @@ def test_kill_9_inside_a_batch_write_then_resume_gives_the_same_rows_and_counter
         try:
             wait_for(lambda: _waiting_on_fault(holder), 60)
         finally:
-            crawl.send_signal(signal.SIGKILL)
-            crawl.wait()
+            stop(crawl)
         # The dead crawler's backend would go on once the lock is free: end it first.
         holder.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
