@@ -108,8 +108,10 @@ class BatchWriterPipeline:
 
     async def close_spider(self, spider: Any = None) -> None:
         self._queue.put(_STOP)
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
+        # Polled, not joined in a helper thread: Python joins its helper threads at exit, so a
+        # writer stuck in a hung database would keep even a forced stop (Ctrl-C twice) alive.
+        while self._thread is not None and self._thread.is_alive():
+            await asyncio.sleep(0.05)
         self._hashers.shutdown()
 
     # --- writer thread --------------------------------------------------------------------

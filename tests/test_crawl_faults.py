@@ -20,6 +20,7 @@ import string
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -76,15 +77,17 @@ def expected(
         return snapshot(url), _crawls(url)
 
 
-def _kill_9(crawl: subprocess.Popen[bytes]) -> None:
+def _kill_9(crawl: subprocess.Popen[bytes], log: Path) -> None:
     crawl.send_signal(signal.SIGKILL)
     crawl.wait()
 
 
-def _ctrl_c_twice(crawl: subprocess.Popen[bytes]) -> None:
-    """The first asks Scrapy to stop after the work in hand, the second forces it out."""
+def _ctrl_c_twice(crawl: subprocess.Popen[bytes], log: Path) -> None:
+    """The first asks Scrapy to stop after the work in hand: it waits for the blocked write.
+    The second, once it has waited a while, forces it out."""
     crawl.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    wait_for(lambda: "Closing spider (shutdown)" in log.read_text(), 30)
+    time.sleep(2)  # the pipeline is waiting for its writer by now
     crawl.send_signal(signal.SIGINT)
     crawl.wait(timeout=30)
 
@@ -95,14 +98,16 @@ def _ctrl_c_twice(crawl: subprocess.Popen[bytes]) -> None:
     + [pytest.param(_ctrl_c_twice, "sightings", id="ctrl-c twice at sightings")],
 )
 def test_stopped_inside_a_batch_write_then_resumed_gives_the_same_rows_and_counters(
-    stop: Callable[[subprocess.Popen[bytes]], None],
+    stop: Callable[[subprocess.Popen[bytes], Path], None],
     step: str,
     site: Site,
     expected: object,
     database_url: str,
     cli_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
-    with psycopg.connect(database_url, autocommit=True) as holder:
+    log = tmp_path / "crawl.log"
+    with psycopg.connect(database_url, autocommit=True) as holder, log.open("wb") as output:
         holder.execute("SELECT pg_advisory_lock(%s)", (HOLD_KEY,))
         _arm(database_url, step, "hang")
         crawl = subprocess.Popen(
@@ -110,12 +115,12 @@ def test_stopped_inside_a_batch_write_then_resumed_gives_the_same_rows_and_count
             env=cli_env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=output,
         )
         try:
             wait_for(lambda: _waiting_on_fault(holder), 60)
         finally:
-            stop(crawl)
+            stop(crawl, log)
         # The dead crawler's backend would go on once the lock is free: end it first.
         holder.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
