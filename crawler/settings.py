@@ -30,6 +30,9 @@ LOOKALIKE_MAX_BUFFERED_ITEMS = 2000
 LOOKALIKE_MAX_BUFFERED_BYTES = 128 * 1024 * 1024
 LOOKALIKE_FINGERPRINT_WORKERS = 0  # processes; 0: one per core
 LOOKALIKE_DB_RETRY_SECONDS = 600  # give up (crawl stays resumable) after this long an outage
+# A write hung this long (a lock someone holds, a stuck server) is cancelled and retried like
+# an outage, instead of stalling the crawl without a word.
+LOOKALIKE_DB_STATEMENT_SECONDS = 60
 LOOKALIKE_PROGRESS_SECONDS = 10
 
 # With scrapy-redis: a worker that sees no progress on pending requests for this long re-queues

@@ -143,6 +143,20 @@ def test_database_lost_inside_a_batch_write_is_replayed_exactly(
     assert (snapshot(database_url), _crawls(database_url)) == expected
 
 
+def test_a_write_hung_on_a_lock_is_cancelled_and_replayed_exactly(
+    site: Site, expected: object, database_url: str, cli_env: dict[str, str]
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (HOLD_KEY,))
+        _arm(database_url, "sightings", "hang")  # held for the whole crawl
+        result = run_crawl(
+            cli_env, site.url("/p0"), *ARGS, "-s", "LOOKALIKE_DB_STATEMENT_SECONDS=1"
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "canceling statement due to statement timeout" in result.stderr
+    assert (snapshot(database_url), _crawls(database_url)) == expected
+
+
 def test_writer_giving_up_as_the_crawl_ends_leaves_it_resumable(
     site: Site, expected: object, database_url: str, cli_env: dict[str, str]
 ) -> None:

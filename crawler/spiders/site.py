@@ -34,7 +34,7 @@ from crawler.pipelines import DATABASE_ERRORS, ImageFetched
 from crawler.workers import SharedFrontier
 from lookalike import crawls
 from lookalike.config import database_url
-from lookalike.db import open_pool
+from lookalike.db import open_pool, with_statement_timeout
 from lookalike.store import Store
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,8 @@ class SiteSpider(scrapy.Spider):
             "depth": self.max_depth,
             "max_pages": self.max_pages,
         }
-        self.store = Store(open_pool(database_url(), max_size=4))
+        timeout = settings.getfloat("LOOKALIKE_DB_STATEMENT_SECONDS")
+        self.store = Store(open_pool(with_statement_timeout(database_url(), timeout), max_size=4))
         key = crawls.crawl_key(self.seed_urls, scope)
         recorded = scope | {  # what the crawls table keeps about how this crawl was run
             "user_agent": settings.get("USER_AGENT"),
