@@ -54,21 +54,21 @@ def normalise_url(url: str) -> str | None:
     Only http(s); fragments and session-id parameters dropped; query sorted (w3lib).
     """
     url = url.strip()
-    try:
+    try:  # "http://[oops", "http://a:port": not URLs, wherever they are found out
         parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_LENGTH:
+            return None
+        path, _, params = parts.path.partition(";")
+        if params.lower().startswith("jsessionid"):
+            parts = parts._replace(path=path)
+        query = [
+            (name, value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+            if name.lower() not in SESSION_PARAMETERS
+        ]
+        return canonicalize_url(parts._replace(query=urlencode(query), fragment="").geturl())
     except ValueError:
         return None
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_LENGTH:
-        return None
-    path, _, params = parts.path.partition(";")
-    if params.lower().startswith("jsessionid"):
-        parts = parts._replace(path=path)
-    query = [
-        (name, value)
-        for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        if name.lower() not in SESSION_PARAMETERS
-    ]
-    return canonicalize_url(parts._replace(query=urlencode(query), fragment="").geturl())
 
 
 def is_image_url(url: str) -> bool:
@@ -83,7 +83,11 @@ def page_contents(response: HtmlResponse) -> PageContents:
     def add_image(raw: str | None, alt: str | None = None) -> None:
         if not raw:
             return
-        url = normalise_url(response.urljoin(raw))  # urljoin honours <base href>
+        try:
+            joined = response.urljoin(raw)  # urljoin honours <base href>
+        except ValueError:  # raw (or the base) is not a URL
+            return
+        url = normalise_url(joined)
         if url and (url not in images or (alt and not images[url].alt_text)):
             images[url] = ImageRef(url, _clean_text(alt))
 

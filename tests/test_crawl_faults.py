@@ -206,6 +206,29 @@ def test_a_page_whose_rows_the_database_refuses_is_counted_and_the_crawl_goes_on
         ).fetchone() == (0,)
 
 
+def test_a_page_with_malformed_urls_is_recorded_without_them(
+    database_url: str, cli_env: dict[str, str]
+) -> None:
+    # urljoin and w3lib raise ValueError on these: the whole page used to be lost with them.
+    bad = '<img src="http://[oops/x.jpg"><img src="http://127.0.0.1:port/y.jpg">'
+    routes = {
+        "/": html(f'<a href="/next">next</a>{bad}<img src="/a.jpg">'),
+        "/next": html('<img src="/b.jpg">'),
+        "/a.jpg": jpeg(1),
+        "/b.jpg": jpeg(2),
+    }
+    with Site(routes) as served:
+        result = run_crawl(cli_env, served.url("/"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT outcome, pages, new_images, errors FROM crawls").fetchone() == (
+            "finished",
+            2,
+            2,
+            {},
+        )
+
+
 def _arm(url: str, step: str, action: str) -> None:
     """Make the Nth write statement on the step's table block or kill its own backend."""
     table, nth = STEPS[step]
