@@ -7,8 +7,8 @@ fingerprinted by worker processes as they arrive (``crawler.hashing``), so decod
 blocks the reactor.
 When the database is away the writer retries the same batch until it is back, while the
 queue's limits slow the crawl down (back-pressure) instead of growing memory; after
-``LOOKALIKE_DB_RETRY_SECONDS`` it closes the crawl, which stays resumable because nothing
-unwritten was marked done.
+``LOOKALIKE_DB_RETRY_SECONDS`` it closes the crawl (at once, for a write that fails for any
+other reason), which stays resumable because nothing unwritten was marked done.
 """
 
 from __future__ import annotations
@@ -187,10 +187,16 @@ class BatchWriterPipeline:
                     self.stats.inc_value("lookalike/database_outages")
                     logger.warning("database unavailable, retrying: %s", _first_line(error))
                 if now - outage_started > self.retry_seconds:
-                    self._give_up()
+                    self._give_up(
+                        f"database unavailable for {self.retry_seconds:.0f} s",
+                        "database unavailable",
+                    )
                     return
                 time.sleep(min(5.0, 0.2 * 2 ** min(6, int(now - outage_started))))
                 continue
+            except Exception as error:  # neither an outage nor the rows' fault: replaying is futile
+                self._give_up(f"could not write a batch ({_first_line(error)})", "write failed")
+                return
             break
         if outage_started is not None:
             outage = time.monotonic() - outage_started
@@ -199,17 +205,15 @@ class BatchWriterPipeline:
         self.stats.inc_value("lookalike/new_images", result.new_images)
         self.stats.inc_value("lookalike/new_sightings", result.new_sightings)
 
-    def _give_up(self) -> None:
+    def _give_up(self, why: str, reason: str) -> None:
+        """Stop the crawl, resumable: nothing from here on is written, so nothing is done."""
         self._gave_up = True
-        logger.error(
-            "database unavailable for %.0f s: stopping; run the same command again to resume",
-            self.retry_seconds,
-        )
+        logger.error("%s: stopping; run the same command again to resume", why)
         from twisted.internet import reactor  # the one Scrapy installed, not a default one
 
         engine = self.crawler.engine
         reactor.callFromThread(  # type: ignore[attr-defined]
-            lambda: deferred_from_coro(engine.close_spider_async(reason="database unavailable"))
+            lambda: deferred_from_coro(engine.close_spider_async(reason=reason))
         )
 
 

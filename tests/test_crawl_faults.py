@@ -157,6 +157,19 @@ def test_a_write_hung_on_a_lock_is_cancelled_and_replayed_exactly(
     assert (snapshot(database_url), _crawls(database_url)) == expected
 
 
+def test_a_write_failing_for_no_known_reason_stops_the_crawl_resumable(
+    site: Site, expected: object, database_url: str, cli_env: dict[str, str]
+) -> None:
+    _arm(database_url, "images", "bug")  # neither an outage nor the rows' fault: stop
+    stopped = run_crawl(cli_env, site.url("/p0"), *ARGS)
+    assert "could not write a batch" in stopped.stderr
+    assert _crawls(database_url)[0][0] is None
+    _disarm(database_url)
+    resumed = run_crawl(cli_env, site.url("/p0"), *ARGS)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (snapshot(database_url), _crawls(database_url)) == expected
+
+
 def test_writer_giving_up_as_the_crawl_ends_leaves_it_resumable(
     site: Site, expected: object, database_url: str, cli_env: dict[str, str]
 ) -> None:
@@ -244,6 +257,7 @@ def _arm(url: str, step: str, action: str) -> None:
         "hang": sql.SQL("PERFORM pg_advisory_xact_lock({});").format(sql.Literal(HOLD_KEY)),
         "terminate": sql.SQL("PERFORM pg_terminate_backend(pg_backend_pid());"),
         "outage": sql.SQL("RAISE EXCEPTION 'test outage' USING ERRCODE = 'cannot_connect_now';"),
+        "bug": sql.SQL("RAISE EXCEPTION 'test bug' USING ERRCODE = 'internal_error';"),
     }[action]
     # An outage goes on from the Nth statement; the other faults strike once.
     comparison = sql.SQL(">=" if action == "outage" else "=")
