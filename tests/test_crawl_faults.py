@@ -7,8 +7,10 @@ Either way the crawl must end with exactly the rows *and counters* of an uninter
 a batch whose rows and "done" marks committed apart would leave requests done without their
 rows, or rows without their requests (redone, their images no longer "new").
 
-A fault of another kind: rows the database refuses for what they hold. One page must not be
-able to stall a crawl by making its batch unwritable.
+The same triggers also hold a write on a lock for the whole crawl, refuse writes for longer
+than the retry window, or fail one for no known reason: the crawl must either finish exactly
+or stop unfinished and resume exactly. And faults of another kind: rows the database refuses
+for what they hold, URLs that are not URLs. One page must not be able to stall a crawl.
 """
 
 from __future__ import annotations
