@@ -30,6 +30,7 @@ from psycopg import sql
 
 from tests.crawl_site import (
     ROOT,
+    Handler,
     Resource,
     Site,
     crawl_command,
@@ -129,9 +130,7 @@ def test_stopped_inside_a_batch_write_then_resumed_gives_the_same_rows_and_count
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
     _disarm(database_url)
-    resumed = run_crawl(cli_env, site.url("/p0"), *ARGS)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert (snapshot(database_url), _crawls(database_url)) == expected
+    _resume_and_compare(site, expected, database_url, cli_env)
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -167,9 +166,7 @@ def test_a_write_failing_for_no_known_reason_stops_the_crawl_resumable(
     assert "could not write a batch" in stopped.stderr
     assert _crawls(database_url)[0][0] is None
     _disarm(database_url)
-    resumed = run_crawl(cli_env, site.url("/p0"), *ARGS)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert (snapshot(database_url), _crawls(database_url)) == expected
+    _resume_and_compare(site, expected, database_url, cli_env)
 
 
 def test_writer_giving_up_as_the_crawl_ends_leaves_it_resumable(
@@ -182,13 +179,11 @@ def test_writer_giving_up_as_the_crawl_ends_leaves_it_resumable(
     assert "database unavailable, retrying" in stopped.stderr
     assert _crawls(database_url)[0][0] is None  # unfinished: its requests are pending
     _disarm(database_url)
-    resumed = run_crawl(cli_env, site.url("/p0"), *ARGS)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert (snapshot(database_url), _crawls(database_url)) == expected
+    _resume_and_compare(site, expected, database_url, cli_env)
 
 
 def test_a_page_whose_rows_the_database_refuses_is_counted_and_the_crawl_goes_on(
-    database_url: str, cli_env: dict[str, str]
+    cli_env: dict[str, str],
 ) -> None:
     # Each URL is within the crawler's 2,048 characters, but the pair keys crawl_image_refs
     # with 2 KB+ of incompressible text: past PostgreSQL's 2,704-byte index row limit.
@@ -201,29 +196,10 @@ def test_a_page_whose_rows_the_database_refuses_is_counted_and_the_crawl_goes_on
         "/b.jpg": jpeg(2),
         f"{long_image}.jpg": jpeg(3),
     }
-    with Site(routes) as served:
-        result = run_crawl(
-            cli_env, served.url("/"), "-s", "LOOKALIKE_DB_RETRY_SECONDS=5", timeout=60
-        )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with psycopg.connect(database_url) as conn:
-        assert conn.execute(
-            "SELECT outcome, pages, images_seen, errors FROM crawls"
-        ).fetchone() == (
-            "finished",
-            1,
-            3,
-            {"not storable": 1},
-        )
-        assert conn.execute("SELECT count(*) FROM images").fetchone() == (3,)
-        assert conn.execute(
-            "SELECT count(*) FROM crawl_requests WHERE done_at IS NULL"
-        ).fetchone() == (0,)
+    assert _crawl_row(routes, cli_env) == ("finished", 1, 3, {"not storable": 1})
 
 
-def test_a_page_with_malformed_urls_is_recorded_without_them(
-    database_url: str, cli_env: dict[str, str]
-) -> None:
+def test_a_page_with_malformed_urls_is_recorded_without_them(cli_env: dict[str, str]) -> None:
     # urljoin and w3lib raise ValueError on these: the whole page used to be lost with them.
     bad = '<img src="http://[oops/x.jpg"><img src="http://127.0.0.1:port/y.jpg">'
     routes = {
@@ -232,16 +208,32 @@ def test_a_page_with_malformed_urls_is_recorded_without_them(
         "/a.jpg": jpeg(1),
         "/b.jpg": jpeg(2),
     }
+    assert _crawl_row(routes, cli_env) == ("finished", 2, 2, {})
+
+
+def _resume_and_compare(
+    site: Site, expected: object, database_url: str, cli_env: dict[str, str]
+) -> None:
+    """Run the same command again: it must end with the rows of an uninterrupted crawl."""
+    resumed = run_crawl(cli_env, site.url("/p0"), *ARGS)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (snapshot(database_url), _crawls(database_url)) == expected
+
+
+def _crawl_row(
+    routes: dict[str, Resource | Handler], cli_env: dict[str, str]
+) -> tuple[object, ...]:
+    """Crawl a site of ``routes`` to the end: (outcome, pages, new images, errors)."""
     with Site(routes) as served:
-        result = run_crawl(cli_env, served.url("/"))
+        result = run_crawl(cli_env, served.url("/"), "-s", "LOOKALIKE_DB_RETRY_SECONDS=5")
     assert result.returncode == 0, result.stderr[-3000:]
-    with psycopg.connect(database_url) as conn:
-        assert conn.execute("SELECT outcome, pages, new_images, errors FROM crawls").fetchone() == (
-            "finished",
-            2,
-            2,
-            {},
-        )
+    with psycopg.connect(cli_env["DATABASE_URL"]) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM crawl_requests WHERE done_at IS NULL"
+        ).fetchone() == (0,)
+        row = conn.execute("SELECT outcome, pages, new_images, errors FROM crawls").fetchone()
+    assert row is not None
+    return row
 
 
 def _arm(url: str, step: str, action: str) -> None:
