@@ -169,6 +169,17 @@ def test_a_write_failing_for_no_known_reason_stops_the_crawl_resumable(
     _resume_and_compare(site, expected, database_url, cli_env)
 
 
+def test_database_lost_while_finishing_the_crawl_leaves_it_to_the_next_run(
+    site: Site, expected: object, database_url: str, cli_env: dict[str, str]
+) -> None:
+    _arm(database_url, "finish", "terminate")
+    first = run_crawl(cli_env, site.url("/p0"), *ARGS)
+    assert "could not record the end of crawl 1" in first.stderr
+    assert _crawls(database_url)[0][0] is None
+    _disarm(database_url)
+    _resume_and_compare(site, expected, database_url, cli_env)
+
+
 def test_writer_giving_up_as_the_crawl_ends_leaves_it_resumable(
     site: Site, expected: object, database_url: str, cli_env: dict[str, str]
 ) -> None:
@@ -236,16 +247,24 @@ def _crawl_row(
     return row
 
 
+# Steps on the crawls row fire on its update by a batch that stored new images, or by the end.
+_ROW_TRIGGERS = {
+    "counters": "TRIGGER lookalike_test_fault AFTER UPDATE ON {} FOR EACH ROW "
+    "WHEN (NEW.new_images > OLD.new_images)",
+    "commit": "CONSTRAINT TRIGGER lookalike_test_fault AFTER UPDATE ON {} "
+    "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.new_images > OLD.new_images)",
+    "finish": "TRIGGER lookalike_test_fault AFTER UPDATE ON {} FOR EACH ROW "
+    "WHEN (NEW.outcome IS NOT NULL)",
+}
+
+
 def _arm(url: str, step: str, action: str) -> None:
-    """Make the Nth write statement on the step's table block or kill its own backend."""
-    table, nth = STEPS[step]
+    """Make the Nth write statement of a step fail as ``action`` says."""
+    table, nth = STEPS.get(step, ("crawls", 1))
     when = sql.SQL(
-        {
-            "counters": "TRIGGER lookalike_test_fault AFTER UPDATE ON {} FOR EACH ROW ",
-            "commit": "CONSTRAINT TRIGGER lookalike_test_fault AFTER UPDATE ON {} "
-            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW ",
-        }.get(step, "TRIGGER lookalike_test_fault AFTER INSERT OR UPDATE ON {} FOR EACH STATEMENT")
-        + ("WHEN (NEW.new_images > OLD.new_images)" if table == "crawls" else "")
+        _ROW_TRIGGERS.get(
+            step, "TRIGGER lookalike_test_fault AFTER INSERT OR UPDATE ON {} FOR EACH STATEMENT"
+        )
     ).format(sql.Identifier(table))
     fault = {
         "hang": sql.SQL("PERFORM pg_advisory_xact_lock({});").format(sql.Literal(HOLD_KEY)),
