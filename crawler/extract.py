@@ -61,21 +61,21 @@ def normalise_url(url: str) -> str | None:
     Only http(s); fragments and session-id parameters dropped; query sorted (w3lib).
     """
     url = url.strip()
-    try:
+    try:  # "http://[oops", "http://a:port": not URLs, wherever they are found out
         parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_LENGTH:
+            return None
+        path, _, params = parts.path.partition(";")
+        if params.lower().startswith("jsessionid"):
+            parts = parts._replace(path=path)
+        query = [
+            (name, value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+            if name.lower() not in SESSION_PARAMETERS
+        ]
+        return canonicalize_url(parts._replace(query=urlencode(query), fragment="").geturl())
     except ValueError:
         return None
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_LENGTH:
-        return None
-    path, _, params = parts.path.partition(";")
-    if params.lower().startswith("jsessionid"):
-        parts = parts._replace(path=path)
-    query = [
-        (name, value)
-        for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        if name.lower() not in SESSION_PARAMETERS
-    ]
-    return canonicalize_url(parts._replace(query=urlencode(query), fragment="").geturl())
 
 
 def is_image_url(url: str) -> bool:
@@ -131,7 +131,11 @@ def _url_resolver(response: HtmlResponse) -> Callable[[str], str | None]:
 
     @lru_cache(maxsize=1024)
     def absolute(raw: str) -> str | None:
-        return normalise_url(response.urljoin(strip_html5_whitespace(raw)))  # honours <base>
+        try:
+            joined = response.urljoin(strip_html5_whitespace(raw))  # honours <base href>
+        except ValueError:  # raw (or the base) is not a URL
+            return None
+        return normalise_url(joined)
 
     return absolute
 

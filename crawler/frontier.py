@@ -12,6 +12,7 @@ that join safe when several workers write at once.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,12 +23,18 @@ import psycopg
 from lookalike import crawls
 from lookalike.fingerprint import Fingerprint
 from lookalike.hashes import from_bigint
-from lookalike.store import Sighting, Store
+from lookalike.store import Sighting, Store, record_sightings
 
 PAGE = "page"
 IMAGE = "image"
+NOT_STORABLE = "not storable"
+# Refusals for what a row holds (an index key past PostgreSQL's 2704-byte limit, a value it
+# cannot store), not because the database is away: the same rows would be refused again.
+UNSTORABLE = (psycopg.errors.ProgramLimitExceeded, psycopg.DataError)
 # Two-key advisory locks live apart from the one-key lock that guards schema updates.
 _LOCK_CLASS = 0x4C4B
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,34 +134,74 @@ def pending_requests(conn: psycopg.Connection, crawl_id: int) -> list[Pending]:
 
 
 def write_batch(store: Store, crawl_id: int, batch: Batch) -> BatchResult:
-    """Store one batch of results and mark its requests done, all or nothing."""
-    with store.pool.connection() as conn, conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, crawl_id % 2**31))
-        _add_requests(conn, crawl_id, [p for page in batch.pages for p in page.discovered])
-        _add_image_refs(conn, crawl_id, batch.pages)
-        newly_done = _mark_done(conn, crawl_id, batch)
-        sightings = _sightings_of_new_images(conn, crawl_id, batch.images)
-        sightings += _sightings_of_new_pages(conn, crawl_id, batch)
-        # The store commits on its own connection while this transaction still holds the
-        # lock: if we die in between, the requests stay pending and are simply redone.
-        recorded = store.record(sightings)
-        errors = Counter(error for kind, error in newly_done if error)
-        result = BatchResult(
-            pages=sum(1 for kind, error in newly_done if kind == PAGE and not error),
-            images=sum(1 for kind, error in newly_done if kind == IMAGE and not error),
-            new_images=recorded.new_images,
-            new_sightings=recorded.new_sightings,
-            errors=errors,
+    """Store one batch of results and mark its requests done, all or nothing.
+
+    A batch the database refuses for what it holds is written item by item instead, and an
+    item refused on its own becomes a failed request of kind ``NOT_STORABLE``: replaying it
+    would fail forever and stall the crawl.
+    """
+    try:
+        return store.in_transaction(lambda conn: _write_batch(conn, crawl_id, batch))
+    except UNSTORABLE:
+        results = [_write_alone(store, crawl_id, item) for item in _items(batch)]
+        return BatchResult(
+            pages=sum(r.pages for r in results),
+            images=sum(r.images for r in results),
+            new_images=sum(r.new_images for r in results),
+            new_sightings=sum(r.new_sightings for r in results),
+            errors=sum((r.errors for r in results), Counter()),
         )
-        crawls.add_counts(
-            conn,
-            crawl_id,
-            pages=result.pages,
-            images_seen=result.images,
-            new_images=result.new_images,
-            new_sightings=result.new_sightings,
-            errors=errors,
-        )
+
+
+def _items(batch: Batch) -> list[tuple[Batch, RequestFailed]]:
+    """Each result of the batch as a batch of its own, with what it becomes if refused."""
+    return (
+        [(Batch(pages=[p]), RequestFailed(p.request_url, NOT_STORABLE, PAGE)) for p in batch.pages]
+        + [
+            (Batch(images=[i]), RequestFailed(i.request_url, NOT_STORABLE, IMAGE))
+            for i in batch.images
+        ]
+        + [(Batch(failures=[f]), f) for f in batch.failures]
+    )
+
+
+def _write_alone(store: Store, crawl_id: int, item: tuple[Batch, RequestFailed]) -> BatchResult:
+    single, refused = item
+    try:
+        return store.in_transaction(lambda conn: _write_batch(conn, crawl_id, single))
+    except UNSTORABLE as error:
+        logger.warning("cannot store %s: %s", refused.request_url, str(error).splitlines()[0])
+        failed = Batch(failures=[refused])
+        return store.in_transaction(lambda conn: _write_batch(conn, crawl_id, failed))
+
+
+def _write_batch(conn: psycopg.Connection, crawl_id: int, batch: Batch) -> BatchResult:
+    """Everything of one batch, in the caller's transaction: the rows it found, its requests
+    marked done and the crawl's counters commit together or not at all."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, crawl_id % 2**31))
+    _add_requests(conn, crawl_id, [p for page in batch.pages for p in page.discovered])
+    _add_image_refs(conn, crawl_id, batch.pages)
+    newly_done = _mark_done(conn, crawl_id, batch)
+    sightings = _sightings_of_new_images(conn, crawl_id, batch.images)
+    sightings += _sightings_of_new_pages(conn, crawl_id, batch)
+    recorded = record_sightings(conn, sightings)
+    errors = Counter(error for kind, error in newly_done if error)
+    result = BatchResult(
+        pages=sum(1 for kind, error in newly_done if kind == PAGE and not error),
+        images=sum(1 for kind, error in newly_done if kind == IMAGE and not error),
+        new_images=recorded.new_images,
+        new_sightings=recorded.new_sightings,
+        errors=errors,
+    )
+    crawls.add_counts(
+        conn,
+        crawl_id,
+        pages=result.pages,
+        images_seen=result.images,
+        new_images=result.new_images,
+        new_sightings=result.new_sightings,
+        errors=errors,
+    )
     return result
 
 

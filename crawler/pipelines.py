@@ -7,8 +7,8 @@ fingerprinted by worker processes as they arrive (``crawler.hashing``), so decod
 blocks the reactor.
 When the database is away the writer retries the same batch until it is back, while the
 queue's limits slow the crawl down (back-pressure) instead of growing memory; after
-``LOOKALIKE_DB_RETRY_SECONDS`` it closes the crawl, which stays resumable because nothing
-unwritten was marked done.
+``LOOKALIKE_DB_RETRY_SECONDS`` it closes the crawl (at once, for a write that fails for any
+other reason), which stays resumable because nothing unwritten was marked done.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import os
 import queue
 import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,7 +30,7 @@ from scrapy.utils.defer import deferred_from_coro
 
 from crawler.failures import rejection_kind
 from crawler.frontier import IMAGE, Batch, ImageDone, PageDone, RequestFailed, write_batch
-from crawler.hashing import fingerprint_or_reason, start_pool
+from crawler.hashing import Fingerprinters, Job
 from lookalike.config import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ class BatchWriterPipeline:
         self._counting = threading.Lock()  # both threads update the two counts above
         self._gave_up = False
         self._thread: threading.Thread | None = None
-        self._hashers = start_pool(
+        self._hashers = Fingerprinters(
             settings.getint("LOOKALIKE_FINGERPRINT_WORKERS") or os.cpu_count() or 2
         )
 
@@ -95,9 +94,7 @@ class BatchWriterPipeline:
             self._buffered_bytes += size
             self._unwritten += 1
         if isinstance(item, ImageFetched):  # decode now, in parallel; the writer keeps order
-            hashed = self._hashers.submit(
-                fingerprint_or_reason, item.body, self.max_pixels, self.thumbnails
-            )
+            hashed = self._hashers.submit(item.body, self.max_pixels, self.thumbnails)
             self._queue.put(((item, hashed), size))
         else:
             self._queue.put((item, size))
@@ -111,9 +108,11 @@ class BatchWriterPipeline:
 
     async def close_spider(self, spider: Any = None) -> None:
         self._queue.put(_STOP)
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-        self._hashers.shutdown(cancel_futures=True)
+        # Polled, not joined in a helper thread: Python joins its helper threads at exit, so a
+        # writer stuck in a hung database would keep even a forced stop (Ctrl-C twice) alive.
+        while self._thread is not None and self._thread.is_alive():
+            await asyncio.sleep(0.05)
+        self._hashers.shutdown()
 
     # --- writer thread --------------------------------------------------------------------
 
@@ -161,10 +160,10 @@ class BatchWriterPipeline:
                     batch.failures.append(result)
         return batch
 
-    def _hash_result(self, image: ImageFetched, hashed: Future[Any]) -> ImageDone | RequestFailed:
+    def _hash_result(self, image: ImageFetched, hashed: Job) -> ImageDone | RequestFailed:
         """What the bytes turned out to be; "is this an image" is decided from them alone."""
         try:
-            result = hashed.result()
+            result = self._hashers.result(hashed)
         except Exception:  # a decoder crash on one hostile file must not stop the writer
             logger.exception("could not fingerprint %s", image.request_url)
             result = "fingerprint failed"
@@ -188,10 +187,16 @@ class BatchWriterPipeline:
                     self.stats.inc_value("lookalike/database_outages")
                     logger.warning("database unavailable, retrying: %s", _first_line(error))
                 if now - outage_started > self.retry_seconds:
-                    self._give_up()
+                    self._give_up(
+                        f"database unavailable for {self.retry_seconds:.0f} s",
+                        "database unavailable",
+                    )
                     return
                 time.sleep(min(5.0, 0.2 * 2 ** min(6, int(now - outage_started))))
                 continue
+            except Exception as error:  # neither an outage nor the rows' fault: replaying is futile
+                self._give_up(f"could not write a batch ({_first_line(error)})", "write failed")
+                return
             break
         if outage_started is not None:
             outage = time.monotonic() - outage_started
@@ -200,17 +205,15 @@ class BatchWriterPipeline:
         self.stats.inc_value("lookalike/new_images", result.new_images)
         self.stats.inc_value("lookalike/new_sightings", result.new_sightings)
 
-    def _give_up(self) -> None:
+    def _give_up(self, why: str, reason: str) -> None:
+        """Stop the crawl, resumable: nothing from here on is written, so nothing is done."""
         self._gave_up = True
-        logger.error(
-            "database unavailable for %.0f s: stopping; run the same command again to resume",
-            self.retry_seconds,
-        )
+        logger.error("%s: stopping; run the same command again to resume", why)
         from twisted.internet import reactor  # the one Scrapy installed, not a default one
 
         engine = self.crawler.engine
         reactor.callFromThread(  # type: ignore[attr-defined]
-            lambda: deferred_from_coro(engine.close_spider_async(reason="database unavailable"))
+            lambda: deferred_from_coro(engine.close_spider_async(reason=reason))
         )
 
 

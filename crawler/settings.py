@@ -34,6 +34,9 @@ LOOKALIKE_MAX_BUFFERED_ITEMS = 2000
 LOOKALIKE_MAX_BUFFERED_BYTES = 128 * 1024 * 1024
 LOOKALIKE_FINGERPRINT_WORKERS = 0  # processes; 0: one per core
 LOOKALIKE_DB_RETRY_SECONDS = 600  # give up (crawl stays resumable) after this long an outage
+# A write hung this long (a lock someone holds, a stuck server) is cancelled and retried like
+# an outage, instead of stalling the crawl without a word.
+LOOKALIKE_DB_STATEMENT_SECONDS = 60
 LOOKALIKE_PROGRESS_SECONDS = 10
 
 # With scrapy-redis: a worker that sees no progress on pending requests for this long re-queues
@@ -48,9 +51,10 @@ AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
 CONCURRENT_REQUESTS = 32
 CONCURRENT_REQUESTS_PER_DOMAIN = 2
-# Never 0: with no delay Scrapy 2.19 starts every queued request of a host at once, ignoring
-# CONCURRENT_REQUESTS_PER_DOMAIN (its downloader marks a request as transferring only when
-# the coroutine it scheduled runs). Any delay makes it start one at a time and re-check.
+# Stock Scrapy 2.19 marks a request as transferring only when the coroutine it scheduled
+# runs, so with no delay (or a reactor paused for longer than the delay) it starts more than
+# CONCURRENT_REQUESTS_PER_DOMAIN at once; this downloader counts a request when it is taken.
+DOWNLOADER = "crawler.downloader.SlotCountingDownloader"
 LOOKALIKE_MIN_DOWNLOAD_DELAY = 0.001
 DOWNLOAD_DELAY = LOOKALIKE_MIN_DOWNLOAD_DELAY
 # Per response, Scrapy starts this many asyncio tasks to hand its output to the pipeline; a page

@@ -92,6 +92,14 @@ def with_database(url: str, dbname: str) -> str:
     return conninfo.make_conninfo("", **params)
 
 
+def with_statement_timeout(url: str, seconds: float) -> str:
+    """``url`` whose sessions cancel any statement running (or waiting on a lock) longer."""
+    params = conninfo.conninfo_to_dict(url)
+    timeout = f"-c statement_timeout={max(1, round(seconds * 1000))}"
+    params["options"] = f"{params.get('options') or ''} {timeout}".strip()
+    return conninfo.make_conninfo("", **params)
+
+
 @contextlib.contextmanager
 def scratch_database(url: str, prefix: str = "lookalike_scratch") -> Iterator[str]:
     """Create a fresh database beside ``url``'s, yield its URL, drop it afterwards."""

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import psycopg
@@ -24,6 +25,7 @@ from lookalike.hashes import from_bigint, to_bigint
 DEFAULT_MAX_DISTANCE = 10
 DEFAULT_LIMIT = 20
 _DEADLOCK_RETRIES = 5
+_T = TypeVar("_T")
 DEFAULT_SIGHTINGS_PER_MATCH = 50
 
 # How search_page orders matches; ties always fall back to the best match first. Constants only:
@@ -166,18 +168,22 @@ class Store:
 
     def record(self, sightings: Sequence[Sighting]) -> RecordResult:
         """Upsert images, pages and sightings of one batch in one transaction."""
-        if not sightings:
-            return RecordResult(0, 0, 0)
+        return self.in_transaction(lambda conn: record_sightings(conn, sightings))
+
+    def in_transaction(self, work: Callable[[psycopg.Connection], _T]) -> _T:
+        """``work`` in one transaction on a pooled connection, replayed after a deadlock.
+
+        Concurrent writers upserting overlapping rows can deadlock; every batch is sorted by
+        key, so this is rare, and ``work`` must be safe to replay whole.
+        """
         for attempt in range(_DEADLOCK_RETRIES):
             try:
                 with self.pool.connection() as conn, conn.transaction():
-                    return _record_batch(conn, sightings)
+                    return work(conn)
             except psycopg.errors.DeadlockDetected:
-                # Concurrent writers upserting overlapping rows; every batch is sorted by key,
-                # so this is rare, and the whole batch is safe to replay.
                 time.sleep(0.05 * (attempt + 1))
         with self.pool.connection() as conn, conn.transaction():
-            return _record_batch(conn, sightings)
+            return work(conn)
 
     def search(
         self,
@@ -367,7 +373,10 @@ def _domains_of(conn: psycopg.Connection, image_ids: list[int]) -> list[tuple[st
     return [(domain, count) for domain, count in rows]
 
 
-def _record_batch(conn: psycopg.Connection, sightings: Sequence[Sighting]) -> RecordResult:
+def record_sightings(conn: psycopg.Connection, sightings: Sequence[Sighting]) -> RecordResult:
+    """Upsert images, pages and sightings on ``conn``, inside the caller's transaction."""
+    if not sightings:
+        return RecordResult(0, 0, 0)
     images = _unique_by(sightings, lambda s: s.fingerprint.sha256)
     inserted = conn.execute(
         """

@@ -217,32 +217,24 @@ def test_depth_and_page_caps(database_url: str, cli_env: dict[str, str]) -> None
     assert rows(database_url, "SELECT pages FROM crawls ORDER BY id") == [(3,), (4,)]
 
 
+# Stock Scrapy counts a request against its host only once the task it scheduled runs: a
+# reactor paused for longer than the delay between two requests started a third (1 run in 3).
+# With no delay at all that window is the whole queue, so the race shows on every run.
+@pytest.mark.parametrize("delay", ["0", "0.001"])
 def test_per_domain_concurrency_holds_without_throttling(
-    database_url: str, cli_env: dict[str, str]
+    delay: str, database_url: str, cli_env: dict[str, str]
 ) -> None:
     with Site(linked_routes(20, 30), delay=0.05) as served:
         result = run_crawl(
-            cli_env, served.url("/p0"), "--depth", "50", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=2"
-        )
+            cli_env,
+            served.url("/p0"),
+            "--depth", "50",
+            "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=2",
+            "-s", f"DOWNLOAD_DELAY={delay}",
+        )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         assert len(served.hits) == 1 + 20 + 30  # robots.txt, pages, images
         assert served.max_in_flight == 2
-
-
-def test_robots_txt_server_error_means_disallow_all(
-    database_url: str, cli_env: dict[str, str]
-) -> None:
-    routes = {
-        "/robots.txt": Resource(b"down", status=503, content_type="text/plain"),
-        "/": html('<img src="/a.jpg"><a href="/b">b</a>'),
-        "/a.jpg": jpeg(1),
-    }
-    with Site(routes) as served:
-        result = run_crawl(cli_env, served.url("/"))
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert set(served.hits) == {"/robots.txt"}
-    assert crawl_row(database_url)[5] == {"robots.txt unavailable": 1}
-    assert rows(database_url, "SELECT count(*) FROM images") == [(0,)]
 
 
 def test_crawl_delay_from_robots_txt_spaces_requests(

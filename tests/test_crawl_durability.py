@@ -1,30 +1,40 @@
 """PostgreSQL is the crawl's record of truth: kill -9 at any point, or a database restart in
-the middle, and the crawl still ends with exactly the rows of an uninterrupted one."""
+the middle, and the crawl still ends with exactly the rows of an uninterrupted one; a
+fingerprint worker killed mid-image costs that image only."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import threading
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import psycopg
 import pytest
+from PIL import Image
 
 from lookalike.db import apply_schema
 from tests.crawl_site import (
     ROOT,
+    Handler,
+    Resource,
     Site,
     crawl_command,
     crawl_reference,
     linked_routes,
     progress,
     run_crawl,
+    send,
     snapshot,
     wait_for,
 )
+from tests.images import encode
 
 PAGES = 30
 IMAGES = 45
@@ -120,6 +130,91 @@ def test_database_restart_mid_crawl_loses_nothing(
         server.stop()
 
 
+def test_a_fingerprint_worker_killed_mid_image_costs_that_image_only(
+    database_url: str, cli_env: dict[str, str]
+) -> None:
+    killed = threading.Event()
+    routes: dict[str, Resource | Handler] = {
+        path: _after(killed, route) if path.startswith("/p") and path != "/p0" else route
+        for path, route in linked_routes(8, 16).items()
+    }
+    # 49 MP of one colour: a 160 KB PNG inside every limit that takes ~450 MB to fingerprint.
+    # It is on the first page; the other pages wait until its worker has been killed.
+    routes["/i0.jpg"] = Resource(
+        encode(Image.new("RGB", (7000, 7000), (120, 30, 200)), "PNG"), content_type="image/png"
+    )
+    with Site(routes) as served:
+        crawl = subprocess.Popen(
+            crawl_command(served.url("/p0"), "--depth", "50", "-s", "DOWNLOAD_TIMEOUT=60"),
+            env=cli_env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        with _oom_killer(crawl.pid, 250 * 2**20, killed) as kills:
+            _, err = crawl.communicate(timeout=120)
+    assert crawl.returncode == 0, err[-3000:]
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM images").fetchone() == (15,)
+        assert conn.execute("SELECT outcome, images_seen, errors FROM crawls").fetchone() == (
+            "finished",
+            15,
+            {"fingerprint worker died": 1},
+        )
+        assert conn.execute(
+            "SELECT count(*) FROM crawl_requests WHERE done_at IS NULL"
+        ).fetchone() == (0,)
+    # Killed in the shared pool, then again when tried alone: only then is it given up.
+    assert len(kills) >= 2, "no fingerprint worker ever passed the limit"
+
+
+@contextmanager
+def _oom_killer(parent: int, limit_bytes: int, killed: threading.Event) -> Iterator[list[int]]:
+    """What the kernel's OOM killer does to a worker over its memory: SIGKILL, no warning.
+
+    Yields the pids killed so far (``killed`` is set at the first); watches ``parent``'s
+    children every 5 ms meanwhile.
+    """
+    kills: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.005):
+            for child in _children(parent):
+                if _rss_bytes(child) > limit_bytes:
+                    os.kill(child, signal.SIGKILL)
+                    kills.append(child)
+                    killed.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield kills
+    finally:
+        stop.set()
+        watcher.join()
+
+
+def _after(event: threading.Event, resource: Resource | Handler) -> Handler:
+    """``resource``, served once ``event`` is set."""
+
+    def serve(handler: BaseHTTPRequestHandler) -> None:
+        event.wait(60)
+        send(handler, resource)  # type: ignore[arg-type]
+
+    return serve
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # gone meanwhile
+        return 0
+    kib = next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")), 0)
+    return int(kib) * 1024
+
+
 def _done(url: str) -> int:
     return progress(url)[0]
 
@@ -130,6 +225,11 @@ def _has_crawl(url: str) -> bool:
 
 
 def _children(pid: int) -> list[int]:
-    """Child processes of ``pid`` (Linux's /proc)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(child) for child in children.read_text().split()] if children.exists() else []
+    """Child processes of ``pid``, whichever of its threads started them (Linux's /proc)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children += [int(child) for child in task.read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+    return children

@@ -34,7 +34,7 @@ from crawler.pipelines import DATABASE_ERRORS, ImageFetched
 from crawler.workers import SharedFrontier
 from lookalike import crawls
 from lookalike.config import database_url
-from lookalike.db import open_pool
+from lookalike.db import open_pool, with_statement_timeout
 from lookalike.store import Store
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,8 @@ class SiteSpider(scrapy.Spider):
             "depth": self.max_depth,
             "max_pages": self.max_pages,
         }
-        self.store = Store(open_pool(database_url(), max_size=4))
+        timeout = settings.getfloat("LOOKALIKE_DB_STATEMENT_SECONDS")
+        self.store = Store(open_pool(with_statement_timeout(database_url(), timeout), max_size=4))
         key = crawls.crawl_key(self.seed_urls, scope)
         recorded = scope | {  # what the crawls table keeps about how this crawl was run
             "user_agent": settings.get("USER_AGENT"),
@@ -264,11 +265,16 @@ class SiteSpider(scrapy.Spider):
         return f"; {' and '.join(dropped)} not read" if dropped else ""
 
     def closed(self, reason: str) -> None:
-        """Finish the crawl in the database when the work ran out (not on a stop or kill)."""
+        """Finish the crawl in the database when the work ran out (not on a stop or kill).
+
+        Requests still pending (results the writer could not store before giving up) keep the
+        crawl unfinished, so that the same command resumes it instead of starting anew.
+        """
         try:
             with self.store.pool.connection() as conn:
                 left = len(frontier_pending(conn, self.crawl_id))
-                if reason == "finished":
+                finished = reason == "finished" and not left
+                if finished:
                     crawls.finish_crawl(conn, self.crawl_id, "finished")
                 summary = crawls.get_crawl(conn, self.crawl_id)
         except DATABASE_ERRORS as error:
@@ -276,18 +282,18 @@ class SiteSpider(scrapy.Spider):
             self.store.close()
             return
         if self.shared:
-            self.shared.close(finished=reason == "finished")
+            self.shared.close(finished=finished)
         if summary:
             logger.info(
                 "crawl %d %s: %d pages, %d images (%d new), %d new sightings, errors %s%s%s",
                 self.crawl_id,
-                reason,
+                "finished" if finished else f"stopped ({reason})",
                 summary.pages,
                 summary.images_seen,
                 summary.new_images,
                 summary.new_sightings,
                 summary.errors or "none",
-                f"; {left} requests left for a resume" if left and reason != "finished" else "",
+                f"; {left} requests left for a resume" if left else "",
                 self._dropped_summary(),
             )
         self.store.close()
