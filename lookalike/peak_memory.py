@@ -71,7 +71,7 @@ def status_kb(field: str, pid: int | str = "self") -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise RuntimeError(f"/proc/{pid}/status has no {field}: needs Linux")
+    raise LookupError(f"/proc/{pid}/status has no {field}: an exited process, or not Linux")
 
 
 if __name__ == "__main__":
