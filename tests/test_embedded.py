@@ -20,8 +20,14 @@ def test_commands_share_one_embedded_server_under_lookalike_home(tmp_path: Path)
         indexed = run(env, "index", str(tmp_path / "pics"))
         assert indexed.returncode == 0, indexed.stderr
         found = run(env, "search", str(tmp_path / "pics" / "a.jpg"))  # a second process
-        assert found.stdout.split()[0] == "0"
+        assert found.stdout.splitlines()[1].split()[0] == "0"
         assert (home / "pgdata" / "PG_VERSION").exists()
+        pgdata = home / "pgdata"
+        applied = run(env, "init-db").stdout.strip()
+        assert applied == f"schema applied to the embedded PostgreSQL in {pgdata}"
+        assert run(env, "db-url").stdout.strip().endswith(f"?host={pgdata}")
+        counted = run(env, "psql", "-At", "-c", "SELECT count(*) FROM images")
+        assert counted.stdout.strip() == "1"
     finally:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
