@@ -17,6 +17,7 @@ from lookalike.cli import cli
 from lookalike.store import Store
 from tests.images import encode, photo
 from tests.test_fingerprint import _many_frame_gif, _png_header_only
+from tests.web_support import running_app
 
 BAD_FILES = {
     "empty.jpg": b"",
@@ -246,3 +247,15 @@ def test_the_command_list_is_not_cut_off_and_serve_names_the_embedded_default(cl
     assert "psql" in listed and "db-url" in listed
     serve_help = " ".join(run(cli_env, "serve", "--help").stdout.split())
     assert "embedded PostgreSQL under $LOOKALIKE_HOME" in serve_help
+
+
+def test_indexed_files_have_thumbnails_through_the_api(cli_env, photos: Path, database_url) -> None:
+    run(cli_env, "index", str(photos / "copies"), str(photos / "original.jpg"))
+    with running_app(database_url) as app:
+        response = app.test_client().post(
+            "/api/search", data={"image": ((photos / "original.jpg").open("rb"), "q.jpg")}
+        )
+    matches = response.get_json()["matches"]
+    assert len(matches) == 4
+    for match in matches:
+        assert match["thumbnail_url"].endswith(f"/thumbnails/{match['image_id']}.webp")
