@@ -211,7 +211,12 @@ def reference_database(server_url: str) -> Iterator[str]:
 
 
 def crawl_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "lookalike", "crawl", *FAST_SETTINGS, *args]
+    return plain_crawl_command(*FAST_SETTINGS, *args)
+
+
+def plain_crawl_command(*args: str) -> list[str]:
+    """``lookalike crawl`` with its own defaults: throttled, and quiet on the terminal."""
+    return [sys.executable, "-m", "lookalike", "crawl", *args]
 
 
 # Throttling off and short timeouts: tests crawl small local sites and must stay fast.
@@ -221,7 +226,7 @@ FAST_SETTINGS = (
     "-s", "RETRY_TIMES=0",
     "-s", "LOOKALIKE_FLUSH_SECONDS=0.2",
     "-s", "LOOKALIKE_PROGRESS_SECONDS=1",
-    "-s", "LOG_LEVEL=INFO",
+    "--log-level", "INFO",  # on stderr, where tests look for what the crawl said
 )  # fmt: skip
 
 
