@@ -18,7 +18,12 @@ from scrapy.http import HtmlResponse
 from scrapy.linkextractors import LinkExtractor
 from w3lib.url import canonicalize_url
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
+from lookalike.fingerprint import IMAGE_MEDIA_TYPES
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".avif", ".heic", ".heif", ".tif", ".tiff"}
+)
+IMAGE_ACCEPT = ",".join(IMAGE_MEDIA_TYPES)  # the Accept header of image requests
 LAZY_SRC_ATTRIBUTES = ("data-src", "data-original", "data-lazy-src")
 LAZY_SRCSET_ATTRIBUTES = ("data-srcset",)
 META_IMAGE_KEYS = ("og:image", "og:image:url", "og:image:secure_url", "twitter:image")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest, NotFound
 
+from lookalike.fingerprint import IMAGE_MEDIA_TYPES
 from lookalike.hashes import hamming
 from lookalike.store import StoredImage
 from searchweb.extensions import get_store, timed
@@ -29,7 +30,7 @@ THUMBNAIL_CACHE_SECONDS = 24 * 3600
 def home() -> str:
     with timed("db"):
         stats = get_store().stats()
-    return render_template("home.html", stats=stats)
+    return render_template("home.html", stats=stats, image_media_types=",".join(IMAGE_MEDIA_TYPES))
 
 
 @bp.post("/search")

@@ -69,6 +69,7 @@ class Site:
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests it was answering at once
         self.user_agents: set[str] = set()
+        self.accepts: dict[str, str] = {}  # path → the Accept header it was asked with
         site = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -81,6 +82,7 @@ class Site:
                 with site.lock:
                     site.hits[path + (f"?{query}" if query else "")] += 1
                     site.user_agents.add(self.headers.get("User-Agent", ""))
+                    site.accepts[path] = self.headers.get("Accept", "")
                     site.in_flight += 1
                     site.max_in_flight = max(site.max_in_flight, site.in_flight)
                 try:

@@ -124,7 +124,7 @@ def test_image_and_stats(client: FlaskClient, corpus: Corpus) -> None:
     [
         (b"hello", 400, "not an image"),
         (b"%PDF-1.4", 415, "unsupported format: PDF"),
-        (b"II*\x00rest-of-a-tiff", 415, "unsupported format: TIFF"),
+        (b"8BPS\x00\x01rest-of-a-psd", 415, "unsupported format: PSD"),
     ],
 )
 def test_bad_images_get_json_errors(

@@ -26,7 +26,7 @@ from scrapy.settings import SETTINGS_PRIORITIES
 from twisted.python.failure import Failure
 
 from crawler.claims import LocalClaims, RedisClaims
-from crawler.extract import normalise_url, page_contents
+from crawler.extract import IMAGE_ACCEPT, normalise_url, page_contents
 from crawler.failures import failure_kind
 from crawler.frontier import IMAGE, PAGE, PageDone, Pending, RequestFailed, open_frontier
 from crawler.frontier import pending_requests as frontier_pending
@@ -152,6 +152,7 @@ class SiteSpider(scrapy.Spider):
                 meta=meta,
                 priority=IMAGE_PRIORITY,
                 dont_filter=True,
+                headers={"Accept": IMAGE_ACCEPT},
             )
         meta["download_maxsize"] = self.settings.getint("LOOKALIKE_MAX_PAGE_BYTES")
         return scrapy.Request(
