@@ -250,6 +250,7 @@ def test_rate_limit_is_429_json_per_client(database_url: str) -> None:
     assert [r.status_code for r in responses] == [200, 200, 429]
     assert responses[2].get_json()["error"]["status"] == 429
     assert int(responses[2].headers["Retry-After"]) > 0
+    assert "Retry-After" not in responses[0].headers  # only a refusal says when to come back
 
 
 def test_rate_limits_can_be_switched_off(database_url: str) -> None:
