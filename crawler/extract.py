@@ -51,6 +51,7 @@ class PageContents:
     title: str | None
     images: list[ImageRef]
     links: list[str]
+    page_url: str  # as stored: its canonical URL on the same site, else the URL fetched
 
 
 def normalise_url(url: str) -> str | None:
@@ -117,7 +118,30 @@ def page_contents(response: HtmlResponse) -> PageContents:
         else:
             links.append(url)
     title = _clean_text(response.css("title::text").get())
-    return PageContents(title=title, images=list(images.values()), links=links)
+    return PageContents(
+        title=title, images=list(images.values()), links=links, page_url=canonical_url(response)
+    )
+
+
+def canonical_url(response: HtmlResponse) -> str:
+    """The page's ``<link rel="canonical">`` when it names the same site (scheme, host and
+    port), else the URL it was fetched from: ``/`` and ``/index.html`` become one page.
+
+    Another site's canonical is ignored: a page cannot make us file it under someone else.
+    """
+    href = next(
+        (
+            link.attrib.get("href")
+            for link in response.css("link[rel][href]")
+            if "canonical" in link.attrib["rel"].lower().split()
+        ),
+        None,
+    )
+    declared = normalise_url(response.urljoin(href)) if href else None
+    fetched = urlsplit(response.url)
+    if declared and urlsplit(declared)[:2] == (fetched.scheme, fetched.netloc.lower()):
+        return declared
+    return response.url
 
 
 def largest_candidate(srcset: str | None) -> str | None:

@@ -69,3 +69,24 @@ def test_page_contents_finds_every_image_form_once() -> None:
         ImageRef(f"{base}photo.JPG", "photo"),
     ]
     assert page.links == [f"{base}next.html", f"{base}"]
+
+
+@pytest.mark.parametrize(
+    ("head", "stored"),
+    [
+        ('<link rel="canonical" href="/">', "http://site.test/"),
+        (
+            '<link rel="Canonical" href="http://site.test/?b=2&a=1#top">',
+            "http://site.test/?a=1&b=2",
+        ),
+        ('<link rel="canonical" href="https://site.test/">', "http://site.test/index.html"),
+        ('<link rel="canonical" href="http://other.test/">', "http://site.test/index.html"),
+        ('<link rel="canonical" href="javascript:alert(1)">', "http://site.test/index.html"),
+        ('<link rel="alternate" href="/">', "http://site.test/index.html"),
+        ("", "http://site.test/index.html"),
+    ],
+)
+def test_a_page_is_stored_under_its_canonical_url_on_the_same_site(head: str, stored: str):
+    body = f"<html><head>{head}</head><body></body></html>".encode()
+    page = page_contents(HtmlResponse("http://site.test/index.html", body=body))
+    assert page.page_url == stored

@@ -180,7 +180,7 @@ class SiteSpider(scrapy.Spider):
             fresh.update(claimed)
         yield PageDone(
             request_url=frontier_url,
-            page_url=response.url,
+            page_url=contents.page_url,
             title=contents.title,
             images=list(alts.items()),
             discovered=discovered,
@@ -188,7 +188,7 @@ class SiteSpider(scrapy.Spider):
         )
         for pending in discovered:
             if pending.url in fresh:
-                referrer = (response.url, contents.title, alts.get(pending.url))
+                referrer = (contents.page_url, contents.title, alts.get(pending.url))
                 yield self._request(pending, referrer)
 
     def _links_to_follow(self, links: list[str]) -> tuple[list[str], list[str]]:
