@@ -12,6 +12,7 @@ from searchweb.extensions import get_store, timed
 from searchweb.queries import (
     SORT_LABELS,
     ImageQuery,
+    int_option,
     parse_search_options,
     query_from_dhash,
     query_from_upload,
@@ -94,6 +95,9 @@ def compare(image_id: int) -> str:
         distance=hamming(query.dhash, stored.dhash),
         bits=_bit_grid(query.dhash, stored),
         back_url=_results_url(),
+        # where the results page listed it ("match 2 of 9"); 0 when opened from elsewhere
+        rank=int_option(request.args, "rank", 0, 1_000_000),
+        of=int_option(request.args, "of", 0, 1_000_000_000),
     )
 
 
