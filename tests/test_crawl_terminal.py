@@ -29,6 +29,7 @@ from tests.crawl_site import (
     linked_routes,
     plain_crawl_command,
     progress,
+    run_crawl,
     send,
     snapshot,
     wait_for,
@@ -42,6 +43,15 @@ SMALL_SITE = {
     "/2.jpg": jpeg(2),
     "/3.jpg": jpeg(3),
 }
+
+
+def _run_as_a_person_does(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`lookalike crawl` with its own defaults (the tests' fast settings would add a log)."""
+    return subprocess.run(
+        plain_crawl_command(*args), env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+
+
 SUMMARY = "crawl 1 finished: 3 pages, 3 images (3 new), 4 new sightings; errors: none"
 
 
@@ -50,14 +60,7 @@ def test_a_first_crawl_prints_its_summary_only_and_keeps_the_log_in_a_file(
 ) -> None:
     with Site(SMALL_SITE) as site:
         started = time.monotonic()
-        result = subprocess.run(
-            plain_crawl_command(site.url("/")),  # throttled, as a newcomer runs it
-            env=cli_env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
-        )
+        result = _run_as_a_person_does(cli_env, site.url("/"))  # throttled
         elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.splitlines() == [SUMMARY]
@@ -70,14 +73,7 @@ def test_a_first_crawl_prints_its_summary_only_and_keeps_the_log_in_a_file(
 
 def test_verbose_shows_scrapys_log(cli_env: dict[str, str]) -> None:
     with Site(SMALL_SITE) as site:
-        result = subprocess.run(
-            plain_crawl_command("--no-throttle", "-v", site.url("/")),
-            env=cli_env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
-        )
+        result = _run_as_a_person_does(cli_env, "--no-throttle", "-v", site.url("/"))
     assert result.stdout.splitlines() == [SUMMARY]
     assert "[scrapy.core.engine] INFO: Spider closed (finished)" in result.stderr
 
@@ -170,14 +166,7 @@ def test_ctrl_c_stops_within_2_s_and_the_same_command_resumes_exactly(
         assert stopping < 2.5, f"{stopping:.1f} s"
         assert "stopping crawl 1: it is resumable, run the same command again" in said
         assert progress(cli_env["DATABASE_URL"])[1] > 0  # it really stopped mid-crawl
-        resumed = subprocess.run(
-            crawl_command(site.url("/")),
-            env=cli_env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=ROOT,
-        )
+        resumed = run_crawl(cli_env, site.url("/"), timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming crawl 1" in resumed.stderr
     assert snapshot(cli_env["DATABASE_URL"]) == snapshot(reference_url)
