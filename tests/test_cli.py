@@ -14,6 +14,7 @@ import pytest
 
 from lookalike import indexer
 from lookalike.cli import cli
+from lookalike.db import scratch_database
 from lookalike.store import Store
 from tests.images import encode, photo
 from tests.test_fingerprint import _many_frame_gif, _png_header_only
@@ -259,3 +260,15 @@ def test_indexed_files_have_thumbnails_through_the_api(cli_env, photos: Path, da
     assert len(matches) == 4
     for match in matches:
         assert match["thumbnail_url"].endswith(f"/thumbnails/{match['image_id']}.webp")
+
+
+def test_psql_applies_the_schema_first_and_says_when_psql_is_missing(
+    cli_env, server_url: str
+) -> None:
+    with scratch_database(server_url, "lookalike_test_psql") as fresh:  # no schema yet
+        env = {**cli_env, "DATABASE_URL": fresh}
+        result = run(env, "psql", "-At", "-c", "SELECT hamming(1, 3)")
+        assert result.stdout.strip() == "1", result.stderr
+        missing = run({**env, "PATH": "/nonexistent"}, "psql", "-c", "SELECT 1")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "Error: psql not found: install the PostgreSQL client"
