@@ -12,6 +12,8 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from twisted.internet import task
 
+from lookalike.wording import plural
+
 logger = logging.getLogger(__name__)
 
 LINE_SECONDS = 1.0
@@ -82,8 +84,9 @@ class ProgressLog:
         c = self._counts()
         rate = c["images"] / max(time.monotonic() - self._started, 1e-9)
         sys.stderr.write(
-            f"{_CLEAR_LINE}{c['pages']} pages, {c['images']} images ({c['new']} new), "
-            f"{c['queued']} queued, {c['errors']} errors, {rate:.1f} images/s"
+            f"{_CLEAR_LINE}{plural(c['pages'], 'page')}, {plural(c['images'], 'image')} "
+            f"({c['new']} new), {c['queued']} queued, {plural(c['errors'], 'error')}, "
+            f"{rate:.1f} images/s"
         )
         sys.stderr.flush()
 

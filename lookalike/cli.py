@@ -30,6 +30,7 @@ from lookalike.fingerprint import ImageRejected
 from lookalike.moderation_cli import MODERATION_COMMANDS
 from lookalike.plugins import PluginGroup
 from lookalike.store import DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE, Store
+from lookalike.wording import plural
 
 
 class LookalikeGroup(PluginGroup):
@@ -152,11 +153,6 @@ def index_command(paths: tuple[Path, ...], workers: int | None) -> None:
     )
     if summary.indexed == 0:
         sys.exit(1)
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 file``, ``2 files``."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 @cli.command("search")

@@ -122,7 +122,7 @@ def test_the_crawler_asks_for_and_records_every_format(cli_env: dict[str, str]) 
     with Site(routes) as site:
         result = run_crawl(cli_env, site.url("/"))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "1 pages, 3 images (3 new)" in result.stdout
+    assert "crawl 1 finished: 1 page, 3 images (3 new), 3 new sightings" in result.stdout
     for name, (fmt, _) in FILES.items():
         assert MEDIA_TYPES[fmt] in site.accepts[f"/{name}"].split(",")
     with psycopg.connect(cli_env["DATABASE_URL"]) as conn:
