@@ -251,15 +251,20 @@ def test_the_command_list_is_not_cut_off_and_serve_names_the_embedded_default(cl
 
 
 def test_indexed_files_have_thumbnails_through_the_api(cli_env, photos: Path, database_url) -> None:
-    run(cli_env, "index", str(photos / "copies"), str(photos / "original.jpg"))
+    run(cli_env, "index", str(photos / "copies"))
+    run(cli_env, "index", "--no-thumbnails", str(photos / "original.jpg"))
     with running_app(database_url) as app:
         response = app.test_client().post(
             "/api/search", data={"image": ((photos / "original.jpg").open("rb"), "q.jpg")}
         )
-    matches = response.get_json()["matches"]
-    assert len(matches) == 4
-    for match in matches:
-        assert match["thumbnail_url"].endswith(f"/thumbnails/{match['image_id']}.webp")
+    thumbnails = {
+        Path(match["sightings"][0]["image_url"]).name: match["thumbnail_url"]
+        for match in response.get_json()["matches"]
+    }
+    assert thumbnails.pop("original.jpg") is None  # --no-thumbnails, and no web URL to show
+    assert sorted(thumbnails) == ["q30.jpg", "resaved.png", "small.jpg"]
+    for url in thumbnails.values():
+        assert re.search(r"/thumbnails/\d+\.webp$", url)
 
 
 def test_psql_applies_the_schema_first_and_says_when_psql_is_missing(
