@@ -221,6 +221,7 @@ def test_psql_runs_on_the_database_in_use_with_arguments_passed_through(
     assert result.stdout.strip() == "3"
     failed = run(cli_env, "psql", "-v", "ON_ERROR_STOP=1", "-c", "SELECT no_such_function()")
     assert failed.returncode != 0 and "no_such_function" in failed.stderr
+    assert "PostgreSQL interactive terminal" in run(cli_env, "psql", "--help").stdout
 
 
 def _commands(group: click.Group, ctx: click.Context) -> Iterator[click.Command]:
