@@ -1,7 +1,7 @@
 """The site in a real browser: headless Chromium (Debian's) driven by Playwright.
 
 One browser and one server (waitress, in a thread, on 127.0.0.1) serve every test here; the
-page never loads anything from another host. The last test saves the README's screenshot when
+page never loads anything from another host. One test saves the README's screenshot when
 ``LOOKALIKE_README_SCREENSHOT=1`` asks for it, and a throwaway one otherwise.
 """
 
