@@ -38,9 +38,27 @@ LOCAL_SETTINGS = (
 
 
 @click.command("crawl")
-@click.option("--pages", type=click.IntRange(min=10), default=2000, show_default=True)
-@click.option("--images", type=click.IntRange(min=10), default=5000, show_default=True)
-@click.option("--workers", type=click.IntRange(min=2), default=2, show_default=True)
+@click.option(
+    "--pages",
+    type=click.IntRange(min=10),
+    default=2000,
+    show_default=True,
+    help="Pages of the generated site.",
+)
+@click.option(
+    "--images",
+    type=click.IntRange(min=10),
+    default=5000,
+    show_default=True,
+    help="Distinct JPEGs the pages show.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=2),
+    default=2,
+    show_default=True,
+    help="scrapy-redis workers in the shared-frontier run.",
+)
 @click.option(
     "--redis", "redis_url", default="redis://127.0.0.1:6379/0", show_default=True,
     help="Redis for the scrapy-redis run (skipped if it does not answer).",

@@ -23,7 +23,12 @@ from scrapy.http import HtmlResponse
 from w3lib.html import strip_html5_whitespace
 from w3lib.url import canonicalize_url
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
+from lookalike.fingerprint import IMAGE_MEDIA_TYPES
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".avif", ".heic", ".heif", ".tif", ".tiff"}
+)
+IMAGE_ACCEPT = ",".join(IMAGE_MEDIA_TYPES)  # the Accept header of image requests
 LAZY_SRC_ATTRIBUTES = ("data-src", "data-original", "data-lazy-src")
 LAZY_SRCSET_ATTRIBUTES = ("data-srcset",)
 META_IMAGE_KEYS = ("og:image", "og:image:url", "og:image:secure_url", "twitter:image")
@@ -51,6 +56,7 @@ class PageContents:
     title: str | None
     images: list[ImageRef]
     links: list[str]
+    page_url: str  # as stored: its canonical URL on the same site, else the URL fetched
     dropped_links: int = 0  # <a>/<area> elements past the cap, counted, not read
     dropped_images: int = 0  # distinct images past the cap
 
@@ -93,7 +99,7 @@ def page_contents(response: HtmlResponse, max_links: int, max_images: int) -> Pa
     images = _Images(absolute, max_images)
     links: dict[str, None] = {}
     dropped_links = 0
-    title = None
+    title = canonical = None
     for element in _read_elements(response.text):
         tag, attrib = element.tag, element.attrib
         if tag == "img":
@@ -120,9 +126,32 @@ def page_contents(response: HtmlResponse, max_links: int, max_images: int) -> Pa
                 links[url] = None
         elif tag == "title" and title is None:
             title = _clean_text("".join(element.itertext()))
+        elif tag == "link" and canonical is None and _is_canonical(attrib):
+            canonical = absolute(attrib["href"])
     return PageContents(
-        title, list(images.found.values()), list(links), dropped_links, images.dropped
+        title,
+        list(images.found.values()),
+        list(links),
+        _same_site_or_fetched(canonical, response.url),
+        dropped_links,
+        images.dropped,
     )
+
+
+def _is_canonical(attrib: Any) -> bool:
+    return "href" in attrib and "canonical" in (attrib.get("rel") or "").lower().split()
+
+
+def _same_site_or_fetched(canonical: str | None, fetched_url: str) -> str:
+    """The page's ``<link rel="canonical">`` when it names the same site (scheme, host and
+    port), else the URL it was fetched from: ``/`` and ``/index.html`` become one page.
+
+    Another site's canonical is ignored: a page cannot make us file it under someone else.
+    """
+    fetched = urlsplit(fetched_url)
+    if canonical and urlsplit(canonical)[:2] == (fetched.scheme, fetched.netloc.lower()):
+        return canonical
+    return fetched_url
 
 
 def _url_resolver(response: HtmlResponse) -> Callable[[str], str | None]:
@@ -160,7 +189,7 @@ class _Images:
             self.found[url] = ImageRef(url, _clean_text(alt))
 
 
-_READ_TAGS = ("img", "source", "meta", "a", "area", "title")
+_READ_TAGS = ("img", "source", "meta", "a", "area", "title", "link")
 _FEED_CHARACTERS = 64 * 1024
 
 

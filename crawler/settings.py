@@ -37,7 +37,8 @@ LOOKALIKE_DB_RETRY_SECONDS = 600  # give up (crawl stays resumable) after this l
 # A write hung this long (a lock someone holds, a stuck server) is cancelled and retried like
 # an outage, instead of stalling the crawl without a word.
 LOOKALIKE_DB_STATEMENT_SECONDS = 60
-LOOKALIKE_PROGRESS_SECONDS = 10
+LOOKALIKE_PROGRESS_SECONDS = 10  # a progress line in the log
+LOOKALIKE_PROGRESS_LINE = False  # a live line on stderr; `lookalike crawl` sets it on a terminal
 
 # With scrapy-redis: a worker that sees no progress on pending requests for this long re-queues
 # them (they belonged to a worker that died).
@@ -48,6 +49,10 @@ LOOKALIKE_WORKER_LEASE_SECONDS = 10
 
 ROBOTSTXT_OBEY = True
 AUTOTHROTTLE_ENABLED = True
+# Scrapy's default first delay is 5 s per host, which makes a small first crawl take minutes.
+# AutoThrottle raises the delay as soon as a site answers slowly (delay ≈ latency / target
+# concurrency) and Crawl-delay in robots.txt still wins, so starting at 0.5 s stays polite.
+AUTOTHROTTLE_START_DELAY = 0.5
 AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
 CONCURRENT_REQUESTS = 32
 CONCURRENT_REQUESTS_PER_DOMAIN = 2

@@ -174,6 +174,9 @@ class Banks:
             bank_id = self._ensure_bank(conn, bank)
             if target.image_id is None and target.sha256 is not None:
                 target = _linked_to_stored_image(conn, target)
+            existing = _active_entry_id(conn, bank_id, target)
+            if existing is not None:  # checked first: a failed INSERT would use up an id
+                return FlagResult(self._entry(conn, existing), created=False)
             row = conn.execute(
                 """
                 INSERT INTO bank_entries
@@ -194,17 +197,9 @@ class Banks:
                 ),
             ).fetchone()
             created = row is not None
-            if row is None:  # already flagged: report the entry that is there
-                row = conn.execute(
-                    """
-                    SELECT id FROM bank_entries
-                    WHERE active AND bank_id = %s AND dhash = %s
-                      AND coalesce(phash, 0) = coalesce(%s, 0)
-                    """,
-                    (bank_id, to_bigint(target.dhash), _optional_bigint(target.phash)),
-                ).fetchone()
-            assert row is not None
-            return FlagResult(self._entry(conn, row[0]), created)
+            entry_id = row[0] if row else _active_entry_id(conn, bank_id, target)  # lost a race
+            assert entry_id is not None
+            return FlagResult(self._entry(conn, entry_id), created)
 
     def target_from_image(self, image_id: int) -> FlagTarget:
         """The fingerprint (and thumbnail) of an image already in the database."""
@@ -393,3 +388,15 @@ def _linked_to_stored_image(conn: psycopg.Connection, target: FlagTarget) -> Fla
 
 def _optional_bigint(value: int | None) -> int | None:
     return None if value is None else to_bigint(value)
+
+
+def _active_entry_id(conn: psycopg.Connection, bank_id: int, target: FlagTarget) -> int | None:
+    """The active entry of ``bank_id`` with ``target``'s fingerprint, if there is one."""
+    row = conn.execute(
+        """
+        SELECT id FROM bank_entries
+        WHERE active AND bank_id = %s AND dhash = %s AND coalesce(phash, 0) = coalesce(%s, 0)
+        """,
+        (bank_id, to_bigint(target.dhash), _optional_bigint(target.phash)),
+    ).fetchone()
+    return row[0] if row else None

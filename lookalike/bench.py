@@ -173,7 +173,13 @@ DISTRIBUTIONS: dict[str, Callable[[int], np.ndarray]] = {
 
 
 @bench.command("search")
-@click.option("--rows", type=click.IntRange(min=1000), default=1_000_000, show_default=True)
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1000),
+    default=1_000_000,
+    show_default=True,
+    help="Hashes loaded per distribution.",
+)
 @click.option(
     "--distribution",
     "distributions",
@@ -181,8 +187,20 @@ DISTRIBUTIONS: dict[str, Callable[[int], np.ndarray]] = {
     multiple=True,
     help="Hash distribution(s) to load [default: both].",
 )
-@click.option("--queries", type=click.IntRange(min=5), default=200, show_default=True)
-@click.option("--scan-queries", type=click.IntRange(min=3), default=10, show_default=True)
+@click.option(
+    "--queries",
+    type=click.IntRange(min=5),
+    default=200,
+    show_default=True,
+    help="similar_images() queries per radius.",
+)
+@click.option(
+    "--scan-queries",
+    type=click.IntRange(min=3),
+    default=10,
+    show_default=True,
+    help="Sequential-scan queries to compare with.",
+)
 @click.option("--keep", is_flag=True, help="Keep the benchmark databases and reuse them next time.")
 @record_option
 def bench_search(
@@ -385,7 +403,13 @@ def _peak_memory_mb(hasher: str, paths: list[Path]) -> tuple[float, float]:
 @bench.command("hash")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @size_option(None, "Re-encode the images at WIDTHxHEIGHT first, e.g. 1024x768.")
-@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Timed runs; the median is reported.",
+)
 @record_option
 def bench_hash(
     folder: Path, size: tuple[int, int] | None, repeat: int, record: Path | None
@@ -438,7 +462,13 @@ def bench_hash(
 
 @bench.command("index")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--images", type=click.IntRange(min=10), default=3000, show_default=True)
+@click.option(
+    "--images",
+    type=click.IntRange(min=10),
+    default=3000,
+    show_default=True,
+    help="JPEGs to make and index.",
+)
 @size_option("640x480", "Size of the JPEGs made from FOLDER's photos.")
 @record_option
 def bench_index(folder: Path, images: int, size: tuple[int, int], record: Path | None) -> None:

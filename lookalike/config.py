@@ -24,9 +24,15 @@ def lookalike_home() -> Path:
     return Path(configured) if configured else platformdirs.user_data_path("lookalike")
 
 
+def embedded_pgdata() -> Path | None:
+    """The embedded server's data folder when it is the database in use (no ``DATABASE_URL``)."""
+    return None if os.environ.get("DATABASE_URL") else lookalike_home() / "pgdata"
+
+
 def database_url() -> str:
     """``$DATABASE_URL`` if set, else the URL of the embedded server (started on demand)."""
-    return os.environ.get("DATABASE_URL") or embedded_database_url(lookalike_home() / "pgdata")
+    pgdata = embedded_pgdata()
+    return embedded_database_url(pgdata) if pgdata else os.environ["DATABASE_URL"]
 
 
 def embedded_database_url(pgdata: Path, *, keep_running: bool = True) -> str:

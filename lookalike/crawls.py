@@ -19,6 +19,8 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from lookalike.wording import plural
+
 _SELECT_SUMMARIES = sql.SQL(
     "SELECT id, seeds, started_at, finished_at, outcome, pages, images_seen, new_images, "
     "new_sightings, errors FROM crawls "
@@ -42,9 +44,9 @@ class CrawlSummary:
         """``crawl 3 finished: 120 pages, 480 images (450 new), …; errors: timeout: 2``."""
         errors = ", ".join(f"{kind}: {n}" for kind, n in sorted(self.errors.items())) or "none"
         return (
-            f"crawl {self.id} {self.outcome or 'unfinished'}: {self.pages} pages, "
-            f"{self.images_seen} images ({self.new_images} new), "
-            f"{self.new_sightings} new sightings; errors: {errors}"
+            f"crawl {self.id} {self.outcome or 'unfinished'}: {plural(self.pages, 'page')}, "
+            f"{plural(self.images_seen, 'image')} ({self.new_images} new), "
+            f"{plural(self.new_sightings, 'new sighting')}; errors: {errors}"
         )
 
 

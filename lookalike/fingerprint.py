@@ -16,13 +16,28 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from lookalike import perceptual
 from lookalike.hashes import hash_to_hex
 from lookalike.memory import MemoryBudget, return_freed_memory
 
-ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
+# HEIC/HEIF (phone photos) through libheif; Pillow itself opens AVIF. TIFF: the first page.
+pillow_heif.register_heif_opener()
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "AVIF", "HEIF", "TIFF")
+# What HTTP clients ask servers for (the crawler's image requests): the formats above.
+IMAGE_MEDIA_TYPES = (
+    "image/avif",
+    "image/heic",
+    "image/heif",
+    "image/webp",
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/bmp",
+    "image/tiff",
+)
 DEFAULT_MAX_PIXELS = 50_000_000
 # The largest side a JPEG, GIF or WebP can have. Work that grows with a side (the resize
 # matrices) stays bounded even for a 50 MP picture one pixel high, which PNG and BMP allow.
@@ -59,11 +74,19 @@ _KNOWN_SIGNATURES = (
     (b"%PDF", "PDF"),
     (b"%!PS", "EPS"),
     (b"\xc5\xd0\xd3\xc6", "EPS"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
     (b"8BPS", "PSD"),
     (b"\x00\x00\x01\x00", "ICO"),
 )
+
+# ISO media brands of the still-image formats above (ISO/IEC 23008-12, AV1 image format).
+_STILL_IMAGE_BRANDS = {
+    "AVIF": "AVIF",
+    "AVIS": "AVIF",
+    "HEIC": "HEIF",
+    "HEIX": "HEIF",
+    "MIF1": "HEIF",
+    "MSF1": "HEIF",
+}
 
 
 class ImageRejected(ValueError):
@@ -386,7 +409,9 @@ def _describe_unsupported(data: bytes) -> str:
         return "not an image: HTML document"
     if head[4:8] == b"ftyp":
         brand = head[8:12].decode("ascii", "replace").strip().upper()
-        return f"unsupported format: {'AVIF' if brand.startswith('AVI') else 'HEIF/' + brand}"
+        if brand in _STILL_IMAGE_BRANDS:  # allowed, yet neither Pillow nor libheif took it
+            return f"corrupt image: unreadable {_STILL_IMAGE_BRANDS[brand]} file"
+        return f"unsupported format: ISO media ({brand})"  # MP4, QuickTime…
     for signature, name in _KNOWN_SIGNATURES:
         if head.startswith(signature):
             return f"unsupported format: {name}"

@@ -11,12 +11,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from lookalike.fingerprint import Fingerprint, ImageRejected, fingerprint
 from lookalike.store import Sighting, Store
 
 BATCH_SIZE = 500
+NO_SUCH_FILE = "no such file or directory"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +32,13 @@ class FileResult:
 class IndexSummary:
     indexed: int = 0  # files recorded
     new_images: int = 0  # distinct contents the database did not have
+    duplicates: int = 0  # files byte-identical to one met earlier in this run
     rejected: Counter[str] = field(default_factory=Counter)
 
     @property
     def already_known(self) -> int:
-        """Files whose content was already stored (including copies within this run)."""
-        return self.indexed - self.new_images
+        """Files whose content the database held before this run."""
+        return self.indexed - self.new_images - self.duplicates
 
 
 def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
@@ -48,7 +51,7 @@ def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
         elif path.is_dir():
             found.extend(_walk(path))
         else:
-            missing.append(FileResult(path, reason="no such file or directory"))
+            missing.append(FileResult(path, reason=NO_SUCH_FILE))
     return found, missing
 
 
@@ -60,28 +63,34 @@ def _walk(folder: Path) -> Iterator[Path]:
                 yield Path(root, name)
 
 
-def fingerprint_file(path: Path) -> FileResult:
-    """Read and fingerprint one file; never raises, so one bad file cannot stop a run."""
+def fingerprint_file(path: Path, with_thumbnail: bool = False) -> FileResult:
+    """Read and fingerprint one file; never raises, so one bad file cannot stop a run.
+
+    ``with_thumbnail`` makes the small WebP the site shows from the same bytes, read once.
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return FileResult(path, reason="no such file (removed while running?)")
+        return FileResult(path, reason=NO_SUCH_FILE)
     except OSError as error:
         return FileResult(path, reason=f"unreadable: {error.strerror or error}")
     try:
-        return FileResult(path, fingerprint=fingerprint(data))
+        return FileResult(path, fingerprint=fingerprint(data, with_thumbnail=with_thumbnail))
     except ImageRejected as error:
         return FileResult(path, reason=str(error))
 
 
-def fingerprint_files(paths: list[Path], workers: int | None = None) -> Iterator[FileResult]:
+def fingerprint_files(
+    paths: list[Path], workers: int | None = None, *, with_thumbnails: bool = True
+) -> Iterator[FileResult]:
     """Fingerprint ``paths`` on ``workers`` processes (default: every core), in order."""
     workers = workers or os.cpu_count() or 1
+    work = partial(fingerprint_file, with_thumbnail=with_thumbnails)
     if workers == 1 or len(paths) < 2:
-        yield from map(fingerprint_file, paths)
+        yield from map(work, paths)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(fingerprint_file, paths, chunksize=8)
+        yield from pool.map(work, paths, chunksize=8)
 
 
 def sighting_for(path: Path, fp: Fingerprint) -> Sighting:
@@ -102,6 +111,7 @@ def index_files(
     """Record fingerprinted files in batches; rejected files are counted by reason."""
     summary = IndexSummary()
     batch: list[Sighting] = []
+    contents_seen: set[str] = set()
 
     def flush() -> None:
         summary.new_images += store.record(batch).new_images
@@ -113,6 +123,9 @@ def index_files(
         if result.fingerprint is None:
             summary.rejected[rejection_kind(result.reason or "")] += 1
             continue
+        if result.fingerprint.sha256 in contents_seen:
+            summary.duplicates += 1
+        contents_seen.add(result.fingerprint.sha256)
         batch.append(sighting_for(result.path, result.fingerprint))
         if len(batch) >= BATCH_SIZE:
             flush()

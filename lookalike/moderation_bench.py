@@ -281,10 +281,34 @@ def _concurrent_checks(
 
 
 @click.command("check")
-@click.option("--entries", type=click.IntRange(min=1000), default=1_000_000, show_default=True)
-@click.option("--queries", type=click.IntRange(min=10), default=1000, show_default=True)
-@click.option("--clients", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--seconds", type=click.FloatRange(min=1), default=20, show_default=True)
+@click.option(
+    "--entries",
+    type=click.IntRange(min=1000),
+    default=1_000_000,
+    show_default=True,
+    help="Flagged hashes in the bank.",
+)
+@click.option(
+    "--queries",
+    type=click.IntRange(min=10),
+    default=1000,
+    show_default=True,
+    help="Checks timed one at a time.",
+)
+@click.option(
+    "--clients",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Concurrent clients for the throughput run.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1),
+    default=20,
+    show_default=True,
+    help="Length of the throughput run.",
+)
 @record_option
 def bench_check(
     entries: int, queries: int, clients: int, seconds: float, record: Path | None

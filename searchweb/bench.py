@@ -49,11 +49,41 @@ class Samples:
 
 
 @click.command("web")
-@click.option("--rows", type=click.IntRange(min=1000), default=1_000_000, show_default=True)
-@click.option("--clients", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--duration", type=click.FloatRange(min=1), default=30, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--photos", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1000),
+    default=1_000_000,
+    show_default=True,
+    help="Images stored before the run.",
+)
+@click.option(
+    "--clients",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Concurrent HTTP clients.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=30,
+    show_default=True,
+    help="Seconds per phase (uploads, then dHash searches).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="waitress threads of the site.",
+)
+@click.option(
+    "--photos",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Distinct photos the clients upload.",
+)
 @size_option("1024x768", "Size of the uploaded photos, e.g. 4000x3000 for 12 MP.")
 @record_option
 def bench_web(

@@ -13,7 +13,13 @@ from searchweb.extensions import get_store
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on.",
+)
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -22,7 +28,11 @@ from searchweb.extensions import get_store
     help="Requests handled at once (waitress threads; also database connections).",
 )
 def serve(host: str, port: int, workers: int) -> None:
-    """Run the search site (settings: LOOKALIKE_* variables, database: $DATABASE_URL)."""
+    """Run the search site and JSON API on waitress.
+
+    The database is $DATABASE_URL, or without it the embedded PostgreSQL under $LOOKALIKE_HOME
+    that every lookalike command shares; settings are LOOKALIKE_* variables.
+    """
     app = create_app({"DATABASE_POOL_SIZE": workers})
     with app.app_context():
         stats = get_store().stats()  # fails now, with one line, if the database is unreachable

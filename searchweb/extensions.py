@@ -161,6 +161,7 @@ def init_rate_limits(
     the endpoints that fingerprint or search, except for requests ``exempt_when`` lets through
     (an upload pipeline holding a moderator key). One Limiter per app: it keeps its counters.
     """
+    app.after_request(_retry_after_only_on_refusals)  # registered first, so it runs last
     limiter = Limiter(get_remote_address, app=app)
     # The decorators below hold the limiter weakly; keep it alive even when limits are off.
     app.extensions["lookalike_limiter"] = limiter
@@ -190,4 +191,12 @@ def add_server_timing(response: Response) -> Response:
         response.headers["Server-Timing"] = ", ".join(
             f"{name};dur={ms:.2f}" for name, ms in timings.items()
         )
+    return response
+
+
+def _retry_after_only_on_refusals(response: Response) -> Response:
+    """Flask-Limiter adds ``Retry-After`` to every response; it only means something on a 429
+    (rate limited) or a 503 (database away), so other responses drop it."""
+    if response.status_code not in (429, 503):
+        response.headers.pop("Retry-After", None)
     return response

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest, NotFound
 
+from lookalike.fingerprint import IMAGE_MEDIA_TYPES
 from lookalike.hashes import hamming
 from lookalike.store import StoredImage
 from searchweb.extensions import get_store, timed
@@ -31,7 +32,7 @@ MAX_PAGE = 100_000
 def home() -> str:
     with timed("db"):
         stats = get_store().stats()
-    return render_template("home.html", stats=stats)
+    return render_template("home.html", stats=stats, image_media_types=",".join(IMAGE_MEDIA_TYPES))
 
 
 @bp.post("/search")
@@ -95,6 +96,9 @@ def compare(image_id: int) -> str:
         distance=hamming(query.dhash, stored.dhash),
         bits=_bit_grid(query.dhash, stored),
         back_url=_results_url(),
+        # where the results page listed it ("match 2 of 9"); 0 when opened from elsewhere
+        rank=int_option(request.args, "rank", 0, 1_000_000),
+        of=int_option(request.args, "of", 0, 1_000_000_000),
     )
 
 

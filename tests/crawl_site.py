@@ -72,6 +72,7 @@ class Site:
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests it was answering at once
         self.user_agents: set[str] = set()
+        self.accepts: dict[str, str] = {}  # path → the Accept header it was asked with
         site = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -84,6 +85,7 @@ class Site:
                 with site.lock:
                     site.hits[path + (f"?{query}" if query else "")] += 1
                     site.user_agents.add(self.headers.get("User-Agent", ""))
+                    site.accepts[path] = self.headers.get("Accept", "")
                     site.in_flight += 1
                     site.max_in_flight = max(site.max_in_flight, site.in_flight)
                 try:
@@ -266,7 +268,12 @@ def reference_database(server_url: str) -> Iterator[str]:
 
 
 def crawl_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "lookalike", "crawl", *FAST_SETTINGS, *args]
+    return plain_crawl_command(*FAST_SETTINGS, *args)
+
+
+def plain_crawl_command(*args: str) -> list[str]:
+    """``lookalike crawl`` with its own defaults: throttled, and quiet on the terminal."""
+    return [sys.executable, "-m", "lookalike", "crawl", *args]
 
 
 # Throttling off and short timeouts: tests crawl small local sites and must stay fast.
@@ -276,7 +283,7 @@ FAST_SETTINGS = (
     "-s", "RETRY_TIMES=0",
     "-s", "LOOKALIKE_FLUSH_SECONDS=0.2",
     "-s", "LOOKALIKE_PROGRESS_SECONDS=1",
-    "-s", "LOG_LEVEL=INFO",
+    "--log-level", "INFO",  # on stderr, where tests look for what the crawl said
 )  # fmt: skip
 
 

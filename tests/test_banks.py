@@ -83,6 +83,14 @@ def test_disabled_entry_stops_matching_and_stays_in_history(banks: Banks) -> Non
     assert [m.reason for m in banks.check(near)] == ["for real"]
 
 
+def test_flagging_an_already_flagged_fingerprint_uses_up_no_entry_id(banks: Banks) -> None:
+    first = banks.flag(FlagTarget(0x0123), bank="banned", reason=None, flagged_by="mod")
+    again = banks.flag(FlagTarget(0x0123), bank="banned", reason=None, flagged_by="mod")
+    assert not again.created and again.entry.id == first.entry.id
+    other = banks.flag(FlagTarget(0x4567), bank="banned", reason=None, flagged_by="mod")
+    assert other.entry.id == first.entry.id + 1
+
+
 def test_flag_from_a_stored_image_links_it_and_keeps_its_thumbnail(
     banks: Banks, store: Store
 ) -> None:

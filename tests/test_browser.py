@@ -1,12 +1,14 @@
 """The site in a real browser: headless Chromium (Debian's) driven by Playwright.
 
 One browser and one server (waitress, in a thread, on 127.0.0.1) serve every test here; the
-page never loads anything from another host. The last test saves the README's screenshot.
+page never loads anything from another host. One test saves the README's screenshot when
+``LOOKALIKE_README_SCREENSHOT=1`` asks for it, and a throwaway one otherwise.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import urllib.request
@@ -19,6 +21,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from lookalike.banks import Banks, FlagTarget
 from lookalike.db import apply_schema, open_pool, scratch_database
 from lookalike.fingerprint import fingerprint
 from lookalike.store import Sighting, Store
@@ -29,10 +32,15 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 # A fresh machine may lack Debian's chromium (`apt-get install -y chromium`); CI installs it
-# and must never skip these.
-if not Path(CHROMIUM).exists() and os.environ.get("CI") != "true":
-    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
+# and must never skip these. Each test is skipped, so the count shows how many did not run.
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and os.environ.get("CI") != "true",
+    reason=f"{CHROMIUM} is not installed (apt-get install -y chromium)",
+)
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshot-results.png"
+MODERATOR_KEY = "amy-browser-key-0123456789"
+PHONE, DESKTOP = 390, 1280  # viewport widths the layout tests look at
+LONG_NAME = "IMG_20261201_101010_HDR_portrait_mode_exported_from_the_phone_gallery_final.jpg"
 
 
 @dataclass
@@ -97,6 +105,8 @@ def _seed(store: Store) -> tuple[bytes, dict[str, int]]:
         )
     )
     store.record(sightings)
+    flagged = FlagTarget.from_fingerprint(fingerprint(copies["original"], with_thumbnail=True))
+    Banks(store.pool).flag(flagged, bank="banned", reason="test", flagged_by="amy")
     with store.pool.connection() as conn:
         by_sha = dict(conn.execute("SELECT sha256, id FROM images").fetchall())
     return copies["original"], {n: by_sha[fingerprint(d).sha256] for n, d in copies.items()}
@@ -108,7 +118,11 @@ def site(server_url: str) -> Iterator[Site]:
         apply_schema(url)
         with Store(open_pool(url, init_schema=False)) as store:
             query, ids = _seed(store)
-        with running_app(url) as app, SiteServer(app) as server:  # CSRF on, as in production
+        moderators = {"amy": hashlib.sha256(MODERATOR_KEY.encode()).hexdigest()}
+        with (
+            running_app(url, MODERATOR_KEYS=moderators) as app,  # CSRF on, as in production
+            SiteServer(app) as server,
+        ):
             yield Site(server.url, query, ids)
 
 
@@ -127,9 +141,11 @@ def problems() -> list[str]:
 
 
 @pytest.fixture
-def page(browser: Browser, problems: list[str]) -> Iterator[Page]:
-    """A fresh tab; the test fails if anything lands in ``problems``."""
-    context = browser.new_context(viewport={"width": 1100, "height": 1300})
+def page(browser: Browser, problems: list[str], request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh tab (1100 px wide, or the width parametrised indirectly); the test fails if
+    anything lands in ``problems``."""
+    width = getattr(request, "param", 1100)
+    context = browser.new_context(viewport={"width": width, "height": 1300})
     opened = context.new_page()
     opened.on("pageerror", lambda error: problems.append(f"script error: {error}"))
     opened.on(
@@ -141,10 +157,10 @@ def page(browser: Browser, problems: list[str]) -> Iterator[Page]:
     assert problems == []
 
 
-def _upload(page: Page, site: Site) -> None:
+def _upload(page: Page, site: Site, name: str = "sunset.jpg") -> None:
     page.goto(site.url + "/")
     page.set_input_files(
-        "#image-input", {"name": "sunset.jpg", "mimeType": "image/jpeg", "buffer": site.query}
+        "#image-input", {"name": name, "mimeType": "image/jpeg", "buffer": site.query}
     )
     with page.expect_navigation():
         page.click("#search-button")
@@ -260,8 +276,107 @@ def test_a_bad_file_gets_a_readable_error_page(page: Page, site: Site, problems:
     problems.clear()
 
 
-def test_results_screenshot_for_the_readme(page: Page, site: Site) -> None:
+def test_results_screenshot_for_the_readme(page: Page, site: Site, tmp_path: Path) -> None:
     _upload(page, site)
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
-    assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    asked = os.environ.get("LOOKALIKE_README_SCREENSHOT") == "1"
+    target = SCREENSHOT if asked else tmp_path / SCREENSHOT.name
+    page.screenshot(path=str(target), full_page=True)
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# Words of ``selector``'s text (outside ``skip``, which may break anywhere) that the browser
+# laid out on more than one line: each word's Range has one client rect unless it was split.
+_SPLIT_WORDS = """([selector, skip]) => {
+    const split = [];
+    for (const element of document.querySelectorAll(selector)) {
+        const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            if (skip && node.parentElement.closest(skip)) continue;
+            for (const match of node.data.matchAll(/\\S+/g)) {
+                const range = document.createRange();
+                range.setStart(node, match.index);
+                range.setEnd(node, match.index + match[0].length);
+                if (range.getClientRects().length > 1) split.push(match[0]);
+            }
+        }
+    }
+    return split;
+}"""
+
+
+def _box(page: Page, selector: str) -> dict[str, float]:
+    box = page.locator(selector).bounding_box()
+    assert box is not None, selector
+    return box
+
+
+def _no_sideways_scroll(page: Page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+@pytest.mark.parametrize("page", [DESKTOP], indirect=True)
+def test_compare_stays_side_by_side_with_a_long_file_name(
+    page: Page, site: Site, tmp_path: Path
+) -> None:
+    _upload(page, site, LONG_NAME)
+    with page.expect_navigation():
+        page.locator("li.match a.compare-link").nth(1).click()
+    page.screenshot(path=str(tmp_path / "compare-1280.png"), full_page=True)
+    query, match = (
+        _box(page, ".side-by-side figure >> nth=0"),
+        _box(page, ".side-by-side figure >> nth=1"),
+    )
+    assert abs(query["y"] - match["y"]) < 1 and match["x"] >= query["x"] + query["width"]
+    assert page.text_content("h1").strip() == "Your image and match 2 of 6"
+    assert _no_sideways_scroll(page)
+
+
+@pytest.mark.parametrize("page", [PHONE], indirect=True)
+def test_on_a_phone_the_results_heading_breaks_between_words(
+    page: Page, site: Site, tmp_path: Path
+) -> None:
+    _upload(page, site, LONG_NAME)
+    page.screenshot(path=str(tmp_path / "results-390.png"), full_page=True)
+    assert page.evaluate(_SPLIT_WORDS, [".query-panel h1", ".query-label"]) == []
+    assert _no_sideways_scroll(page)
+
+
+@pytest.mark.parametrize("page", [PHONE], indirect=True)
+def test_a_bookmarked_hash_page_shows_the_hash_once_and_whole(
+    page: Page, site: Site, tmp_path: Path
+) -> None:
+    dhash = fingerprint(site.query).dhash_hex
+    page.goto(f"{site.url}/search?dhash={dhash}")
+    page.screenshot(path=str(tmp_path / "bookmarked-390.png"), full_page=True)
+    assert page.inner_text("main").count(dhash) == 1
+    assert page.evaluate(_SPLIT_WORDS, [".query-panel", None]) == []
+    assert _no_sideways_scroll(page)
+
+
+@pytest.mark.parametrize("page", [DESKTOP, PHONE], indirect=True)
+def test_moderation_pages_are_styled_like_the_rest(page: Page, site: Site, tmp_path: Path) -> None:
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    page.goto(site.url + "/moderation/")
+    key_input = page.locator("#key")
+    assert key_input.evaluate("e => parseFloat(getComputedStyle(e).paddingLeft)") >= 6
+    assert key_input.evaluate("e => getComputedStyle(e).borderTopStyle") == "solid"
+    key_input.fill(MODERATOR_KEY)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    page.screenshot(path=str(tmp_path / f"banks-{width}.png"), full_page=True)
+    cell = page.locator("table.banks td").first
+    assert cell.evaluate("e => parseFloat(getComputedStyle(e).paddingLeft)") >= 8
+    signed_in, sign_out = _box(page, ".moderator-bar strong"), _box(page, ".moderator-bar button")
+    assert abs(signed_in["y"] - sign_out["y"]) < signed_in["height"]  # on the same line
+    assert _no_sideways_scroll(page)
+    with page.expect_navigation():
+        page.click("table.banks a")
+    with page.expect_navigation():
+        page.click("li.entry a")
+    page.screenshot(path=str(tmp_path / f"entry-{width}.png"), full_page=True)
+    shown = _match_ids(page)
+    assert len(shown) == len(set(shown)) == 6  # one item per matching image
+    assert page.locator("li.match").first.locator("li.sighting").count() >= 1
+    _upload(page, site)
+    assert page.locator("nav a", has_text="Banks").count() == 1  # search pages too
+    assert _no_sideways_scroll(page)

@@ -6,14 +6,19 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 
 from lookalike import indexer
+from lookalike.cli import cli
+from lookalike.db import scratch_database
 from lookalike.store import Store
 from tests.images import CORRUPT_PNGS, declared_png, encode, photo, png_with_tiny_idat
-from tests.test_fingerprint import _many_frame_gif
+from tests.test_fingerprint import _many_frame_gif, _png_header_only
+from tests.web_support import running_app
 
 BAD_FILES = {
     "empty.jpg": b"",
@@ -64,8 +69,8 @@ def test_index_then_search_finds_copies_and_nothing_unrelated(
     indexed = run(cli_env, "index", str(photos))
     assert indexed.returncode == 0, indexed.stderr
     assert indexed.stdout.strip() == (
-        "indexed 11 files (11 new images, 0 already known); rejected 11 (truncated or corrupt "
-        "image: 5, not an image: 2, image too large: 1, unsupported format: 1, empty file: 1, "
+        "indexed 11 files (11 new images, 0 duplicates, 0 already known); rejected 11 (truncated or "
+        "corrupt image: 5, not an image: 2, image too large: 1, unsupported format: 1, empty file: 1, "
         "image too long: 1)"
     )
     for name in [*BAD_FILES, "truncated.jpg"]:
@@ -76,7 +81,8 @@ def test_index_then_search_finds_copies_and_nothing_unrelated(
     query.write_bytes(encode(photo(1, (1024, 768)).resize((640, 480)), "JPEG", quality=60))
     found = run(cli_env, "search", str(query))
     assert found.returncode == 0, found.stderr
-    lines = found.stdout.splitlines()
+    header, *lines = found.stdout.splitlines()
+    assert header.split() == ["bits", "size", "image", "on", "page"]
     names = [Path(line.split()[2]).name for line in lines]
     assert sorted(names) == ["original.jpg", "q30.jpg", "resaved.png", "small.jpg"]
     distances = [int(line.split()[0]) for line in lines]
@@ -99,8 +105,8 @@ def test_search_json_is_one_list_of_matches_with_sightings(cli_env, photos: Path
 def test_indexing_again_changes_nothing_but_last_seen(cli_env, photos: Path) -> None:
     first = run(cli_env, "index", str(photos / "copies"))
     second = run(cli_env, "index", str(photos / "copies"))
-    assert "(3 new images, 0 already known)" in first.stdout
-    assert "(0 new images, 3 already known)" in second.stdout
+    assert "(3 new images, 0 duplicates, 0 already known)" in first.stdout
+    assert "(0 new images, 0 duplicates, 3 already known)" in second.stdout
     assert re.search(r"^sightings +3$", run(cli_env, "stats").stdout, re.MULTILINE)
 
 
@@ -129,8 +135,9 @@ def test_nothing_to_do_exits_1_and_keeps_what_is_stored(cli_env, photos: Path, t
     assert re.search(r"^sightings +3$", run(cli_env, "stats").stdout, re.MULTILINE)
     missing = run(cli_env, "search", str(tmp_path / "nope.jpg"))
     assert missing.returncode == 1
-    assert missing.stderr.strip().startswith("Error: ")
-    assert len(missing.stderr.strip().splitlines()) == 1
+    assert missing.stderr.strip() == f"Error: {tmp_path / 'nope.jpg'}: no such file or directory"
+    also_missing = run(cli_env, "index", str(tmp_path / "nope.jpg"))
+    assert also_missing.stderr.startswith(f"{tmp_path / 'nope.jpg'}: no such file or directory\n")
 
 
 def test_unreachable_database_is_one_line_and_exit_1(cli_env, photos: Path) -> None:
@@ -156,8 +163,8 @@ def test_a_file_that_vanishes_mid_run_is_reported_and_the_rest_indexed(store: St
     seen: list[indexer.FileResult] = []
     summary = indexer.index_files(store, indexer.fingerprint_files(files), on_result=seen.append)
     assert summary.indexed == 2
-    assert summary.rejected == {"no such file (removed while running?)": 1}
-    assert seen[0].reason == "no such file (removed while running?)"
+    assert summary.rejected == {"no such file or directory": 1}
+    assert seen[0].reason == "no such file or directory"
 
 
 def test_a_schema_that_cannot_be_applied_is_one_line_and_exit_1(cli_env, database_url) -> None:
@@ -171,3 +178,108 @@ def test_a_schema_that_cannot_be_applied_is_one_line_and_exit_1(cli_env, databas
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("Error: cannot apply schema.sql to ")
     assert '"image_sightings" is not a view' in line
+
+
+def test_byte_identical_files_are_duplicates_and_one_is_one_file(cli_env, tmp_path) -> None:
+    folder = tmp_path / "same"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (folder / name).write_bytes(encode(photo(1), "JPEG"))
+    first = run(cli_env, "index", str(folder))
+    assert first.stdout.strip() == (
+        "indexed 3 files (1 new image, 2 duplicates, 0 already known); rejected 0"
+    )
+    again = run(cli_env, "index", str(folder / "a.jpg"))
+    assert again.stdout.strip() == (
+        "indexed 1 file (0 new images, 0 duplicates, 1 already known); rejected 0"
+    )
+
+
+def test_search_shows_file_matches_as_typed_paths_not_urls(cli_env, tmp_path) -> None:
+    folder = tmp_path / "my photos"
+    folder.mkdir()
+    (folder / "été 1.jpg").write_bytes(encode(photo(1), "JPEG"))
+    run(cli_env, "index", str(folder))
+    found = subprocess.run(
+        [sys.executable, "-m", "lookalike", "search", "my photos/été 1.jpg"],
+        env=cli_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert found.stdout.splitlines()[1].split("  ")[-2:] == [
+        "my photos/été 1.jpg",
+        "on my photos/",
+    ]
+
+
+def test_psql_runs_on_the_database_in_use_with_arguments_passed_through(
+    cli_env, photos: Path, database_url: str
+) -> None:
+    run(cli_env, "index", str(photos / "copies"))
+    assert run(cli_env, "db-url").stdout.strip() == database_url
+    result = run(
+        cli_env, "psql", "-A", "-t", "-c", "SELECT count(*) FROM similar_images(0::bigint, 64)"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "3"
+    failed = run(cli_env, "psql", "-v", "ON_ERROR_STOP=1", "-c", "SELECT no_such_function()")
+    assert failed.returncode != 0 and "no_such_function" in failed.stderr
+    assert "PostgreSQL interactive terminal" in run(cli_env, "psql", "--help").stdout
+
+
+def _commands(group: click.Group, ctx: click.Context) -> Iterator[click.Command]:
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        yield command
+        if isinstance(command, click.Group):
+            yield from _commands(command, ctx)
+
+
+def test_every_option_of_every_command_has_help_text() -> None:
+    ctx = click.Context(cli)
+    undocumented = [
+        f"{command.name} {param.opts[0]}"
+        for command in _commands(cli, ctx)
+        for param in command.params
+        if isinstance(param, click.Option) and not param.help
+    ]
+    assert undocumented == []
+
+
+def test_the_command_list_is_not_cut_off_and_serve_names_the_embedded_default(cli_env) -> None:
+    listed = run({**cli_env, "COLUMNS": "80"}, "--help").stdout.split("Commands:")[1]
+    assert "..." not in listed and "…" not in listed
+    assert "psql" in listed and "db-url" in listed
+    serve_help = " ".join(run(cli_env, "serve", "--help").stdout.split())
+    assert "embedded PostgreSQL under $LOOKALIKE_HOME" in serve_help
+
+
+def test_indexed_files_have_thumbnails_through_the_api(cli_env, photos: Path, database_url) -> None:
+    run(cli_env, "index", str(photos / "copies"))
+    run(cli_env, "index", "--no-thumbnails", str(photos / "original.jpg"))
+    with running_app(database_url) as app:
+        response = app.test_client().post(
+            "/api/search", data={"image": ((photos / "original.jpg").open("rb"), "q.jpg")}
+        )
+    thumbnails = {
+        Path(match["sightings"][0]["image_url"]).name: match["thumbnail_url"]
+        for match in response.get_json()["matches"]
+    }
+    assert thumbnails.pop("original.jpg") is None  # --no-thumbnails, and no web URL to show
+    assert sorted(thumbnails) == ["q30.jpg", "resaved.png", "small.jpg"]
+    for url in thumbnails.values():
+        assert re.search(r"/thumbnails/\d+\.webp$", url)
+
+
+def test_psql_applies_the_schema_first_and_says_when_psql_is_missing(
+    cli_env, server_url: str
+) -> None:
+    with scratch_database(server_url, "lookalike_test_psql") as fresh:  # no schema yet
+        env = {**cli_env, "DATABASE_URL": fresh}
+        result = run(env, "psql", "-At", "-c", "SELECT hamming(1, 3)")
+        assert result.stdout.strip() == "1", result.stderr
+        missing = run({**env, "PATH": "/nonexistent"}, "psql", "-c", "SELECT 1")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "Error: psql not found: install the PostgreSQL client"

@@ -32,6 +32,7 @@ from tests.crawl_site import (
     redirect,
     run_crawl,
     send,
+    snapshot,
 )
 from tests.images import encode
 
@@ -401,3 +402,15 @@ def test_crawl_command_errors_are_one_line(cli_env: dict[str, str]) -> None:
     unreachable = run("http://127.0.0.1:9/")  # nothing listens on port 9
     assert unreachable.returncode == 0 and "Traceback" not in unreachable.stderr
     assert "errors: robots.txt unavailable: 1" in unreachable.stdout
+
+
+def test_slash_and_index_html_of_one_site_are_one_page(cli_env: dict[str, str]) -> None:
+    home = '<link rel="canonical" href="/"><a href="/index.html">home</a><img src="/a.jpg">'
+    routes = {"/": html(home, "home"), "/index.html": html(home, "home"), "/a.jpg": jpeg(1)}
+    with Site(routes) as site:
+        result = run_crawl(cli_env, site.url("/"))
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert site.hits["/index.html"] == 1  # fetched, and filed under its canonical URL
+    facts = snapshot(cli_env["DATABASE_URL"])
+    assert {url for url, _ in facts["pages"]} == {site.url("/")}
+    assert len(facts["sightings"]) == 1

@@ -31,6 +31,9 @@ def test_largest_srcset_candidate(srcset: str | None, largest: str | None) -> No
         ("https://example.org/p?id=3&sid=abc&PHPSESSID=x", "https://example.org/p?id=3"),
         ("http://example.org/page;jsessionid=ABC123", "http://example.org/page"),
         ("  http://example.org/  ", "http://example.org/"),
+        ("HTTP://Example.ORG/a/../b/./c", "http://example.org/b/c"),
+        ("http://example.org", "http://example.org/"),
+        ("http://example.org:80/%7euser/x y", "http://example.org:80/~user/x%20y"),
         ("data:image/gif;base64,R0lGOD", None),
         ("javascript:alert(1)", None),
         ("mailto:a@example.org", None),
@@ -97,3 +100,24 @@ def test_a_link_keeps_its_own_text_however_much_markup_it_holds() -> None:
     (image,) = page.images
     assert image.url == "https://example.org/photo.jpg"
     assert image.alt_text is not None and image.alt_text.startswith("own textxx")
+
+
+@pytest.mark.parametrize(
+    ("head", "stored"),
+    [
+        ('<link rel="canonical" href="/">', "http://site.test/"),
+        (
+            '<link rel="Canonical" href="http://site.test/?b=2&a=1#top">',
+            "http://site.test/?a=1&b=2",
+        ),
+        ('<link rel="canonical" href="https://site.test/">', "http://site.test/index.html"),
+        ('<link rel="canonical" href="http://other.test/">', "http://site.test/index.html"),
+        ('<link rel="canonical" href="javascript:alert(1)">', "http://site.test/index.html"),
+        ('<link rel="alternate" href="/">', "http://site.test/index.html"),
+        ("", "http://site.test/index.html"),
+    ],
+)
+def test_a_page_is_stored_under_its_canonical_url_on_the_same_site(head: str, stored: str):
+    body = f"<html><head>{head}</head><body></body></html>".encode()
+    page = page_contents(HtmlResponse("http://site.test/index.html", body=body))
+    assert page.page_url == stored

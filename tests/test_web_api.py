@@ -132,7 +132,7 @@ def test_image_and_stats(client: FlaskClient, corpus: Corpus) -> None:
     [
         (b"hello", 400, "not an image"),
         (b"%PDF-1.4", 415, "unsupported format: PDF"),
-        (b"II*\x00rest-of-a-tiff", 415, "unsupported format: TIFF"),
+        (b"8BPS\x00\x01rest-of-a-psd", 415, "unsupported format: PSD"),
     ],
 )
 def test_bad_images_get_json_errors(
@@ -272,6 +272,7 @@ def test_rate_limit_is_429_json_per_client(database_url: str) -> None:
     assert [r.status_code for r in responses] == [200, 200, 429]
     assert responses[2].get_json()["error"]["status"] == 429
     assert int(responses[2].headers["Retry-After"]) > 0
+    assert "Retry-After" not in responses[0].headers  # only a refusal says when to come back
 
 
 def test_rate_limits_can_be_switched_off(database_url: str) -> None:

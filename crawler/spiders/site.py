@@ -26,7 +26,7 @@ from scrapy.settings import SETTINGS_PRIORITIES
 from twisted.python.failure import Failure
 
 from crawler.claims import LocalClaims, RedisClaims
-from crawler.extract import PageContents, normalise_url, page_contents
+from crawler.extract import IMAGE_ACCEPT, PageContents, normalise_url, page_contents
 from crawler.failures import failure_kind
 from crawler.frontier import IMAGE, PAGE, PageDone, Pending, RequestFailed, open_frontier
 from crawler.frontier import pending_requests as frontier_pending
@@ -153,6 +153,7 @@ class SiteSpider(scrapy.Spider):
                 meta=meta,
                 priority=IMAGE_PRIORITY,
                 dont_filter=True,
+                headers={"Accept": IMAGE_ACCEPT},
             )
         meta["download_maxsize"] = self.settings.getint("LOOKALIKE_MAX_PAGE_BYTES")
         return scrapy.Request(
@@ -185,7 +186,7 @@ class SiteSpider(scrapy.Spider):
             fresh.update(claimed)
         yield PageDone(
             request_url=frontier_url,
-            page_url=response.url,
+            page_url=contents.page_url,
             title=contents.title,
             images=list(alts.items()),
             discovered=discovered,
@@ -193,7 +194,7 @@ class SiteSpider(scrapy.Spider):
         )
         for pending in discovered:
             if pending.url in fresh:
-                referrer = (response.url, contents.title, alts.get(pending.url))
+                referrer = (contents.page_url, contents.title, alts.get(pending.url))
                 yield self._request(pending, referrer)
 
     def _count_dropped(self, contents: PageContents) -> None:
