@@ -17,7 +17,7 @@ from lookalike.cli import cli
 from lookalike.db import scratch_database
 from lookalike.store import Store
 from tests.images import CORRUPT_PNGS, declared_png, encode, photo, png_with_tiny_idat
-from tests.test_fingerprint import _many_frame_gif, _png_header_only
+from tests.test_fingerprint import _many_frame_gif
 from tests.web_support import running_app
 
 BAD_FILES = {
@@ -69,9 +69,9 @@ def test_index_then_search_finds_copies_and_nothing_unrelated(
     indexed = run(cli_env, "index", str(photos))
     assert indexed.returncode == 0, indexed.stderr
     assert indexed.stdout.strip() == (
-        "indexed 11 files (11 new images, 0 duplicates, 0 already known); rejected 11 (truncated or "
-        "corrupt image: 5, not an image: 2, image too large: 1, unsupported format: 1, empty file: 1, "
-        "image too long: 1)"
+        "indexed 11 files (11 new images, 0 duplicates, 0 already known); rejected 11 "
+        "(truncated or corrupt image: 5, not an image: 2, image too large: 1, "
+        "unsupported format: 1, empty file: 1, image too long: 1)"
     )
     for name in [*BAD_FILES, "truncated.jpg"]:
         assert f"{photos / name}: " in indexed.stderr
