@@ -119,5 +119,7 @@ def test_a_link_keeps_its_own_text_however_much_markup_it_holds() -> None:
 )
 def test_a_page_is_stored_under_its_canonical_url_on_the_same_site(head: str, stored: str):
     body = f"<html><head>{head}</head><body></body></html>".encode()
-    page = page_contents(HtmlResponse("http://site.test/index.html", body=body))
+    page = page_contents(
+        HtmlResponse("http://site.test/index.html", body=body), max_links=10, max_images=10
+    )
     assert page.page_url == stored
