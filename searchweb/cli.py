@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import click
 import waitress
 
+from lookalike.wording import plural
 from searchweb import create_app
 from searchweb.extensions import get_store
 
@@ -37,7 +38,7 @@ def serve(host: str, port: int, workers: int) -> None:
     with app.app_context():
         stats = get_store().stats()  # fails now, with one line, if the database is unreachable
     click.echo(
-        f"serving {stats.images:,} images on http://{host}:{port}/ with {workers} workers",
+        f"serving {plural(stats.images, 'image')} on http://{host}:{port}/ with {workers} workers",
         err=True,
     )
     waitress.serve(

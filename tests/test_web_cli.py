@@ -39,7 +39,7 @@ def test_serve_answers_on_the_chosen_port(store: Store, cli_env: dict[str, str])
         server.terminate()
         _, stderr = server.communicate(timeout=10)
     assert (stats["images"], stats["pages"]) == (1, 1)
-    assert f"serving 1 images on http://127.0.0.1:{port}/ with 2 workers" in stderr
+    assert f"serving 1 image on http://127.0.0.1:{port}/ with 2 workers" in stderr
 
 
 def test_serve_without_a_database_says_so_in_one_line(cli_env: dict[str, str]) -> None:
