@@ -106,7 +106,7 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     missing_hint=BENCH_EXTRA_HINT,
 )
 def bench() -> None:
-    """Measure search, fingerprinting and indexing speed on this machine."""
+    """Measure search, fingerprinting, indexing and start-up speed on this machine."""
 
 
 # --- search -------------------------------------------------------------------------------
@@ -413,6 +413,52 @@ def bench_hash(
         f"peak: resident memory hashing {len(sampled)} of the files one at a time, in a fresh "
         "process that imports only that hasher; +: over its level with the libraries loaded"
     )
+    report.record(record)
+
+
+# --- start --------------------------------------------------------------------------------
+
+BARE_IMPORTS = "import numpy, PIL.Image, psycopg"
+
+
+def _start_seconds(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, timeout=120)  # noqa: S603 (ours)
+    return time.perf_counter() - started
+
+
+@bench.command("start")
+@click.option(
+    "--runs",
+    type=click.IntRange(min=1),
+    default=11,
+    show_default=True,
+    help="Runs of each command, taken in turn; the median is reported.",
+)
+@record_option
+def bench_start(runs: int, record: Path | None) -> None:
+    """`lookalike hash FILE` start-up against a bare import of numpy, Pillow and psycopg."""
+    with tempfile.TemporaryDirectory() as scratch:
+        photo = Path(scratch) / "photo.jpg"
+        Image.new("RGB", (640, 480), (90, 140, 200)).save(photo)
+        commands = {
+            "lookalike hash FILE": [sys.executable, "-m", "lookalike", "hash", str(photo)],
+            f'python -c "{BARE_IMPORTS}"': [sys.executable, "-c", BARE_IMPORTS],
+        }
+        seconds: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(runs):  # in turn, so both see the same load on a shared machine
+            for name, command in commands.items():
+                seconds[name].append(_start_seconds(command))
+    report = Report(f"bench start, {runs} runs of each, in turn")
+    medians = {name: statistics.median(values) for name, values in seconds.items()}
+    width = max(map(len, seconds))
+    for name, values in seconds.items():
+        report.line(
+            f"{name:<{width}}  median {medians[name] * 1000:5.0f} ms "
+            f"(range {min(values) * 1000:.0f}–{max(values) * 1000:.0f})"
+        )
+    hashing, bare = medians.values()
+    report.line(f"lookalike hash takes {hashing / bare:.2f}× the bare imports")
     report.record(record)
 
 
