@@ -61,8 +61,10 @@ class PluginGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command  # a built-in command: no need to read every package's entry points
         plugin = self._plugins().get(cmd_name)
-        if command is None and plugin is not None:
+        if plugin is not None:
             try:
                 command = plugin.load()
             except ModuleNotFoundError as error:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.images import encode, photo
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCT = ("lookalike", "crawler", "searchweb")
 
 # Heavy packages a command that fingerprints must not load (SciPy alone took ~0.5 s a start).
 NOT_AT_START = ("scipy", "scrapy", "flask", "benchmarks")
@@ -33,6 +37,30 @@ def test_hash_loads_neither_the_benchmarks_nor_the_crawler_nor_the_site(tmp_path
     hashed, loaded = done.stdout.splitlines()
     assert hashed.endswith(str(image))
     assert loaded == ""
+
+
+def _imported_modules(source: Path) -> set[str]:
+    """The modules a source file imports, read from its syntax tree (not by importing it)."""
+    tree = ast.parse(source.read_text(), str(source))
+    names = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    return names | {
+        node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+    }
+
+
+def test_the_product_never_imports_the_benchmarks() -> None:
+    sources = [path for package in PRODUCT for path in (ROOT / package).rglob("*.py")]
+    importing = [
+        str(path.relative_to(ROOT))
+        for path in sources
+        if any(name.split(".")[0] == "benchmarks" for name in _imported_modules(path))
+    ]
+    assert sources and importing == []
 
 
 def test_without_scipy_bench_is_one_line_naming_the_extra_and_the_rest_runs() -> None:
