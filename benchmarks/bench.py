@@ -86,6 +86,13 @@ def size_option(default: str | None, help_text: str) -> Callable[[FC], FC]:
     )
 
 
+def repeat_option(default: int, help_text: str) -> Callable[[FC], FC]:
+    """``--repeat N``: how many timed runs a benchmark takes the median of."""
+    return click.option(
+        "--repeat", type=click.IntRange(min=1), default=default, show_default=True, help=help_text
+    )
+
+
 def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -362,13 +369,7 @@ def _peak_memory_mb(hasher: str, paths: list[Path]) -> tuple[float, float]:
 @bench.command("hash")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @size_option(None, "Re-encode the images at WIDTHxHEIGHT first, e.g. 1024x768.")
-@click.option(
-    "--repeat",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Timed runs; the median is reported.",
-)
+@repeat_option(3, "Timed runs; the median is reported.")
 @record_option
 def bench_hash(
     folder: Path, size: tuple[int, int] | None, repeat: int, record: Path | None
@@ -428,15 +429,9 @@ def _start_seconds(command: list[str]) -> float:
 
 
 @bench.command("start")
-@click.option(
-    "--runs",
-    type=click.IntRange(min=1),
-    default=11,
-    show_default=True,
-    help="Runs of each command, taken in turn; the median is reported.",
-)
+@repeat_option(11, "Runs of each command, taken in turn; the median is reported.")
 @record_option
-def bench_start(runs: int, record: Path | None) -> None:
+def bench_start(repeat: int, record: Path | None) -> None:
     """`lookalike hash FILE` start-up against a bare import of numpy, Pillow and psycopg."""
     with tempfile.TemporaryDirectory() as scratch:
         photo = Path(scratch) / "photo.jpg"
@@ -446,10 +441,10 @@ def bench_start(runs: int, record: Path | None) -> None:
             f'python -c "{BARE_IMPORTS}"': [sys.executable, "-c", BARE_IMPORTS],
         }
         seconds: dict[str, list[float]] = {name: [] for name in commands}
-        for _ in range(runs):  # in turn, so both see the same load on a shared machine
+        for _ in range(repeat):  # in turn, so both see the same load on a shared machine
             for name, command in commands.items():
                 seconds[name].append(_start_seconds(command))
-    report = Report(f"bench start, {runs} runs of each, in turn")
+    report = Report(f"bench start, {repeat} runs of each, in turn")
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     width = max(map(len, seconds))
     for name, values in seconds.items():

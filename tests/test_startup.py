@@ -80,7 +80,7 @@ def test_bench_start_puts_lookalike_hash_near_the_bare_imports(tmp_path: Path) -
     """The target is 1.5×; 2× leaves room for a loaded machine (it was 2.3× with SciPy)."""
     record = tmp_path / "bench.md"
     done = subprocess.run(
-        ["lookalike", "bench", "start", "--runs", "3", "--record", str(record)],
+        ["lookalike", "bench", "start", "--repeat", "3", "--record", str(record)],
         capture_output=True,
         text=True,
         timeout=120,
