@@ -23,7 +23,6 @@ import psycopg
 from tqdm import tqdm
 
 from lookalike import crawls, indexer
-from lookalike.bench import bench
 from lookalike.config import DatabaseUnavailable, database_url, embedded_pgdata
 from lookalike.db import apply_schema, describe_server, open_pool
 from lookalike.fingerprint import ImageRejected
@@ -31,6 +30,8 @@ from lookalike.moderation_cli import MODERATION_COMMANDS
 from lookalike.plugins import PluginGroup
 from lookalike.store import DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE, Store
 from lookalike.wording import plural
+
+BENCH_EXTRA_HINT = " (pip install 'lookalike[bench]')"
 
 
 class LookalikeGroup(PluginGroup):
@@ -49,6 +50,8 @@ class LookalikeGroup(PluginGroup):
 @click.group(
     cls=LookalikeGroup,
     plugin_group="lookalike.commands",
+    lazy_commands={"bench": "benchmarks.bench:bench"},
+    missing_hint=BENCH_EXTRA_HINT,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(package_name="lookalike")
@@ -239,7 +242,6 @@ def _human_bytes(count: float) -> str:
     return f"{count:.1f} TB"
 
 
-cli.add_command(bench)
 for command in MODERATION_COMMANDS:
     cli.add_command(command)
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from lookalike.peak_memory import reset_peak, status_kb
+from benchmarks.peak_memory import reset_peak, status_kb
 
 
 def free_port() -> int:

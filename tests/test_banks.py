@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from PIL import ImageOps
 
+from benchmarks.data import clustered_hashes
 from lookalike.banks import BankError, Banks, FlagTarget
-from lookalike.bench import clustered_hashes
 from lookalike.db import apply_schema, connect, open_pool
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import from_bigint, hamming, to_bigint

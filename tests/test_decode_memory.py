@@ -2,7 +2,7 @@
 
 The bound ``lookalike.fingerprint.decode_cost`` states (6 bytes a decoded pixel plus 48 MB) is
 checked as the kernel sees it: the peak RSS of a process that holds only the worker function,
-reset just before the one image it hashes (as ``lookalike.peak_memory`` measures the hashers).
+reset just before the one image it hashes (as ``benchmarks.peak_memory`` measures the hashers).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ _MEASURE = """
 import sys
 from pathlib import Path
 from crawler.hashing import fingerprint_or_reason
-from lookalike.peak_memory import reset_peak, status_kb
+from benchmarks.peak_memory import reset_peak, status_kb
 from tests.images import encode, photo
 
 fingerprint_or_reason(encode(photo(1), "PNG"), 50_000_000, True)  # loads every library

@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.images import encode, photo
 
 # Libraries the benchmark harness loads but fingerprinting must not need.
-HARNESS_ONLY = ("click", "psycopg", "scipy", "imagehash", "lookalike.bench", "lookalike.cli")
+HARNESS_ONLY = ("click", "psycopg", "scipy", "imagehash", "benchmarks.bench", "lookalike.cli")
 
 
 def _photos(folder: Path, count: int = 3) -> list[Path]:
@@ -31,7 +31,7 @@ def test_the_lookalike_probe_loads_only_what_fingerprinting_needs(tmp_path: Path
     paths = _photos(tmp_path / "photos")
     loaded = _python(
         "-c",
-        "import sys; from pathlib import Path; from lookalike.peak_memory import measure; "
+        "import sys; from pathlib import Path; from benchmarks.peak_memory import measure; "
         f"measure('lookalike', [Path(p) for p in {[str(p) for p in paths]!r}]); "
         f"print(' '.join(m for m in {HARNESS_ONLY!r} if m in sys.modules))",
     )
@@ -40,7 +40,7 @@ def test_the_lookalike_probe_loads_only_what_fingerprinting_needs(tmp_path: Path
 
 def test_the_probe_prints_resident_then_peak_kilobytes(tmp_path: Path) -> None:
     paths = _photos(tmp_path / "photos")
-    printed = _python("-m", "lookalike.peak_memory", "imagehash", *map(str, paths))
+    printed = _python("-m", "benchmarks.peak_memory", "imagehash", *map(str, paths))
     before_kb, peak_kb = map(int, printed.split())
     assert 10_000 < before_kb <= peak_kb < 500_000
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lookalike.bench import bench, clustered_hashes, load_hashes
+from benchmarks.bench import bench
+from benchmarks.data import clustered_hashes, load_hashes
+from benchmarks.mih_cost import ChunkCounts, CostFit, Work
 from lookalike.db import connect
-from lookalike.mih_cost import ChunkCounts, CostFit, Work
 
 ROWS_READ_SQL = """
     SELECT cardinality(p.chunk0) + cardinality(p.chunk1) + cardinality(p.chunk2),

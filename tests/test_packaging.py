@@ -23,9 +23,11 @@ def _pins() -> dict[str, str]:
 
 
 def _requirements() -> list[Requirement]:
+    """Every dependency and extra, less the extras' references to the project itself."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = project["dependencies"] + project["optional-dependencies"]["test"]
-    return [Requirement(text) for text in declared]
+    extras = project["optional-dependencies"].values()
+    declared = [Requirement(text) for text in sum(extras, project["dependencies"])]
+    return [r for r in declared if canonicalize_name(r.name) != project["name"]]
 
 
 def _closure(requirements: list[Requirement]) -> set[str]:

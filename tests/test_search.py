@@ -8,7 +8,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from lookalike.bench import clustered_hashes, load_hashes
+from benchmarks.data import clustered_hashes, load_hashes
 from lookalike.db import connect
 from lookalike.hashes import hash_to_hex
 

@@ -28,11 +28,12 @@ import click
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lookalike.bench import Report, clustered_hashes, load_hashes, record_option, size_option
+from benchmarks.bench import Report, record_option, size_option
+from benchmarks.data import clustered_hashes, load_hashes
+from benchmarks.peak_memory import reset_peak, status_kb
 from lookalike.config import database_url
 from lookalike.db import apply_schema, connect, open_pool, scratch_database
 from lookalike.fingerprint import fingerprint
-from lookalike.peak_memory import reset_peak, status_kb
 from lookalike.store import Sighting, Store
 
 

@@ -1,6 +1,6 @@
 """The two hashers ``lookalike bench hash`` compares, and their peak memory, measured alone.
 
-``python -m lookalike.peak_memory HASHER FILE...`` hashes the files one at a time and prints
+``python -m benchmarks.peak_memory HASHER FILE...`` hashes the files one at a time and prints
 ``BEFORE_KB PEAK_KB``: resident memory once the hasher's libraries are loaded, and the
 process's high-water mark after hashing. It runs as its own process, started with ``-m``
 rather than through multiprocessing, whose spawned children re-import the parent's

@@ -21,8 +21,9 @@ import click
 import numpy as np
 from PIL import Image, ImageOps
 
+from benchmarks.bench import Report, image_files, percentile, record_option
+from benchmarks.data import clustered_hashes
 from lookalike.banks import Banks
-from lookalike.bench import Report, clustered_hashes, image_files, percentile, record_option
 from lookalike.config import database_url
 from lookalike.db import apply_schema, connect, open_pool, scratch_database
 from lookalike.fingerprint import ImageRejected, fingerprint

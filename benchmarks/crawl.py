@@ -23,7 +23,7 @@ import psycopg
 import redis
 from PIL import Image
 
-from lookalike.bench import Report, record_option
+from benchmarks.bench import Report, record_option
 from lookalike.config import database_url
 from lookalike.db import apply_schema, scratch_database
 

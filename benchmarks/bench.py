@@ -26,7 +26,11 @@ import psycopg
 from PIL import Image
 from psycopg import sql
 
+from benchmarks.data import clustered_hashes, load_hashes, uniform_hashes
+from benchmarks.mih_cost import ChunkCounts, CostFit, Work
+from benchmarks.peak_memory import HASHERS, dhash_with_imagehash, dhash_with_lookalike
 from lookalike import indexer
+from lookalike.cli import BENCH_EXTRA_HINT
 from lookalike.config import database_url
 from lookalike.db import (
     apply_schema,
@@ -37,8 +41,6 @@ from lookalike.db import (
     with_database,
 )
 from lookalike.hashes import hamming, to_bigint
-from lookalike.mih_cost import ChunkCounts, CostFit, Work
-from lookalike.peak_memory import HASHERS, dhash_with_imagehash, dhash_with_lookalike
 from lookalike.plugins import PluginGroup
 from lookalike.store import Store
 
@@ -84,6 +86,13 @@ def size_option(default: str | None, help_text: str) -> Callable[[FC], FC]:
     )
 
 
+def repeat_option(default: int, help_text: str) -> Callable[[FC], FC]:
+    """``--repeat N``: how many timed runs a benchmark takes the median of."""
+    return click.option(
+        "--repeat", type=click.IntRange(min=1), default=default, show_default=True, help=help_text
+    )
+
+
 def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -93,58 +102,21 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     return int(width), int(height)
 
 
-@click.group(cls=PluginGroup, plugin_group="lookalike.bench")
+@click.group(
+    cls=PluginGroup,
+    lazy_commands={
+        "radius": "benchmarks.moderation:bench_radius",
+        "check": "benchmarks.moderation:bench_check",
+        "web": "benchmarks.web:bench_web",
+        "crawl": "benchmarks.crawl:bench_crawl",
+    },
+    missing_hint=BENCH_EXTRA_HINT,
+)
 def bench() -> None:
-    """Measure search, fingerprinting and indexing speed on this machine."""
+    """Measure search, fingerprinting, indexing and start-up speed on this machine."""
 
 
 # --- search -------------------------------------------------------------------------------
-
-
-def clustered_hashes(rows: int, seed: int = 1) -> np.ndarray:
-    """``rows`` 64-bit hashes shaped like real ones: skewed bits and near-duplicate clusters.
-
-    Each bit is set with its own probability in 0.1–0.9 (real dHash bits are far from fair:
-    16-bit chunks collide ~20× more than uniform ones), and every "original" has a few copies
-    a handful of bits away, like re-encoded and resized copies of one photo.
-    """
-    rng = np.random.default_rng(seed)
-    bit_probability = rng.uniform(0.1, 0.9, size=64)
-    originals = rows // 4
-    bits = rng.random((originals, 64)) < bit_probability
-    weights = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
-    centres = (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
-    copies = rows - originals
-    parents = centres[rng.integers(0, originals, size=copies)]
-    flips = np.zeros(copies, dtype=np.uint64)
-    for _ in range(4):  # up to 4 flipped bits per copy (some flips coincide or are skipped)
-        flip = rng.random(copies) < 0.6
-        positions = rng.integers(0, 64, size=copies).astype(np.uint64)
-        flips ^= np.where(flip, np.uint64(1) << positions, np.uint64(0))
-    hashes = np.concatenate([centres, parents ^ flips])
-    rng.shuffle(hashes)
-    return hashes.view(np.int64)
-
-
-def load_hashes(url: str, hashes: np.ndarray) -> None:
-    """COPY the hashes in with the chunk indexes dropped, then rebuild them once."""
-    with connect(url, autocommit=True) as conn:
-        for chunk in range(3):
-            conn.execute(f"DROP INDEX IF EXISTS images_dhash_chunk{chunk}")
-        with conn.cursor().copy(
-            "COPY images (sha256, dhash, phash, width, height, format) FROM STDIN"
-        ) as copy:
-            for start in range(0, len(hashes), 100_000):
-                block = hashes[start : start + 100_000]
-                copy.write(
-                    "".join(
-                        f"{start + offset:064x}\t{value}\t{value}\t1024\t768\tJPEG\n"
-                        for offset, value in enumerate(block.tolist())
-                    )
-                )
-    apply_schema(url)  # recreates the indexes
-    with connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE) images")  # sets the visibility map: index-only scans
 
 
 def _timed_ms(run: Callable[[], object], repeat: int) -> list[float]:
@@ -158,12 +130,6 @@ def _timed_ms(run: Callable[[], object], repeat: int) -> list[float]:
 
 def percentile(values: list[float], fraction: float) -> float:
     return float(np.percentile(values, fraction * 100))
-
-
-def uniform_hashes(rows: int, seed: int = 1) -> np.ndarray:
-    """``rows`` independent, uniformly random 64-bit hashes: MIH's best case."""
-    info = np.iinfo(np.int64)
-    return np.random.default_rng(seed).integers(info.min, info.max, rows, dtype=np.int64)
 
 
 DISTRIBUTIONS: dict[str, Callable[[int], np.ndarray]] = {
@@ -388,11 +354,11 @@ def _mosaics(sources: list[Path], size: tuple[int, int], count: int, out: Path) 
 def _peak_memory_mb(hasher: str, paths: list[Path]) -> tuple[float, float]:
     """(peak growth while hashing, whole-process peak) in a process holding only the hasher.
 
-    See :mod:`lookalike.peak_memory` for why it is a separate ``python -m`` process. It runs
+    See :mod:`benchmarks.peak_memory` for why it is a separate ``python -m`` process. It runs
     beside this very ``lookalike`` package, so it measures the code being benchmarked.
     """
     files = [str(path.resolve()) for path in paths]
-    command = [sys.executable, "-m", "lookalike.peak_memory", hasher, *files]
+    command = [sys.executable, "-m", "benchmarks.peak_memory", hasher, *files]
     measured = subprocess.run(  # noqa: S603 - our own command line
         command, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1]
     )
@@ -403,13 +369,7 @@ def _peak_memory_mb(hasher: str, paths: list[Path]) -> tuple[float, float]:
 @bench.command("hash")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @size_option(None, "Re-encode the images at WIDTHxHEIGHT first, e.g. 1024x768.")
-@click.option(
-    "--repeat",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Timed runs; the median is reported.",
-)
+@repeat_option(3, "Timed runs; the median is reported.")
 @record_option
 def bench_hash(
     folder: Path, size: tuple[int, int] | None, repeat: int, record: Path | None
@@ -454,6 +414,46 @@ def bench_hash(
         f"peak: resident memory hashing {len(sampled)} of the files one at a time, in a fresh "
         "process that imports only that hasher; +: over its level with the libraries loaded"
     )
+    report.record(record)
+
+
+# --- start --------------------------------------------------------------------------------
+
+BARE_IMPORTS = "import numpy, PIL.Image, psycopg"
+
+
+def _start_seconds(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, timeout=120)  # noqa: S603 (ours)
+    return time.perf_counter() - started
+
+
+@bench.command("start")
+@repeat_option(11, "Runs of each command, taken in turn; the median is reported.")
+@record_option
+def bench_start(repeat: int, record: Path | None) -> None:
+    """`lookalike hash FILE` start-up against a bare import of numpy, Pillow and psycopg."""
+    with tempfile.TemporaryDirectory() as scratch:
+        photo = Path(scratch) / "photo.jpg"
+        Image.new("RGB", (640, 480), (90, 140, 200)).save(photo)
+        commands = {
+            "lookalike hash FILE": [sys.executable, "-m", "lookalike", "hash", str(photo)],
+            f'python -c "{BARE_IMPORTS}"': [sys.executable, "-c", BARE_IMPORTS],
+        }
+        seconds: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(repeat):  # in turn, so both see the same load on a shared machine
+            for name, command in commands.items():
+                seconds[name].append(_start_seconds(command))
+    report = Report(f"bench start, {repeat} runs of each, in turn")
+    medians = {name: statistics.median(values) for name, values in seconds.items()}
+    width = max(map(len, seconds))
+    for name, values in seconds.items():
+        report.line(
+            f"{name:<{width}}  median {medians[name] * 1000:5.0f} ms "
+            f"(range {min(values) * 1000:.0f}–{max(values) * 1000:.0f})"
+        )
+    hashing, bare = medians.values()
+    report.line(f"lookalike hash takes {hashing / bare:.2f}× the bare imports")
     report.record(record)
 
 
