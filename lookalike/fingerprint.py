@@ -11,7 +11,7 @@ import io
 import math
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
@@ -314,17 +314,20 @@ def _turn_upright(image: Image.Image, orientation: int) -> Image.Image:
 
 def _decode_colour(data: bytes, max_pixels: int) -> Image.Image:
     image = open_image(data, max_pixels=max_pixels)
-    _draft(image, "RGB", THUMBNAIL_MAX_SIDE)
+    _draft(image, "RGB", THUMBNAIL_MAX_SIDE, side=max)  # the thumbnail's box bounds the long side
     _decode(image)
     return image
 
 
-def _draft(image: Image.Image, mode: str, min_short_side: int) -> None:
-    """Let the JPEG decoder scale down, but never below ``min_short_side``."""
-    short_side = min(image.size)
-    if image.format != "JPEG" or short_side <= min_short_side:
+def _draft(
+    image: Image.Image, mode: str, min_side: int, side: Callable[[tuple[int, int]], int] = min
+) -> None:
+    """Let the JPEG decoder scale down, but keep ``side`` (the short one, by default) at least
+    ``min_side`` pixels."""
+    kept_side = side(image.size)
+    if image.format != "JPEG" or kept_side <= min_side:
         return
-    scale = min_short_side / short_side
+    scale = min_side / kept_side
     wanted = (math.ceil(image.width * scale), math.ceil(image.height * scale))
     image.draft(mode, wanted)
 
