@@ -61,8 +61,3 @@ def _http_kind(response: Response) -> str:
         if scheme not in ("http", "https"):
             return f"redirect refused: {scheme or 'no'} scheme"
     return f"http {response.status}"
-
-
-def rejection_kind(reason: str) -> str:
-    """``ImageRejected`` reasons without their details: "unsupported format: PDF" → its kind."""
-    return reason.split(":", 1)[0]
