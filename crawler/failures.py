@@ -19,12 +19,13 @@ from twisted.internet.error import ConnectionRefusedError, DNSLookupError, Timeo
 from twisted.python.failure import Failure
 
 from crawler.download import HeadersTooLarge
-from crawler.robots import RobotsTxtUnavailable
+from crawler.robots import RobotsTxtDisallowed, RobotsTxtUnavailable
 from crawler.safety import RefusedAddress
 
 _BY_TYPE: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
     (RefusedAddress, "refused address"),
     (RobotsTxtUnavailable, "robots.txt unavailable"),
+    (RobotsTxtDisallowed, "robots.txt disallowed"),
     ((DownloadTimeoutError, TimeoutError), "timeout"),
     (DownloadCancelledError, "too large"),
     ((CannotResolveHostError, DNSLookupError), "dns lookup failed"),
@@ -44,10 +45,7 @@ def failure_kind(failure: Failure) -> str:
     if isinstance(error, IgnoreRequest):
         if isinstance(error.__cause__, _DecompressionMaxSizeExceeded):
             return "decompression bomb"  # the cap on the body, reached while inflating it
-        message = str(error)
-        if "robots.txt" in message:
-            return "robots.txt disallowed"
-        if "redirections" in message:
+        if "redirections" in str(error):  # Scrapy's redirect middlewares give it no type
             return "too many redirects"
         return "ignored"
     return type(error).__name__
@@ -61,8 +59,3 @@ def _http_kind(response: Response) -> str:
         if scheme not in ("http", "https"):
             return f"redirect refused: {scheme or 'no'} scheme"
     return f"http {response.status}"
-
-
-def rejection_kind(reason: str) -> str:
-    """``ImageRejected`` reasons without their details: "unsupported format: PDF" → its kind."""
-    return reason.split(":", 1)[0]

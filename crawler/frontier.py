@@ -24,6 +24,7 @@ from lookalike import crawls
 from lookalike.fingerprint import Fingerprint
 from lookalike.hashes import from_bigint
 from lookalike.store import Sighting, Store, record_sightings
+from lookalike.wording import first_line
 
 PAGE = "page"
 IMAGE = "image"
@@ -170,7 +171,7 @@ def _write_alone(store: Store, crawl_id: int, item: tuple[Batch, RequestFailed])
     try:
         return store.in_transaction(lambda conn: _write_batch(conn, crawl_id, single))
     except UNSTORABLE as error:
-        logger.warning("cannot store %s: %s", refused.request_url, str(error).splitlines()[0])
+        logger.warning("cannot store %s: %s", refused.request_url, first_line(error))
         failed = Batch(failures=[refused])
         return store.in_transaction(lambda conn: _write_batch(conn, crawl_id, failed))
 

@@ -51,14 +51,14 @@ class Fingerprinters:
     def submit(self, data: bytes, max_pixels: int, thumbnail: bool) -> Job:
         with self._replacing:
             try:
-                future = self._pool.submit(fingerprint_or_reason, data, max_pixels, thumbnail)
+                future = self._pool.submit(fingerprint_or_kind, data, max_pixels, thumbnail)
             except BrokenProcessPool:
                 self._replace(self._pool)
-                future = self._pool.submit(fingerprint_or_reason, data, max_pixels, thumbnail)
+                future = self._pool.submit(fingerprint_or_kind, data, max_pixels, thumbnail)
             return Job(self._pool, future, data, max_pixels, thumbnail)
 
     def result(self, job: Job) -> Fingerprint | str:
-        """The fingerprint or the reason there is none; raises what the decoder raised."""
+        """The fingerprint or the kind of failure; raises what the decoder raised."""
         try:
             return job.future.result()
         except BrokenProcessPool:
@@ -81,7 +81,7 @@ class Fingerprinters:
         self._alone = self._alone or start_pool(1)
         try:
             return self._alone.submit(
-                fingerprint_or_reason, job.data, job.max_pixels, job.thumbnail
+                fingerprint_or_kind, job.data, job.max_pixels, job.thumbnail
             ).result()
         except BrokenProcessPool:
             self._alone.shutdown(wait=False)
@@ -98,12 +98,13 @@ def start_pool(workers: int) -> ProcessPoolExecutor:
     )
 
 
-def fingerprint_or_reason(data: bytes, max_pixels: int, thumbnail: bool) -> Fingerprint | str:
-    """The core's fingerprint, or the one-line reason the bytes are not an image."""
+def fingerprint_or_kind(data: bytes, max_pixels: int, thumbnail: bool) -> Fingerprint | str:
+    """The core's fingerprint, or the kind of rejection (a :class:`Rejection`): the crawler
+    counts and records failures by kind, without their details."""
     try:
         return fingerprint(data, max_pixels=max_pixels, with_thumbnail=thumbnail)
     except ImageRejected as error:
-        return str(error)
+        return error.kind
 
 
 def _die_with_parent(parent: int) -> None:

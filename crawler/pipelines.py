@@ -28,10 +28,10 @@ from psycopg_pool import PoolTimeout
 from scrapy.crawler import Crawler
 from scrapy.utils.defer import deferred_from_coro
 
-from crawler.failures import rejection_kind
 from crawler.frontier import IMAGE, Batch, ImageDone, PageDone, RequestFailed, write_batch
 from crawler.hashing import Fingerprinters, Job
 from lookalike.config import DatabaseUnavailable
+from lookalike.wording import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -167,11 +167,10 @@ class BatchWriterPipeline:
         except Exception:  # a decoder crash on one hostile file must not stop the writer
             logger.exception("could not fingerprint %s", image.request_url)
             result = "fingerprint failed"
-        if isinstance(result, str):
-            kind = rejection_kind(result)
+        if isinstance(result, str):  # the kind of rejection, or of a failure to fingerprint
             self.stats.inc_value("lookalike/rejected_images")  # only this thread counts these
-            self.stats.inc_value(f"lookalike/rejected_images/{kind}")
-            return RequestFailed(image.request_url, kind, IMAGE)
+            self.stats.inc_value(f"lookalike/rejected_images/{result}")
+            return RequestFailed(image.request_url, result, IMAGE)
         return ImageDone(image.request_url, result, image.seen_at, image.referrer)
 
     def _write(self, batch: Batch) -> None:
@@ -185,7 +184,7 @@ class BatchWriterPipeline:
                 if outage_started is None:
                     outage_started = now
                     self.stats.inc_value("lookalike/database_outages")
-                    logger.warning("database unavailable, retrying: %s", _first_line(error))
+                    logger.warning("database unavailable, retrying: %s", first_line(error))
                 if now - outage_started > self.retry_seconds:
                     self._give_up(
                         f"database unavailable for {self.retry_seconds:.0f} s",
@@ -195,7 +194,7 @@ class BatchWriterPipeline:
                 time.sleep(min(5.0, 0.2 * 2 ** min(6, int(now - outage_started))))
                 continue
             except Exception as error:  # neither an outage nor the rows' fault: replaying is futile
-                self._give_up(f"could not write a batch ({_first_line(error)})", "write failed")
+                self._give_up(f"could not write a batch ({first_line(error)})", "write failed")
                 return
             break
         if outage_started is not None:
@@ -215,7 +214,3 @@ class BatchWriterPipeline:
         reactor.callFromThread(  # type: ignore[attr-defined]
             lambda: deferred_from_coro(engine.close_spider_async(reason=reason))
         )
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

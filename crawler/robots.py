@@ -33,6 +33,10 @@ class RobotsTxtUnavailable(IgnoreRequest):
     """robots.txt answered 5xx or could not be fetched: the whole host is off limits."""
 
 
+class RobotsTxtDisallowed(IgnoreRequest):
+    """robots.txt disallows the URL (Scrapy's refusal, given a type of its own to count by)."""
+
+
 class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
     def __init__(self, crawler: Crawler) -> None:
         super().__init__(crawler)
@@ -50,12 +54,12 @@ class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
         netloc = urlparse_cached(request).netloc
         try:
             await super().process_request(request)
-        except IgnoreRequest:
+        except IgnoreRequest as refused:
             if netloc in self._unavailable:
                 raise RobotsTxtUnavailable(
                     f"robots.txt unavailable ({self._unavailable[netloc]})"
                 ) from None
-            raise
+            raise RobotsTxtDisallowed(str(refused)) from None
         parser = self._parsers.get(netloc)
         delay = _crawl_delay(parser, self._robotstxt_useragent or self._default_useragent)
         if delay:

@@ -25,11 +25,11 @@ from tqdm import tqdm
 from lookalike import crawls, indexer
 from lookalike.config import DatabaseUnavailable, database_url, embedded_pgdata
 from lookalike.db import apply_schema, describe_server, open_pool
-from lookalike.fingerprint import ImageRejected
+from lookalike.fingerprint import ImageRejected, Rejection
 from lookalike.moderation_cli import MODERATION_COMMANDS
 from lookalike.plugins import PluginGroup
 from lookalike.store import DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE, Store
-from lookalike.wording import plural
+from lookalike.wording import first_line, plural
 
 BENCH_EXTRA_HINT = " (pip install 'lookalike[bench]')"
 
@@ -43,7 +43,7 @@ class LookalikeGroup(PluginGroup):
         except (DatabaseUnavailable, ImageRejected) as error:
             raise click.ClickException(str(error)) from None
         except psycopg.OperationalError as error:
-            reason = (str(error).strip().splitlines() or ["connection lost"])[0]
+            reason = first_line(error, "connection lost")
             raise click.ClickException(f"database error: {reason}") from None
 
 
@@ -153,7 +153,7 @@ def index_command(paths: tuple[Path, ...], workers: int | None, no_thumbnails: b
                 files, workers, with_thumbnails=not no_thumbnails
             )
             summary = indexer.index_files(store, fingerprinted, on_result=report)
-    summary.rejected.update({indexer.NO_SUCH_FILE: len(missing)} if missing else {})
+    summary.rejected.update({Rejection.NO_SUCH_FILE: len(missing)} if missing else {})
     rejected = sum(summary.rejected.values())
     reasons = ", ".join(f"{kind}: {n}" for kind, n in summary.rejected.most_common())
     click.echo(

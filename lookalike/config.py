@@ -13,6 +13,8 @@ from pathlib import Path
 
 import platformdirs
 
+from lookalike.wording import first_line
+
 
 class DatabaseUnavailable(RuntimeError):
     """No database could be reached or started; ``str(error)`` is a one-line reason."""
@@ -48,8 +50,7 @@ def embedded_database_url(pgdata: Path, *, keep_running: bool = True) -> str:
             pgdata, cleanup_mode=None if keep_running else "stop"
         )
     except Exception as error:  # the package raises bare Exceptions with a log excerpt
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise DatabaseUnavailable(
-            f"could not start the embedded PostgreSQL in {pgdata}: {first_line}"
+            f"could not start the embedded PostgreSQL in {pgdata}: {first_line(error)}"
         ) from error
     return server.get_uri()

@@ -12,6 +12,7 @@ from psycopg import conninfo, sql
 from psycopg_pool import ConnectionPool
 
 from lookalike.config import DatabaseUnavailable
+from lookalike.wording import first_line
 
 # Any constant works: it only has to be the same in every process applying the schema, so that
 # two programs starting at once do not race on CREATE TABLE IF NOT EXISTS.
@@ -53,9 +54,8 @@ def apply_schema(url: str) -> None:
                 conn.execute(schema_sql().encode())
         except psycopg.Error as error:
             # e.g. no CREATE privilege, or objects made by an incompatible older schema
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise DatabaseUnavailable(
-                f"cannot apply schema.sql to {describe_server(url)}: {reason}"
+                f"cannot apply schema.sql to {describe_server(url)}: {first_line(error)}"
             ) from None
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 from lookalike.addresses import AddressRefused, IPAddress, check_addresses, resolve
+from lookalike.wording import first_line
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -272,5 +273,4 @@ def _megabytes(count: int) -> str:
 def _describe(error: BaseException | None) -> str:
     if isinstance(error, TimeoutError):
         return "timed out"
-    text = str(error).strip() if error else ""
-    return text.splitlines()[0] if text else type(error).__name__
+    return first_line(error) if error else "no address to connect to"

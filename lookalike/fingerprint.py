@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 
 import numpy as np
 import pillow_heif
@@ -22,6 +23,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from lookalike import perceptual
 from lookalike.hashes import hash_to_hex
 from lookalike.memory import MemoryBudget, return_freed_memory
+from lookalike.wording import first_line
 
 # HEIC/HEIF (phone photos) through libheif; Pillow itself opens AVIF. TIFF: the first page.
 pillow_heif.register_heif_opener()
@@ -89,8 +91,39 @@ _STILL_IMAGE_BRANDS = {
 }
 
 
+class Rejection(StrEnum):
+    """Why there is no fingerprint; each value is the label people see before any details.
+
+    Programs decide by the kind (the site's status, the crawler's counters, the indexer's
+    summary), never by parsing the message. The last two are about reading a file.
+    """
+
+    EMPTY_FILE = "empty file"
+    NOT_AN_IMAGE = "not an image"
+    UNSUPPORTED_FORMAT = "unsupported format"
+    CORRUPT = "corrupt image"
+    TRUNCATED_OR_CORRUPT = "truncated or corrupt image"
+    TOO_LARGE = "image too large"
+    TOO_LONG = "image too long"
+    EMPTY_IMAGE = "empty image"
+    TOO_MANY_JPEG_SCANS = "too many JPEG scans"
+    RLE_BMP_TOO_LARGE = "RLE-compressed BMP too large"
+    TOO_MANY_PNG_CHUNKS = "too many PNG chunks"
+    NO_SUCH_FILE = "no such file or directory"
+    UNREADABLE = "unreadable"
+
+
 class ImageRejected(ValueError):
-    """The bytes cannot be fingerprinted; ``str(error)`` is a one-line reason for a person."""
+    """The bytes cannot be fingerprinted: ``kind`` says why, ``str(error)`` says it in one line
+    for a person ("image too large: 400×300 px (limit 0.1 MP)")."""
+
+    def __init__(self, kind: Rejection, detail: str | None = None) -> None:
+        super().__init__(kind, detail)  # both in args: the error pickles across processes
+        self.kind = kind
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}" if self.detail else str(self.kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,24 +225,25 @@ def decode_cost(image: Image.Image, declared: tuple[int, int]) -> int:
 def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Identify the bytes and check the declared size, without decoding any pixels yet."""
     if not data:
-        raise ImageRejected("empty file")
+        raise ImageRejected(Rejection.EMPTY_FILE)
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except UnidentifiedImageError:
-        raise ImageRejected(_describe_unsupported(data)) from None
+        raise _unsupported(data) from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageRejected(f"corrupt image: {_first_line(error)}") from None
+        raise ImageRejected(Rejection.CORRUPT, first_line(error)) from None
     pixels = image.width * image.height
     if pixels > max_pixels:
         raise ImageRejected(
-            f"image too large: {image.width}×{image.height} px (limit {_megapixels(max_pixels)} MP)"
+            Rejection.TOO_LARGE,
+            f"{image.width}×{image.height} px (limit {_megapixels(max_pixels)} MP)",
         )
     if max(image.size) > MAX_SIDE:
         raise ImageRejected(
-            f"image too long: {image.width}×{image.height} px (limit {MAX_SIDE} px a side)"
+            Rejection.TOO_LONG, f"{image.width}×{image.height} px (limit {MAX_SIDE} px a side)"
         )
     if pixels == 0:
-        raise ImageRejected(f"empty image: {image.width}×{image.height} px")
+        raise ImageRejected(Rejection.EMPTY_IMAGE, f"{image.width}×{image.height} px")
     return image
 
 
@@ -224,10 +258,10 @@ def _refuse_excessive_work(image: Image.Image, data: bytes) -> None:
     18 MB one took 7.4 s and slowed every other thread.
     """
     if image.format == "JPEG" and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
-        raise ImageRejected(f"too many JPEG scans: {scans} (limit {MAX_JPEG_SCANS})")
+        raise ImageRejected(Rejection.TOO_MANY_JPEG_SCANS, f"{scans} (limit {MAX_JPEG_SCANS})")
     if image.tile and image.tile[0].codec_name == "bmp_rle" and len(data) > MAX_RLE_BMP_BYTES:
         raise ImageRejected(
-            f"RLE-compressed BMP too large: {len(data):,} bytes (limit {MAX_RLE_BMP_BYTES:,})"
+            Rejection.RLE_BMP_TOO_LARGE, f"{len(data):,} bytes (limit {MAX_RLE_BMP_BYTES:,})"
         )
 
 
@@ -238,7 +272,7 @@ def _refuse_endless_png_chunks(data: bytes) -> None:
     20 MB of empty chunks took 4.8 s. This walk reads only their length fields.
     """
     if data.startswith(b"\x89PNG") and _more_png_chunks_than(data, MAX_PNG_CHUNKS):
-        raise ImageRejected(f"too many PNG chunks: over {MAX_PNG_CHUNKS:,}")
+        raise ImageRejected(Rejection.TOO_MANY_PNG_CHUNKS, f"over {MAX_PNG_CHUNKS:,}")
 
 
 def _more_png_chunks_than(data: bytes, limit: int) -> bool:
@@ -263,7 +297,7 @@ def _decoder_errors_rejected() -> Iterator[None]:
     except ImageRejected:
         raise
     except _DECODER_ERRORS as error:
-        raise ImageRejected(f"truncated or corrupt image: {_first_line(error)}") from None
+        raise ImageRejected(Rejection.TRUNCATED_OR_CORRUPT, first_line(error)) from None
 
 
 @contextmanager
@@ -403,28 +437,24 @@ def _reduced_copy(image: Image.Image, factors: tuple[int, int]) -> Image.Image:
     return reduced
 
 
-def _describe_unsupported(data: bytes) -> str:
+def _unsupported(data: bytes) -> ImageRejected:
+    """What bytes that no allowed decoder identified seem to be."""
     head = data[:512].lstrip()
     lowered = head.lower()
     if lowered.startswith(b"<svg") or (lowered.startswith(b"<?xml") and b"<svg" in lowered):
-        return "unsupported format: SVG"
+        return ImageRejected(Rejection.UNSUPPORTED_FORMAT, "SVG")
     if lowered.startswith((b"<!doctype html", b"<html")) or b"<html" in lowered:
-        return "not an image: HTML document"
+        return ImageRejected(Rejection.NOT_AN_IMAGE, "HTML document")
     if head[4:8] == b"ftyp":
         brand = head[8:12].decode("ascii", "replace").strip().upper()
         if brand in _STILL_IMAGE_BRANDS:  # allowed, yet neither Pillow nor libheif took it
-            return f"corrupt image: unreadable {_STILL_IMAGE_BRANDS[brand]} file"
-        return f"unsupported format: ISO media ({brand})"  # MP4, QuickTime…
+            return ImageRejected(Rejection.CORRUPT, f"unreadable {_STILL_IMAGE_BRANDS[brand]} file")
+        return ImageRejected(Rejection.UNSUPPORTED_FORMAT, f"ISO media ({brand})")  # MP4…
     for signature, name in _KNOWN_SIGNATURES:
         if head.startswith(signature):
-            return f"unsupported format: {name}"
-    return "not an image"
+            return ImageRejected(Rejection.UNSUPPORTED_FORMAT, name)
+    return ImageRejected(Rejection.NOT_AN_IMAGE)
 
 
 def _megapixels(pixels: int) -> str:
     return f"{pixels / 1_000_000:g}"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

@@ -14,18 +14,22 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from lookalike.fingerprint import Fingerprint, ImageRejected, fingerprint
+from lookalike.fingerprint import Fingerprint, ImageRejected, Rejection, fingerprint
 from lookalike.store import Sighting, Store
 
 BATCH_SIZE = 500
-NO_SUCH_FILE = "no such file or directory"
 
 
 @dataclass(frozen=True, slots=True)
 class FileResult:
     path: Path
     fingerprint: Fingerprint | None = None
-    reason: str | None = None  # why the file was skipped, when fingerprint is None
+    rejected: ImageRejected | None = None  # why the file was skipped, when fingerprint is None
+
+    @property
+    def reason(self) -> str | None:
+        """Why the file was skipped, in one line for a person."""
+        return None if self.rejected is None else str(self.rejected)
 
 
 @dataclass(slots=True)
@@ -33,7 +37,7 @@ class IndexSummary:
     indexed: int = 0  # files recorded
     new_images: int = 0  # distinct contents the database did not have
     duplicates: int = 0  # files byte-identical to one met earlier in this run
-    rejected: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[Rejection] = field(default_factory=Counter)  # skipped files by kind
 
     @property
     def already_known(self) -> int:
@@ -51,7 +55,7 @@ def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
         elif path.is_dir():
             found.extend(_walk(path))
         else:
-            missing.append(FileResult(path, reason=NO_SUCH_FILE))
+            missing.append(FileResult(path, rejected=ImageRejected(Rejection.NO_SUCH_FILE)))
     return found, missing
 
 
@@ -69,15 +73,20 @@ def fingerprint_file(path: Path, with_thumbnail: bool = False) -> FileResult:
     ``with_thumbnail`` makes the small WebP the site shows from the same bytes, read once.
     """
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return FileResult(path, reason=NO_SUCH_FILE)
-    except OSError as error:
-        return FileResult(path, reason=f"unreadable: {error.strerror or error}")
-    try:
+        data = read_image_file(path)
         return FileResult(path, fingerprint=fingerprint(data, with_thumbnail=with_thumbnail))
     except ImageRejected as error:
-        return FileResult(path, reason=str(error))
+        return FileResult(path, rejected=error)
+
+
+def read_image_file(path: Path) -> bytes:
+    """The file's bytes, or :class:`ImageRejected` saying why they cannot be read."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageRejected(Rejection.NO_SUCH_FILE) from None
+    except OSError as error:
+        raise ImageRejected(Rejection.UNREADABLE, error.strerror or str(error)) from None
 
 
 def fingerprint_files(
@@ -108,7 +117,7 @@ def index_files(
     results: Iterable[FileResult],
     on_result: Callable[[FileResult], None] = lambda result: None,
 ) -> IndexSummary:
-    """Record fingerprinted files in batches; rejected files are counted by reason."""
+    """Record fingerprinted files in batches; rejected files are counted by kind."""
     summary = IndexSummary()
     batch: list[Sighting] = []
     contents_seen: set[str] = set()
@@ -120,8 +129,8 @@ def index_files(
 
     for result in results:
         on_result(result)
-        if result.fingerprint is None:
-            summary.rejected[rejection_kind(result.reason or "")] += 1
+        if result.rejected is not None:
+            summary.rejected[result.rejected.kind] += 1
             continue
         if result.fingerprint.sha256 in contents_seen:
             summary.duplicates += 1
@@ -132,8 +141,3 @@ def index_files(
     if batch:
         flush()
     return summary
-
-
-def rejection_kind(reason: str) -> str:
-    """The part of a reason before its details: 'image too large: 9×9 px' → 'image too large'."""
-    return reason.split(":", 1)[0]

@@ -22,7 +22,7 @@ from lookalike import indexer
 from lookalike.banks import DEFAULT_BANK, MAX_RADIUS, BankError, BankMatch, Banks, FlagTarget
 from lookalike.config import database_url
 from lookalike.db import open_pool
-from lookalike.fingerprint import ImageRejected, fingerprint
+from lookalike.fingerprint import ImageRejected, Rejection, fingerprint
 from lookalike.hashes import hash_from_hex, hash_to_hex
 
 EXIT_FLAGGED = 3
@@ -78,7 +78,7 @@ def _read_target(path: Path) -> FlagTarget:
     try:
         return FlagTarget.from_fingerprint(fingerprint(path.read_bytes(), with_thumbnail=True))
     except OSError as error:
-        raise ImageRejected(f"unreadable: {error.strerror or error}") from None
+        raise ImageRejected(Rejection.UNREADABLE, error.strerror or str(error)) from None
 
 
 @click.command("flag")

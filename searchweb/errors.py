@@ -25,13 +25,20 @@ from werkzeug.exceptions import (
 
 from lookalike.config import DatabaseUnavailable
 from lookalike.fetch import FetchError, ResponseTooLarge
-from lookalike.fingerprint import ImageRejected
+from lookalike.fingerprint import ImageRejected, Rejection
 from searchweb.extensions import database_health
 
 log = logging.getLogger(__name__)
 
 # What queries raise when the database was dropped and re-created empty under the site.
 MISSING_SCHEMA = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction)
+
+# The status of a rejected image, by kind; every other kind is the sender's fault: 400.
+REJECTION_STATUS: dict[Rejection, type[HTTPException]] = {
+    Rejection.TOO_LARGE: RequestEntityTooLarge,
+    Rejection.TOO_LONG: RequestEntityTooLarge,
+    Rejection.UNSUPPORTED_FORMAT: UnsupportedMediaType,
+}
 
 
 def http_error_for(error: Exception) -> HTTPException:
@@ -40,11 +47,7 @@ def http_error_for(error: Exception) -> HTTPException:
         return error
     reason = str(error)
     if isinstance(error, ImageRejected):
-        if reason.startswith(("image too large", "image too long")):
-            return RequestEntityTooLarge(reason)
-        if reason.startswith("unsupported format"):
-            return UnsupportedMediaType(reason)
-        return BadRequest(reason)
+        return REJECTION_STATUS.get(error.kind, BadRequest)(reason)
     if isinstance(error, ResponseTooLarge):
         return RequestEntityTooLarge(reason)
     if isinstance(error, FetchError):

@@ -10,9 +10,12 @@ import io
 import random
 import struct
 import zlib
+from functools import cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from lookalike.fingerprint import Rejection
 
 
 def photo(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
@@ -112,3 +115,39 @@ def noisy_jpeg(seed: int, size: tuple[int, int], quality: int = 90) -> bytes:
     pixels = np.asarray(photo(seed, size), dtype=np.int16)
     pixels += rng.integers(-40, 41, pixels.shape, dtype=np.int16)
     return encode(Image.fromarray(pixels.clip(0, 255).astype(np.uint8)), "JPEG", quality=quality)
+
+
+def jpeg_of_endless_scans(scans: int) -> bytes:
+    """A 16 MP progressive JPEG with ``scans`` more empty scans (31 bytes each) before its end:
+    each makes libjpeg walk every block; 2,000 of them in 156 kB took 15 s to decode."""
+    data = encode(Image.new("RGB", (4000, 4000), "gray"), "JPEG", progressive=True)
+    last_scan = data[data.rindex(b"\xff\xda") : -2]
+    return data[:-2] + last_scan * scans + data[-2:]
+
+
+def png_with_empty_chunks(chunks: int) -> bytes:
+    """A small photo's PNG with ``chunks`` empty ancillary chunks after its header."""
+    small = encode(photo(17, (64, 48)), "PNG")
+    header_end = 8 + 25  # signature and IHDR
+    return small[:header_end] + png_chunk(b"zzZz", b"") * chunks + small[header_end:]
+
+
+@cache
+def rejected_samples() -> dict[Rejection, bytes]:
+    """A file of every kind of rejection that bytes alone can earn (at the default limits).
+
+    ``EMPTY_IMAGE`` is left out: the PNG, GIF, BMP and TIFF files with a 0-pixel side tried
+    were refused as they opened ("not an image"), so no sample earns it.
+    """
+    return {
+        Rejection.EMPTY_FILE: b"",
+        Rejection.NOT_AN_IMAGE: b"<!doctype html><html><title>x</title></html>",
+        Rejection.UNSUPPORTED_FORMAT: b'<svg xmlns="http://www.w3.org/2000/svg"></svg>',
+        Rejection.CORRUPT: b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 64,
+        Rejection.TRUNCATED_OR_CORRUPT: encode(photo(9, (800, 600)), "JPEG")[:2000],
+        Rejection.TOO_LARGE: declared_png(8000, 8000),
+        Rejection.TOO_LONG: declared_png(1, 2_000_000),
+        Rejection.TOO_MANY_JPEG_SCANS: jpeg_of_endless_scans(200),
+        Rejection.RLE_BMP_TOO_LARGE: rle8_bmp(7000, 7000, b"\x01\x05" * 1_200_000),
+        Rejection.TOO_MANY_PNG_CHUNKS: png_with_empty_chunks(100_001),
+    }

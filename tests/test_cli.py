@@ -15,8 +15,16 @@ import pytest
 from lookalike import indexer
 from lookalike.cli import cli
 from lookalike.db import scratch_database
+from lookalike.fingerprint import Rejection
 from lookalike.store import Store
-from tests.images import CORRUPT_PNGS, declared_png, encode, photo, png_with_tiny_idat
+from tests.images import (
+    CORRUPT_PNGS,
+    declared_png,
+    encode,
+    photo,
+    png_with_tiny_idat,
+    rejected_samples,
+)
 from tests.test_fingerprint import _many_frame_gif
 from tests.web_support import running_app
 
@@ -165,6 +173,20 @@ def test_a_file_that_vanishes_mid_run_is_reported_and_the_rest_indexed(store: St
     assert summary.indexed == 2
     assert summary.rejected == {"no such file or directory": 1}
     assert seen[0].reason == "no such file or directory"
+
+
+def test_the_summary_counts_each_kind_of_rejection_on_worker_processes(
+    store: Store, tmp_path: Path
+) -> None:
+    files = [tmp_path / f"{n}.img" for n in range(len(rejected_samples()))]
+    for path, data in zip(files, rejected_samples().values(), strict=True):
+        path.write_bytes(data)
+    unreadable = tmp_path / "a folder.jpg"
+    unreadable.mkdir()
+    results = indexer.fingerprint_files([*files, unreadable], workers=2)
+    summary = indexer.index_files(store, results)
+    assert summary.rejected == {kind: 1 for kind in [*rejected_samples(), Rejection.UNREADABLE]}
+    assert summary.indexed == 0
 
 
 def test_a_schema_that_cannot_be_applied_is_one_line_and_exit_1(cli_env, database_url) -> None:

@@ -34,7 +34,7 @@ from tests.crawl_site import (
     send,
     snapshot,
 )
-from tests.images import encode
+from tests.images import encode, rejected_samples
 
 TINY_GIF = base64.b64encode(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;").decode()
 
@@ -368,6 +368,18 @@ def test_hostile_site_ends_within_caps_and_counts_errors(
         (served.url("/s"), served.url("/good.jpg")),
         (served.url("/"), served.url("/photo.png")),
     }
+
+
+def test_each_kind_of_rejected_image_is_counted_under_its_label(
+    database_url: str, cli_env: dict[str, str]
+) -> None:
+    samples = {f"/{n}.img": data for n, data in enumerate(rejected_samples().values())}
+    page = html("".join(f'<img src="{path}">' for path in samples))
+    routes = {"/": page, **{path: Resource(data) for path, data in samples.items()}}
+    with Site(routes) as served:
+        result = run_crawl(cli_env, served.url("/"), timeout=90)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert crawl_row(database_url)[5] == {kind.value: 1 for kind in rejected_samples()}
 
 
 def test_scrapy_crawl_from_the_project_root(database_url: str, cli_env: dict[str, str]) -> None:

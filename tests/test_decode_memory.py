@@ -20,15 +20,15 @@ from tests.images import declared_png, encode, photo
 _MEASURE = """
 import sys
 from pathlib import Path
-from crawler.hashing import fingerprint_or_reason
+from crawler.hashing import fingerprint_or_kind
 from benchmarks.peak_memory import reset_peak, status_kb
 from tests.images import encode, photo
 
-fingerprint_or_reason(encode(photo(1), "PNG"), 50_000_000, True)  # loads every library
+fingerprint_or_kind(encode(photo(1), "PNG"), 50_000_000, True)  # loads every library
 data = Path(sys.argv[1]).read_bytes()
 reset_peak()
 before = status_kb("VmRSS")
-result = fingerprint_or_reason(data, 50_000_000, True)
+result = fingerprint_or_kind(data, 50_000_000, True)
 print(status_kb("VmHWM") - before)
 print(result if isinstance(result, str) else "hashed")
 """

@@ -11,15 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.fingerprint import ImageRejected, fingerprint
+from lookalike.fingerprint import ImageRejected, Rejection, fingerprint
 from lookalike.hashes import hamming, hash_from_hex, hash_to_hex, to_bigint
 from tests.images import (
     CORRUPT_PNGS,
     declared_png,
     encode,
+    jpeg_of_endless_scans,
     photo,
-    png_chunk,
+    png_with_empty_chunks,
     png_with_tiny_idat,
+    rejected_samples,
     rle8_bmp,
 )
 
@@ -202,16 +204,11 @@ def test_a_16_bit_grayscale_png_keeps_its_transparent_colour_white() -> None:
 
 
 def test_a_progressive_jpeg_of_endless_empty_scans_is_refused_before_decoding() -> None:
-    # Each scan makes libjpeg walk every block; these say only "no coefficients" in 31 bytes.
-    # 2,000 of them in 156 kB took 15 s to decode.
-    data = encode(Image.new("RGB", (4000, 4000), "gray"), "JPEG", progressive=True)
-    last_scan = data[data.rindex(b"\xff\xda") : -2]
-    bomb = data[:-2] + last_scan * 2000 + data[-2:]
     started = time.monotonic()
     with pytest.raises(ImageRejected, match=r"^too many JPEG scans: 2010 \(limit 100\)$"):
-        fingerprint(bomb)
+        fingerprint(jpeg_of_endless_scans(2000))
     assert time.monotonic() - started < 1
-    assert fingerprint(data).width == 4000  # its 10 scans are fine
+    assert fingerprint(jpeg_of_endless_scans(0)).width == 4000  # its 10 scans are fine
 
 
 def test_an_rle_bmp_over_2_mb_is_refused_before_pillow_decodes_it_in_python() -> None:
@@ -227,12 +224,19 @@ def test_an_rle_bmp_over_2_mb_is_refused_before_pillow_decodes_it_in_python() ->
 
 def test_a_png_of_over_100000_chunks_is_refused_before_pillow_reads_them() -> None:
     # Pillow reads chunks one by one in Python: 1.7 million empty ones (20 MB) took 4.8 s.
-    small = encode(photo(17, (64, 48)), "PNG")
-    header_end = 8 + 25  # signature and IHDR
-    many = small[:header_end] + png_chunk(b"zzZz", b"") * 1_600_000 + small[header_end:]
     started = time.monotonic()
     with pytest.raises(ImageRejected, match=r"^too many PNG chunks: over 100,000$"):
-        fingerprint(many)
+        fingerprint(png_with_empty_chunks(1_600_000))
     assert time.monotonic() - started < 0.5
-    split = small[:header_end] + png_chunk(b"zzZz", b"") * 99_990 + small[header_end:]
-    assert fingerprint(split).dhash == fingerprint(small).dhash
+    assert (
+        fingerprint(png_with_empty_chunks(99_990)).dhash
+        == fingerprint(png_with_empty_chunks(0)).dhash
+    )
+
+
+@pytest.mark.parametrize("kind", rejected_samples())
+def test_each_rejection_carries_its_kind_and_says_its_label_first(kind: Rejection) -> None:
+    with pytest.raises(ImageRejected) as raised:
+        fingerprint(rejected_samples()[kind])
+    assert raised.value.kind is kind
+    assert str(raised.value).split(":")[0] == kind.value

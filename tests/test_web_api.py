@@ -17,10 +17,11 @@ import redis
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate as validate_openapi
 
-from lookalike.fingerprint import fingerprint
+from lookalike.fingerprint import ImageRejected, Rejection, fingerprint
+from searchweb.errors import http_error_for
 from tests.conftest import StubHosts
 from tests.crawl_site import wait_for
-from tests.images import encode, photo
+from tests.images import encode, photo, rejected_samples
 from tests.served import served_site
 from tests.web_openapi import assert_matches_openapi
 from tests.web_support import AcceptRecorder, Corpus, ImageServer, Route, jpeg, running_app
@@ -141,6 +142,34 @@ def test_bad_images_get_json_errors(
     response = _search_file(offline_client, data)
     assert response.status_code == status
     assert response.get_json()["error"]["message"].startswith(message)
+
+
+# The status of each kind of rejected image, as the API document promises them.
+REJECTION_STATUS = {
+    Rejection.EMPTY_FILE: 400,
+    Rejection.NOT_AN_IMAGE: 400,
+    Rejection.UNSUPPORTED_FORMAT: 415,
+    Rejection.CORRUPT: 400,
+    Rejection.TRUNCATED_OR_CORRUPT: 400,
+    Rejection.TOO_LARGE: 413,
+    Rejection.TOO_LONG: 413,
+    Rejection.EMPTY_IMAGE: 400,
+    Rejection.TOO_MANY_JPEG_SCANS: 400,
+    Rejection.RLE_BMP_TOO_LARGE: 400,
+    Rejection.TOO_MANY_PNG_CHUNKS: 400,
+    Rejection.NO_SUCH_FILE: 400,
+    Rejection.UNREADABLE: 400,
+}
+
+
+def test_every_kind_of_rejected_image_has_its_status(offline_client: FlaskClient) -> None:
+    assert set(REJECTION_STATUS) == set(Rejection)  # a new kind must be given its status
+    for kind, data in rejected_samples().items():
+        response = _search_file(offline_client, data)
+        assert response.status_code == REJECTION_STATUS[kind], kind
+        assert response.get_json()["error"]["message"].split(":")[0] == kind, kind
+    for kind in set(Rejection) - set(rejected_samples()):  # no upload earns these
+        assert http_error_for(ImageRejected(kind)).code == REJECTION_STATUS[kind], kind
 
 
 def test_too_large_requests_and_images_are_413(database_url: str) -> None:
