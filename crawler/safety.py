@@ -83,15 +83,17 @@ class PublicAddressMiddleware:
         return None
 
     def _allowed_addresses(self) -> set[IPAddress]:
+        """The seed hosts' addresses, published only once complete: checks run in threads, and
+        one reading a half-built set would refuse a seed host."""
         if self._allowed is None:
-            seeds = getattr(self.crawler.spider, "seed_urls", [])
-            self._allowed = set()
-            for seed in seeds:
+            allowed: set[IPAddress] = set()
+            for seed in getattr(self.crawler.spider, "seed_urls", []):
                 parts = urlsplit(seed)
                 try:
-                    self._allowed.update(resolve(parts.hostname or "", parts.port or 443))
+                    allowed.update(resolve(parts.hostname or "", parts.port or 443))
                 except AddressRefused:
                     continue  # an unresolvable seed simply fails when fetched
+            self._allowed = allowed
         return self._allowed
 
 

@@ -86,7 +86,10 @@ def test_two_workers_share_one_frontier(
 
     fetched = {path: n for path, n in site.hits.items() if path != "/robots.txt"}
     missed = set(linked_routes(PAGES, IMAGES)) - fetched.keys()
-    assert not missed, (missed, [err[-4000:] for _, err in outputs])  # nothing missed…
+    assert not missed, (  # nothing missed…
+        _frontier_rows(database_url, [site.url(path) for path in missed]),
+        [err[-4000:] for _, err in outputs],
+    )
     assert set(fetched.values()) == {1}  # …and nothing fetched twice
     assert snapshot(database_url) == snapshot(reference_url)
     # Both workers did part of the work.
@@ -96,6 +99,19 @@ def test_two_workers_share_one_frontier(
     with psycopg.connect(database_url) as conn:
         (crawl_key,) = conn.execute("SELECT key FROM crawls").fetchone()  # type: ignore[misc]
     assert not list(redis_client.scan_iter(f"lookalike:{crawl_key[:16]}:*"))
+
+
+def _frontier_rows(database_url: str, urls: list[str]) -> list[tuple[object, ...]]:
+    """What the frontier holds for ``urls``: absent, pending, or done (with its error), to tell
+    a request never queued from one marked done without being fetched."""
+    with psycopg.connect(database_url) as conn:
+        found = conn.execute(
+            "SELECT url, kind, depth, done_at IS NOT NULL, error FROM crawl_requests"
+            " WHERE url = ANY(%s)",
+            (urls,),
+        ).fetchall()
+    absent = sorted(set(urls) - {row[0] for row in found})
+    return [*found, *((url, "absent") for url in absent)]
 
 
 def test_a_killed_workers_requests_are_taken_over(

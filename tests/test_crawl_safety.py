@@ -84,3 +84,32 @@ def test_a_crawl_refuses_embedded_ipv4_forms_and_hosts_it_cannot_pin(
         (errors,) = conn.execute("SELECT errors FROM crawls").fetchone()
         (stored,) = conn.execute("SELECT count(*) FROM images").fetchone()
     assert (errors, stored) == ({"refused address": 3}, 1)
+
+
+class ManySeedsSpider(Spider):
+    """Two seed hosts come last, after thousands of seeds on a third: the allowed addresses
+    take a while to build, as they do for a crawl of many seeds."""
+
+    name = "many_seeds"
+    seed_urls: ClassVar[list[str]] = [
+        *(f"http://127.0.0.3:8000/p{n}" for n in range(5000)),
+        "http://127.0.0.1:8000/",
+        "http://127.0.0.2:8000/",
+    ]
+
+
+def test_concurrent_first_requests_see_every_seed_host_allowed() -> None:
+    """A worker starting on a shared frontier takes several requests at once; each first
+    request to a host is checked in a thread, and one that read the allowed addresses while
+    another thread was still building them refused a seed host: a request lost unfetched."""
+    crawler = get_crawler(ManySeedsSpider)
+    crawler.spider = ManySeedsSpider()
+    middleware = PublicAddressMiddleware.from_crawler(crawler)
+
+    async def first_requests() -> None:
+        await asyncio.gather(
+            middleware.process_request(Request("http://127.0.0.2:8000/x.jpg")),
+            middleware.process_request(Request("http://127.0.0.1:8000/p1")),
+        )
+
+    asyncio.run(first_requests())  # neither is refused
