@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from benchmarks.peak_memory import status_kb
 from lookalike.db import apply_schema, scratch_database
 from tests.images import encode, photo
-from tests.served import memory_kib
 
 
 @dataclass
@@ -316,7 +316,7 @@ def measured_crawl(env: dict[str, str], *args: str, timeout: float = 60) -> Meas
         nonlocal peak_kib
         while not done.wait(0.05):
             try:
-                peak_kib = max(peak_kib, memory_kib(process.pid, "VmHWM"))
+                peak_kib = max(peak_kib, status_kb("VmHWM", process.pid))
             except (OSError, LookupError):  # exited: a zombie has no memory figures
                 return
 

@@ -26,11 +26,6 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def memory_kib(pid: int, field: str) -> int:
-    """A ``/proc/PID/status`` memory figure in KiB: ``VmHWM`` (peak RSS) or ``VmRSS`` (now)."""
-    return status_kb(field, pid)
-
-
 @dataclass
 class ServedSite:
     process: subprocess.Popen[str]
@@ -38,11 +33,11 @@ class ServedSite:
 
     @property
     def peak_rss_mb(self) -> float:
-        return memory_kib(self.process.pid, "VmHWM") / 1024
+        return status_kb("VmHWM", self.process.pid) / 1024
 
     @property
     def rss_mb(self) -> float:
-        return memory_kib(self.process.pid, "VmRSS") / 1024
+        return status_kb("VmRSS", self.process.pid) / 1024
 
     def reset_peak(self) -> None:
         """Start ``peak_rss_mb`` again from the current RSS."""
