@@ -38,9 +38,8 @@ def _until_ok(app: Flask, path: str, seconds: float) -> list[int]:
 def test_during_an_outage_requests_get_503_at_once_and_the_site_recovers(
     database_url: str,
 ) -> None:
-    params = conninfo.conninfo_to_dict(database_url)
-    relay = TcpRelay((params.get("host") or "127.0.0.1", int(params.get("port") or 5432)))
-    with relay, running_app(relay.url_for(database_url)) as app:
+    relay = TcpRelay(database_url)
+    with relay, running_app(relay.url) as app:
         assert app.test_client().get("/api/stats").status_code == 200
         relay.stop()
         with ThreadPoolExecutor(16) as clients:

@@ -259,21 +259,33 @@ class SiteServer:
 
 
 class TcpRelay:
-    """A loopback port relaying to another (say PostgreSQL's), that can be stopped and started
-    again on the same port: to the site behind it, a database server going down and coming back.
+    """A loopback port relaying to a PostgreSQL server, that can be stopped and started again on
+    the same port: to the site behind it, a database server going down and coming back. The
+    server may listen on TCP or only on its Unix socket, as the embedded one does.
     """
 
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
+    def __init__(self, database_url: str) -> None:
+        self._params = conninfo.conninfo_to_dict(database_url)
         self.port = 0
         self._listener: socket.socket | None = None
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
 
-    def url_for(self, database_url: str) -> str:
-        """``database_url`` with its host and port replaced by this relay's."""
-        params = conninfo.conninfo_to_dict(database_url)
-        return conninfo.make_conninfo("", **{**params, "host": "127.0.0.1", "port": self.port})
+    @property
+    def url(self) -> str:
+        """The database's URL with its host and port replaced by this relay's."""
+        return conninfo.make_conninfo(
+            "", **{**self._params, "host": "127.0.0.1", "port": self.port}
+        )
+
+    def _connect_to_server(self) -> socket.socket:
+        host = str(self._params.get("host") or "127.0.0.1")
+        port = int(self._params.get("port") or 5432)
+        if not host.startswith("/"):
+            return socket.create_connection((host, port))
+        server = socket.socket(socket.AF_UNIX)
+        server.connect(f"{host}/.s.PGSQL.{port}")
+        return server
 
     def start(self) -> None:
         self._listener = socket.create_server(("127.0.0.1", self.port))
@@ -299,7 +311,7 @@ class TcpRelay:
                 client, _ = listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(self.target)
+            server = self._connect_to_server()
             with self._lock:
                 self._open += [client, server]
             for source, sink in ((client, server), (server, client)):
