@@ -81,210 +81,6 @@ SELECT mask, weight FROM combos
 WHERE NOT EXISTS (SELECT 1 FROM hash_flip_masks)
 ON CONFLICT (mask) DO NOTHING;
 
--- Number of differing bits between two 64-bit hashes.
-CREATE OR REPLACE FUNCTION hamming(a bigint, b bigint) RETURNS integer
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN bit_count(int8send(a # b))::integer;
-
--- 16 hex digits (as printed by `lookalike hash`) -> the bigint stored in images.dhash.
-CREATE OR REPLACE FUNCTION hash_from_hex(hex text) RETURNS bigint
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-AS $$
-BEGIN
-    IF hex !~ '^[0-9a-fA-F]{16}$' THEN
-        RAISE EXCEPTION 'not a 64-bit hash: % (expected 16 hex digits)', hex
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    RETURN ('x' || hex)::bit(64)::bigint;
-END
-$$;
-
--- The bigint in images.dhash -> the 16 hex digits people read.
-CREATE OR REPLACE FUNCTION hash_to_hex(hash bigint) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN lpad(to_hex(hash), 16, '0');
-
--- How to split radius max_distance (0-14) over the three chunks. By the pigeonhole principle
--- any hash within r bits of the query has some chunk i within k_i bits of the query's chunk
--- when k0 + k1 + k2 + 3 >= r + 1 (k = -1: that chunk is not probed). Among the splits that
--- satisfy it, this picks the cheapest: probing a chunk costs one b-tree descent per
--- neighbouring value (21 + 21 + 22 bits: sum of C(bits, j) for j <= k) plus the rows found,
--- estimated from density_i, the rows expected per value of chunk i. Real hashes are skewed,
--- so a chunk whose values are crowded should get a small radius and a sparse one a large one.
--- cost is in index rows read, for comparison with a full scan.
-CREATE OR REPLACE FUNCTION hash_chunk_radii(
-    max_distance integer,
-    density0 float8 DEFAULT 0, density1 float8 DEFAULT 0, density2 float8 DEFAULT 0,
-    OUT k0 integer, OUT k1 integer, OUT k2 integer, OUT cost float8)
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-AS $$
-DECLARE
-    -- neighbours within k bits, for k = -1 .. 4 (array index k + 2)
-    near21      constant integer[] := ARRAY[0, 1, 22, 232, 1562, 7547];
-    near22      constant integer[] := ARRAY[0, 1, 23, 254, 1794, 9109];
-    descent     constant float8 := 20;  -- one b-tree descent costs about 20 index rows read
-    split_cost  float8;
-    c           integer;
-BEGIN
-    IF max_distance NOT BETWEEN 0 AND 14 THEN
-        RAISE EXCEPTION 'max_distance must be 0 to 14 for a chunk probe, got %', max_distance
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    FOR a IN -1..4 LOOP
-        FOR b IN -1..4 LOOP
-            c := greatest(max_distance - a - b - 2, -1);  -- the least k2 that still covers r
-            CONTINUE WHEN c > 4;
-            split_cost := near21[a + 2] * (descent + density0)
-                          + near21[b + 2] * (descent + density1)
-                          + near22[c + 2] * (descent + density2);
-            IF cost IS NULL OR split_cost < cost THEN
-                cost := split_cost; k0 := a; k1 := b; k2 := c;
-            END IF;
-        END LOOP;
-    END LOOP;
-END
-$$;
-
--- The chunk values to probe, one array per chunk of the multi-index hashing columns
--- (images.dhash_chunk0..2, bank_entries' likewise), for per-chunk radii k0, k1, k2.
--- The functions on the search path are PL/pgSQL rather than SQL: PostgreSQL < 18 plans a
--- SQL function's body on every call, PL/pgSQL keeps its plans for the session, which saves
--- about 0.3 ms a search (a third of a radius-4 search at 10M rows).
-CREATE OR REPLACE FUNCTION hash_chunk_probes(
-    query bigint, k0 integer, k1 integer, k2 integer,
-    OUT chunk0 integer[], OUT chunk1 integer[], OUT chunk2 integer[])
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
-AS $$
-BEGIN
-    chunk0 := ARRAY(SELECT ((query >> 43) & 2097151)::integer # m.mask FROM hash_flip_masks m
-                    WHERE m.weight <= k0 AND m.mask < 2097152);
-    chunk1 := ARRAY(SELECT ((query >> 22) & 2097151)::integer # m.mask FROM hash_flip_masks m
-                    WHERE m.weight <= k1 AND m.mask < 2097152);
-    chunk2 := ARRAY(SELECT (query & 4194303)::integer # m.mask FROM hash_flip_masks m
-                    WHERE m.weight <= k2);
-END
-$$;
-
--- The same for a radius, split with no knowledge of the data (fewest probes).
-CREATE OR REPLACE FUNCTION hash_chunk_probes(
-    query bigint, max_distance integer,
-    OUT chunk0 integer[], OUT chunk1 integer[], OUT chunk2 integer[])
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
-AS $$
-DECLARE
-    radii   record := hash_chunk_radii(max_distance);
-BEGIN
-    SELECT p.chunk0, p.chunk1, p.chunk2 INTO chunk0, chunk1, chunk2
-    FROM hash_chunk_probes(query, radii.k0, radii.k1, radii.k2) p;
-END
-$$;
-
--- The density-informed radius split for a query against images: it counts the rows sharing
--- each of the query's chunk values (three index probes, capped) on top of what a uniform
--- spread would put there, so crowded chunks get small radii and sparse ones large radii.
-CREATE OR REPLACE FUNCTION image_chunk_radii(
-    query bigint, max_distance integer,
-    OUT k0 integer, OUT k1 integer, OUT k2 integer, OUT cost float8)
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
-AS $$
-DECLARE
-    uniform constant float8 := pg_relation_size('images') / 150.0 / 2097152.0;
-BEGIN
-    SELECT r.k0, r.k1, r.k2, r.cost INTO k0, k1, k2, cost
-    FROM hash_chunk_radii(
-        max_distance,
-        uniform + (SELECT count(*) FROM (SELECT FROM images i WHERE i.dhash_chunk0 =
-                   ((query >> 43) & 2097151)::integer LIMIT 10000) n),
-        uniform + (SELECT count(*) FROM (SELECT FROM images i WHERE i.dhash_chunk1 =
-                   ((query >> 22) & 2097151)::integer LIMIT 10000) n),
-        uniform / 2 + (SELECT count(*) FROM (SELECT FROM images i WHERE
-                   i.dhash_chunk2 = (query & 4194303)::integer LIMIT 10000) n)) AS r;
-END
-$$;
-
--- Images within max_distance bits of query found through the chunk indexes alone: probes the
--- chunk values within radii k0, k1, k2 with index-only scans, then re-checks the full
--- distance. Exact whenever k0 + k1 + k2 + 3 >= max_distance + 1.
-CREATE OR REPLACE FUNCTION similar_images_probed(
-    query bigint, max_distance integer, k0 integer, k1 integer, k2 integer)
-RETURNS TABLE (image_id bigint, distance integer)
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
-AS $$
-DECLARE
-    probes  record := hash_chunk_probes(query, k0, k1, k2);
-BEGIN
-    RETURN QUERY
-        SELECT c.id, hamming(c.dhash, query)
-        FROM (
-            SELECT i.id, i.dhash FROM images i WHERE i.dhash_chunk0 = ANY (probes.chunk0)
-            UNION
-            SELECT i.id, i.dhash FROM images i WHERE i.dhash_chunk1 = ANY (probes.chunk1)
-            UNION
-            SELECT i.id, i.dhash FROM images i WHERE i.dhash_chunk2 = ANY (probes.chunk2)
-        ) c
-        WHERE hamming(c.dhash, query) <= max_distance
-        ORDER BY 2, 1;
-END
-$$;
-
--- Images whose dHash is within max_distance bits of query, best first. Exact (the same answer
--- as a full scan) and sub-linear: multi-index hashing with the density-informed split of
--- image_chunk_radii(). When probing would cost more than reading every row (a small table, or
--- a radius past 14, where the probes grow past the table) it scans instead.
-CREATE OR REPLACE FUNCTION similar_images(query bigint, max_distance integer)
-RETURNS TABLE (image_id bigint, distance integer)
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
-AS $$
-DECLARE
-    radii   record;
-BEGIN
-    IF max_distance < 0 THEN
-        RAISE EXCEPTION 'max_distance must be >= 0, got %', max_distance
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF max_distance <= 14 THEN
-        radii := image_chunk_radii(query, max_distance);
-        -- one row read by a scan costs about one index row; the table is ~150 bytes a row
-        IF radii.cost <= pg_relation_size('images') / 150.0 THEN
-            RETURN QUERY
-                SELECT * FROM similar_images_probed(
-                    query, max_distance, radii.k0, radii.k1, radii.k2);
-            RETURN;
-        END IF;
-    END IF;
-    RETURN QUERY
-        SELECT i.id, hamming(i.dhash, query)
-        FROM images i
-        WHERE hamming(i.dhash, query) <= max_distance
-        ORDER BY 2, 1;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION similar_images(query text, max_distance integer)
-RETURNS TABLE (image_id bigint, distance integer)
-LANGUAGE sql STABLE STRICT PARALLEL SAFE
-AS $$ SELECT * FROM similar_images(hash_from_hex(query), max_distance) $$;
-
--- Where each image was seen: one row per sighting, readable without joins.
-CREATE OR REPLACE VIEW image_sightings AS
-SELECT
-    i.id            AS image_id,
-    i.sha256,
-    hash_to_hex(i.dhash) AS dhash_hex,
-    i.width,
-    i.height,
-    i.format,
-    s.image_url,
-    s.alt_text,
-    p.url           AS page_url,
-    p.title         AS page_title,
-    p.domain,
-    s.first_seen,
-    s.last_seen
-FROM images i
-JOIN sightings s ON s.image_id = i.id
-JOIN pages p ON p.id = s.page_id;
-
 -- Crawler bookkeeping
 -- One row per crawl. `key` identifies the command (seeds + scope): running the same command
 -- again resumes the crawl that has not finished instead of starting over.
@@ -383,19 +179,429 @@ CREATE UNIQUE INDEX IF NOT EXISTS bank_entries_active_fingerprint
     ON bank_entries (bank_id, dhash, (coalesce(phash, 0))) WHERE active;
 CREATE INDEX IF NOT EXISTS bank_entries_listing ON bank_entries (bank_id, id DESC);
 
--- The bank rule, in one place: a dHash within the radius, confirmed by the pHash when both
--- sides have one.
+-- The kinds of hash images are fingerprinted with (lookalike/kinds) and where each kind's
+-- hashes live: columns of images and bank_entries for the built-in dHash and pHash, tables of
+-- its own for a plug-in kind (made by its migration through lookalike.kinds.tables). The
+-- search and bank functions below read it, so they serve every kind without naming one.
+CREATE TABLE IF NOT EXISTS hash_kinds (
+    name            text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,30}$'),
+    bits            integer NOT NULL CHECK (bits BETWEEN 1 AND 64),
+    indexed         boolean NOT NULL,  -- false: kept to confirm matches, never searched alone
+    default_radius  integer NOT NULL CHECK (default_radius >= 0),
+    confirmed_by    text REFERENCES hash_kinds (name),  -- the bank rule's confirming kind
+    image_table     text NOT NULL,
+    image_key       text NOT NULL,  -- the column holding the image id
+    bank_table      text NOT NULL,
+    bank_key        text NOT NULL,  -- the column holding the bank entry id
+    hash_column     text NOT NULL,
+    chunk_prefix    text NOT NULL   -- chunk columns are <prefix>0, <prefix>1, ...
+);
+INSERT INTO hash_kinds (name, bits, indexed, default_radius, confirmed_by, image_table,
+                        image_key, bank_table, bank_key, hash_column, chunk_prefix)
+VALUES ('phash', 64, false, 12, NULL, 'images', 'id', 'bank_entries', 'id', 'phash', 'phash_chunk'),
+       ('dhash', 64, true, 10, 'phash', 'images', 'id', 'bank_entries', 'id', 'dhash', 'dhash_chunk')
+ON CONFLICT (name) DO NOTHING;
+
+-- Functions and views
+
+-- Number of differing bits between two 64-bit hashes.
+CREATE OR REPLACE FUNCTION hamming(a bigint, b bigint) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN bit_count(int8send(a # b))::integer;
+
+-- 16 hex digits (as printed by `lookalike hash`) -> the bigint stored in images.dhash.
+CREATE OR REPLACE FUNCTION hash_from_hex(hex text) RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+BEGIN
+    IF hex !~ '^[0-9a-fA-F]{16}$' THEN
+        RAISE EXCEPTION 'not a 64-bit hash: % (expected 16 hex digits)', hex
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN ('x' || hex)::bit(64)::bigint;
+END
+$$;
+
+-- The bigint in images.dhash -> the 16 hex digits people read.
+CREATE OR REPLACE FUNCTION hash_to_hex(hash bigint) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN lpad(to_hex(hash), 16, '0');
+
+-- Multi-index hashing (MIH). A hash is cut into chunks, each indexed by a b-tree; by the
+-- pigeonhole principle any hash within r bits of a query has some chunk i within k_i bits of
+-- the query's chunk i whenever the sum of (k_i + 1) is at least r + 1. So a search probes each
+-- chunk's neighbouring values through its index (k_i = -1: not probed), then re-checks the
+-- full distance: exact, and sub-linear.
+
+-- The chunk widths for a bits-long hash: as few chunks as keep each within the 22 bits of
+-- hash_flip_masks, as even as possible, the wider ones last (64 bits -> 21, 21, 22).
+CREATE OR REPLACE FUNCTION hash_chunk_layout(bits integer) RETURNS integer[]
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    chunks  constant integer := ceil(bits / 22.0);
+    layout  integer[] := '{}';
+BEGIN
+    FOR i IN 0 .. chunks - 1 LOOP
+        layout := layout || (bits / chunks + (i >= chunks - bits % chunks)::integer);
+    END LOOP;
+    RETURN layout;
+END
+$$;
+
+-- Chunk number `chunk` (0 = the most significant) of a hash cut by `layout`.
+CREATE OR REPLACE FUNCTION hash_chunk(hash bigint, layout integer[], chunk integer)
+RETURNS integer
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    shift   integer := 0;
+BEGIN
+    FOR i IN chunk + 2 .. cardinality(layout) LOOP
+        shift := shift + layout[i];
+    END LOOP;
+    RETURN ((hash >> shift) & ((1::bigint << layout[chunk + 1]) - 1))::integer;
+END
+$$;
+
+-- The values within `radius` bits of a `width`-bit chunk value: the values a probe reads.
+CREATE OR REPLACE FUNCTION hash_chunk_neighbours(chunk_value integer, width integer, radius integer)
+RETURNS integer[]
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+BEGIN
+    RETURN ARRAY(SELECT chunk_value # m.mask FROM hash_flip_masks m
+                 WHERE m.weight <= radius AND m.mask < (1 << width));
+END
+$$;
+
+-- How to split radius max_distance over the chunks of `layout`. Among the splits that cover
+-- it, this picks the cheapest: probing a chunk costs one b-tree descent per neighbouring value
+-- (sum of C(width, j) for j <= k) plus the rows found, estimated from densities[i], the rows
+-- expected per value of chunk i. Real hashes are skewed, so a chunk whose values are crowded
+-- should get a small radius and a sparse one a large one. cost is in index rows read, for
+-- comparison with a full scan. Each chunk's radius is at most 4 (hash_flip_masks).
+CREATE OR REPLACE FUNCTION hash_radius_split(
+    max_distance integer, layout integer[], densities float8[],
+    OUT radii integer[], OUT cost float8)
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    chunks      constant integer := cardinality(layout);
+    descent     constant float8 := 20;  -- one b-tree descent costs about 20 index rows read
+    pad         constant integer := 3 - chunks;  -- fewer chunks: the first ones are absent
+    near        float8[] := '{}';  -- near[6 * (i - 1) + k + 2]: values within k bits, k = -1 .. 4
+    density     float8[] := '{}';
+    w           float8;
+    c           integer;
+    split_cost  float8;
+BEGIN
+    IF chunks NOT BETWEEN 1 AND 3 OR max_distance NOT BETWEEN 0 AND 5 * chunks - 1 THEN
+        RAISE EXCEPTION 'max_distance must be 0 to % for a chunk probe, got %',
+            5 * chunks - 1, max_distance USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR i IN 1 .. 3 LOOP  -- sums of C(width, j) for j <= k
+        w := coalesce(layout[i - pad], 0);
+        near := near || ARRAY[0, 1, 1 + w, 1 + w + w * (w - 1) / 2,
+                              1 + w + w * (w - 1) / 2 + w * (w - 1) * (w - 2) / 6,
+                              1 + w + w * (w - 1) / 2 + w * (w - 1) * (w - 2) / 6
+                                + w * (w - 1) * (w - 2) * (w - 3) / 24];
+        density := density || coalesce(densities[i - pad], 0);
+    END LOOP;
+    -- the first chunks' radii in -1 .. 4 (the first varies slowest, so ties go to small radii
+    -- on the first chunks); the last chunk takes the least radius that still covers
+    FOR a IN -1 .. CASE WHEN chunks > 2 THEN 4 ELSE -1 END LOOP
+        FOR b IN -1 .. CASE WHEN chunks > 1 THEN 4 ELSE -1 END LOOP
+            c := greatest(max_distance - a - b - 2, -1);
+            CONTINUE WHEN c > 4;
+            split_cost := near[a + 2] * (descent + density[1])
+                          + near[b + 8] * (descent + density[2])
+                          + near[c + 14] * (descent + density[3]);
+            IF cost IS NULL OR split_cost < cost THEN
+                cost := split_cost;
+                radii := (ARRAY[a, b, c])[4 - chunks:3];
+            END IF;
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+-- Rows of a hash kind's table (images, or bank entries with `bank` set) whose hash is within
+-- max_distance bits of query, found by probing each chunk's index within `radii`. Exact
+-- whenever the sum of (radii[i] + 1) is at least max_distance + 1. Where each kind's hashes
+-- and chunk columns live is in hash_kinds, so one probe serves every kind and both tables.
+-- The functions on the search path are PL/pgSQL rather than SQL: PostgreSQL < 18 plans a SQL
+-- function's body on every call, PL/pgSQL keeps the plans of its static statements.
+CREATE OR REPLACE FUNCTION hash_kind_probe(
+    kind text, query bigint, max_distance integer, radii integer[], bank bigint DEFAULT NULL)
+RETURNS TABLE (id bigint, hash bigint, distance integer)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    k           hash_kinds;
+    layout      integer[];
+    neighbours  integer[];
+    probes      integer[] := '{}';  -- every chunk's values, one after another
+    branches    text[] := '{}';
+BEGIN
+    k := hash_kind(kind, searchable => true);
+    layout := hash_chunk_layout(k.bits);
+    FOR i IN 1 .. cardinality(layout) LOOP
+        CONTINUE WHEN coalesce(radii[i], -1) < 0;
+        neighbours := hash_chunk_neighbours(hash_chunk(query, layout, i - 1), layout[i], radii[i]);
+        branches := branches || format(
+            'SELECT t.%I, t.%I FROM %I t WHERE t.%I = ANY (($4)[%s:%s])%s',
+            CASE WHEN bank IS NULL THEN k.image_key ELSE k.bank_key END, k.hash_column,
+            CASE WHEN bank IS NULL THEN k.image_table ELSE k.bank_table END,
+            k.chunk_prefix || (i - 1), cardinality(probes) + 1, cardinality(probes) + cardinality(neighbours),
+            CASE WHEN bank IS NULL THEN '' ELSE ' AND t.active AND t.bank_id = $3' END);
+        probes := probes || neighbours;
+    END LOOP;
+    IF cardinality(branches) = 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT c.id, c.hash, hamming(c.hash, $1) FROM (%s) AS c (id, hash)'
+        ' WHERE hamming(c.hash, $1) <= $2', array_to_string(branches, ' UNION '))
+        USING query, max_distance, bank, probes;
+END
+$$;
+
+-- The hash_kinds row of `kind`, or an error naming the kinds there are.
+CREATE OR REPLACE FUNCTION hash_kind(kind text, searchable boolean DEFAULT false)
+RETURNS hash_kinds
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    result  hash_kinds;
+BEGIN
+    SELECT * INTO result FROM hash_kinds h WHERE h.name = kind AND (h.indexed OR NOT searchable);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown %hash kind %: expected one of %',
+            CASE WHEN searchable THEN 'searchable ' ELSE '' END, quote_literal(kind),
+            (SELECT string_agg(h.name, ', ' ORDER BY h.name) FROM hash_kinds h
+             WHERE h.indexed OR NOT searchable)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN result;
+END
+$$;
+
+-- The density-informed radius split for a query against a kind's image hashes: it counts the
+-- rows sharing each of the query's chunk values (one index probe per chunk, capped) on top of
+-- what a uniform spread would put there, so crowded chunks get small radii and sparse ones
+-- large radii. cost is in index rows read; table_rows is the table's size in the same unit.
+CREATE OR REPLACE FUNCTION hash_kind_radii(
+    kind text, query bigint, max_distance integer,
+    OUT radii integer[], OUT cost float8, OUT table_rows float8)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    k           hash_kinds := hash_kind(kind, searchable => true);
+    layout      integer[] := hash_chunk_layout(k.bits);
+    counts      text[] := '{}';
+    densities   float8[];
+    split       record;
+BEGIN
+    table_rows := pg_relation_size(k.image_table) / 150.0;  -- an images row takes ~150 bytes
+    FOR i IN 1 .. cardinality(layout) LOOP
+        counts := counts || format(
+            '%s + (SELECT count(*) FROM (SELECT FROM %I t WHERE t.%I = hash_chunk($1, $2, %s)'
+            ' LIMIT 10000) AS n)',
+            table_rows / 2 ^ layout[i], k.image_table, k.chunk_prefix || (i - 1), i - 1);
+    END LOOP;
+    EXECUTE format('SELECT ARRAY[%s]::float8[]', array_to_string(counts, ', '))
+        INTO densities USING query, layout;
+    split := hash_radius_split(max_distance, layout, densities);
+    radii := split.radii;
+    cost := split.cost;
+END
+$$;
+
+-- Images whose `kind` hash is within max_distance bits of query, best first. Exact (the same
+-- answer as a full scan) and sub-linear: multi-index hashing with the density-informed split
+-- of hash_kind_radii(). When probing would cost more than reading every row (a small table,
+-- or a radius the chunk probes cannot reach) it scans instead.
+CREATE OR REPLACE FUNCTION similar_hashes(kind text, query bigint, max_distance integer)
+RETURNS TABLE (image_id bigint, distance integer)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    k       hash_kinds := hash_kind(kind, searchable => true);
+    split   record;
+BEGIN
+    IF max_distance < 0 THEN
+        RAISE EXCEPTION 'max_distance must be >= 0, got %', max_distance
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_distance < 5 * cardinality(hash_chunk_layout(k.bits)) THEN
+        split := hash_kind_radii(kind, query, max_distance);
+        IF split.cost <= split.table_rows THEN
+            RETURN QUERY
+                SELECT p.id, p.distance
+                FROM hash_kind_probe(kind, query, max_distance, split.radii) AS p
+                ORDER BY 2, 1;
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT t.%1$I, hamming(t.%2$I, $1) FROM %3$I t WHERE hamming(t.%2$I, $1) <= $2'
+        ' ORDER BY 2, 1', k.image_key, k.hash_column, k.image_table)
+        USING query, max_distance;
+END
+$$;
+
+-- Images whose dHash is within max_distance bits of query, best first: similar_hashes for
+-- the default kind, by its hash as a bigint or as the 16 hex digits `lookalike hash` prints.
+CREATE OR REPLACE FUNCTION similar_images(query bigint, max_distance integer)
+RETURNS TABLE (image_id bigint, distance integer)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$ BEGIN RETURN QUERY SELECT * FROM similar_hashes('dhash', query, max_distance); END $$;
+
+CREATE OR REPLACE FUNCTION similar_images(query text, max_distance integer)
+RETURNS TABLE (image_id bigint, distance integer)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$ SELECT * FROM similar_images(hash_from_hex(query), max_distance) $$;
+
+-- The dHash forms of the functions above, with three named chunk radii, for your own MIH
+-- queries on images.dhash_chunk0..2.
+CREATE OR REPLACE FUNCTION hash_chunk_radii(
+    max_distance integer,
+    density0 float8 DEFAULT 0, density1 float8 DEFAULT 0, density2 float8 DEFAULT 0,
+    OUT k0 integer, OUT k1 integer, OUT k2 integer, OUT cost float8)
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT s.radii[1], s.radii[2], s.radii[3], s.cost
+    FROM hash_radius_split(max_distance, hash_chunk_layout(64),
+                           ARRAY[density0, density1, density2]) AS s
+$$;
+
+CREATE OR REPLACE FUNCTION hash_chunk_probes(
+    query bigint, k0 integer, k1 integer, k2 integer,
+    OUT chunk0 integer[], OUT chunk1 integer[], OUT chunk2 integer[])
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT hash_chunk_neighbours(hash_chunk(query, l.layout, 0), l.layout[1], k0),
+           hash_chunk_neighbours(hash_chunk(query, l.layout, 1), l.layout[2], k1),
+           hash_chunk_neighbours(hash_chunk(query, l.layout, 2), l.layout[3], k2)
+    FROM (SELECT hash_chunk_layout(64) AS layout) AS l
+$$;
+
+-- The same for a radius, split with no knowledge of the data (fewest probes).
+CREATE OR REPLACE FUNCTION hash_chunk_probes(
+    query bigint, max_distance integer,
+    OUT chunk0 integer[], OUT chunk1 integer[], OUT chunk2 integer[])
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT p.* FROM hash_chunk_radii(max_distance) AS r,
+                    hash_chunk_probes(query, r.k0, r.k1, r.k2) AS p
+$$;
+
+CREATE OR REPLACE FUNCTION image_chunk_radii(
+    query bigint, max_distance integer,
+    OUT k0 integer, OUT k1 integer, OUT k2 integer, OUT cost float8)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT r.radii[1], r.radii[2], r.radii[3], r.cost
+    FROM hash_kind_radii('dhash', query, max_distance) AS r
+$$;
+
+CREATE OR REPLACE FUNCTION similar_images_probed(
+    query bigint, max_distance integer, k0 integer, k1 integer, k2 integer)
+RETURNS TABLE (image_id bigint, distance integer)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+BEGIN
+    RETURN QUERY
+        SELECT p.id, p.distance
+        FROM hash_kind_probe('dhash', query, max_distance, ARRAY[k0, k1, k2]) AS p
+        ORDER BY 2, 1;
+END
+$$;
+
+-- Where each image was seen: one row per sighting, readable without joins.
+CREATE OR REPLACE VIEW image_sightings AS
+SELECT
+    i.id            AS image_id,
+    i.sha256,
+    hash_to_hex(i.dhash) AS dhash_hex,
+    i.width,
+    i.height,
+    i.format,
+    s.image_url,
+    s.alt_text,
+    p.url           AS page_url,
+    p.title         AS page_title,
+    p.domain,
+    s.first_seen,
+    s.last_seen
+FROM images i
+JOIN sightings s ON s.image_id = i.id
+JOIN pages p ON p.id = s.page_id;
+
+-- The bank rule, in one place: a hash within the radius, confirmed by the confirming kind's
+-- hash (for dHash, the pHash) when both sides have one.
 CREATE OR REPLACE FUNCTION bank_rule_matches(
-    dhash_distance integer, phash_distance integer, dhash_radius integer, phash_radius integer)
+    distance integer, confirm_distance integer, radius integer, confirm_radius integer)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN dhash_distance <= dhash_radius AND coalesce(phash_distance <= phash_radius, true);
+RETURN distance <= radius AND coalesce(confirm_distance <= confirm_radius, true);
 
--- Active entries matching a fingerprint: what `lookalike check` and POST /api/check ask
--- (add ORDER BY distance for the closest first). query_phash NULL (a raw dHash) skips the
--- pHash confirmation, bank_name NULL checks every bank, max_distance NULL uses each bank's
--- dhash_radius. One MIH probe per bank, planned per bank so the plan is the same whatever
--- the statistics say about the banks table.
+-- A bank's radius for a kind: its <kind>_radius column (banks.dhash_radius, phash_radius),
+-- or the kind's default for a kind the banks table has no column for.
+CREATE OR REPLACE FUNCTION bank_radius(bank banks, kind text) RETURNS integer
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+RETURN coalesce((to_jsonb(bank) ->> (kind || '_radius'))::integer,
+                (SELECT h.default_radius FROM hash_kinds h WHERE h.name = kind));
+
+-- Active entries whose `kind` hash matches query by the bank rule: within max_distance (NULL:
+-- each bank's radius), confirmed by confirm_query, the query's hash of the kind that confirms
+-- `kind` (NULL: no confirmation). bank_name NULL checks every bank. One chunk probe per bank,
+-- planned per bank so the plan is the same whatever the statistics say about the banks table.
+-- Add ORDER BY distance for the closest first.
+CREATE OR REPLACE FUNCTION bank_hash_matches(
+    kind text,
+    query bigint,
+    confirm_query bigint DEFAULT NULL,
+    bank_name text DEFAULT NULL,
+    max_distance integer DEFAULT NULL)
+RETURNS TABLE (entry_id bigint, bank text, distance integer, reason text,
+               flagged_at timestamptz)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    k           hash_kinds := hash_kind(kind, searchable => true);
+    confirmer   hash_kinds;
+    layout      integer[] := hash_chunk_layout(k.bits);
+    b           banks;
+    radius      integer;
+    matching    text;
+BEGIN
+    IF k.confirmed_by IS NULL THEN
+        matching := 'bank_rule_matches(p.distance, NULL, $3, NULL)';
+    ELSE
+        confirmer := hash_kind(k.confirmed_by);
+        matching := format('bank_rule_matches(p.distance, hamming(c.%I, $7), $3, $8)',
+                           confirmer.hash_column);
+    END IF;
+    FOR b IN SELECT * FROM banks WHERE bank_name IS NULL OR banks.name = bank_name LOOP
+        radius := coalesce(max_distance, bank_radius(b, kind));
+        RETURN QUERY EXECUTE format(
+            'SELECT e.id, $5, p.distance, e.reason, e.flagged_at'
+            ' FROM hash_kind_probe($1, $2, $3, $4, $6) AS p'
+            ' JOIN bank_entries e ON e.id = p.id %s WHERE %s',
+            CASE WHEN confirmer IS NULL THEN '' ELSE format(
+                'LEFT JOIN %I c ON c.%I = e.id', confirmer.bank_table, confirmer.bank_key) END,
+            matching)
+            USING kind, query, radius,
+                  (hash_radius_split(radius, layout, array_fill(0::float8, ARRAY[cardinality(layout)]))).radii,
+                  b.name, b.id, confirm_query, bank_radius(b, k.confirmed_by);
+    END LOOP;
+END
+$$;
+
+-- Active entries matching a dHash (confirmed by its pHash, if given): what `lookalike check`
+-- and POST /api/check ask. bank_hash_matches for the default kind.
 CREATE OR REPLACE FUNCTION bank_matches(
     query_dhash bigint,
     query_phash bigint DEFAULT NULL,
@@ -405,36 +611,9 @@ RETURNS TABLE (entry_id bigint, bank text, distance integer, reason text,
                flagged_at timestamptz)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-DECLARE
-    b       record;
-    radius  integer;
-    probes  record;
 BEGIN
-    FOR b IN SELECT banks.id, banks.name, banks.dhash_radius, banks.phash_radius FROM banks
-             WHERE bank_name IS NULL OR banks.name = bank_name
-    LOOP
-        radius := coalesce(max_distance, b.dhash_radius);
-        probes := hash_chunk_probes(query_dhash, radius);
-        RETURN QUERY
-            SELECT e.id, b.name, c.distance, e.reason, e.flagged_at
-            FROM (
-                SELECT u.id, hamming(u.dhash, query_dhash) AS distance,
-                       hamming(u.phash, query_phash) AS phash_distance
-                FROM (
-                    SELECT x.id, x.dhash, x.phash FROM bank_entries x
-                    WHERE x.active AND x.bank_id = b.id AND x.dhash_chunk0 = ANY (probes.chunk0)
-                    UNION
-                    SELECT x.id, x.dhash, x.phash FROM bank_entries x
-                    WHERE x.active AND x.bank_id = b.id AND x.dhash_chunk1 = ANY (probes.chunk1)
-                    UNION
-                    SELECT x.id, x.dhash, x.phash FROM bank_entries x
-                    WHERE x.active AND x.bank_id = b.id AND x.dhash_chunk2 = ANY (probes.chunk2)
-                ) u
-                WHERE hamming(u.dhash, query_dhash) <= radius
-            ) c
-            JOIN bank_entries e ON e.id = c.id
-            WHERE bank_rule_matches(c.distance, c.phash_distance, radius, b.phash_radius);
-    END LOOP;
+    RETURN QUERY
+        SELECT * FROM bank_hash_matches('dhash', query_dhash, query_phash, bank_name, max_distance);
 END
 $$;
 

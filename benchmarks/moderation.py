@@ -102,15 +102,15 @@ def _samples(files: list[Path]) -> tuple[list[Sample], list[str]]:
             prints.append((path, fingerprint(path.read_bytes())))
         except (OSError, ImageRejected) as error:
             skipped.append(f"{path}: {error}")
-    groups = _group_files([fp.dhash for _, fp in prints])
+    groups = _group_files([fp.hashes["dhash"] for _, fp in prints])
     samples = []
     for index, ((path, fp), group) in enumerate(zip(prints, groups, strict=True)):
-        samples.append(Sample(group, index, "file", fp.dhash, fp.phash))
+        samples.append(Sample(group, index, "file", fp.hashes["dhash"], fp.hashes["phash"]))
         with Image.open(path) as opened:
             image = ImageOps.exif_transpose(opened).convert("RGB")
         for name, transform in TRANSFORMS.items():
             copy = fingerprint(transform(image))
-            samples.append(Sample(group, index, name, copy.dhash, copy.phash))
+            samples.append(Sample(group, index, name, copy.hashes["dhash"], copy.hashes["phash"]))
     return samples, skipped
 
 
@@ -265,7 +265,7 @@ def _concurrent_checks(
                 started = time.perf_counter()
                 if started > deadline:
                     return
-                banks.check(query)
+                banks.check({"dhash": query})
                 latencies[number].append((time.perf_counter() - started) * 1000)
         except BaseException as error:  # re-raised in the main thread
             errors.append(error)
@@ -335,14 +335,14 @@ def bench_check(
         query_hashes = _check_queries(hashes, held_out, queries)
         with closing(open_pool(url, max_size=clients, init_schema=False)) as pool:
             banks = Banks(pool)
-            banks.check(query_hashes[0])  # warm the connection's plans
+            banks.check({"dhash": query_hashes[0]})  # warm the connection's plans
             default_radius = banks.summaries()[0].dhash_radius
             for radius in sorted({*COMPARED_RADII, default_radius}):
                 found = 0
                 single: list[float] = []
                 for query in query_hashes:
                     started = time.perf_counter()
-                    found += bool(banks.check(query, max_distance=radius))
+                    found += bool(banks.check({"dhash": query}, max_distance=radius))
                     single.append((time.perf_counter() - started) * 1000)
                 report.line(
                     f"1 client,  radius {radius:>2}: p50 {percentile(single, 0.5):6.2f} ms, "

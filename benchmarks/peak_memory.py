@@ -29,7 +29,7 @@ def dhash_with_lookalike(data: bytes) -> int:
     """Lookalike's whole fingerprint path (sha256, dHash, pHash), keeping the dHash."""
     from lookalike.fingerprint import fingerprint
 
-    return fingerprint(data).dhash
+    return fingerprint(data).hashes["dhash"]
 
 
 HASHERS: dict[str, Callable[[bytes], int]] = {

@@ -126,7 +126,7 @@ def bench_web(
             )
             phases = {
                 "upload": [_multipart({"image": ("query.jpg", data)}) for data in uploads],
-                "dhash": [_json_body(fingerprint(data).dhash_hex) for data in uploads],
+                "dhash": [_json_body(fingerprint(data).hex("dhash")) for data in uploads],
             }
             for name, bodies in phases.items():
                 reset_peak(server_pid)

@@ -22,8 +22,8 @@ import psycopg
 
 from lookalike import crawls
 from lookalike.fingerprint import Fingerprint
-from lookalike.hashes import from_bigint
 from lookalike.store import Sighting, Store, record_sightings
+from lookalike.store import images as stored_images
 from lookalike.wording import first_line
 
 PAGE = "page"
@@ -318,23 +318,14 @@ def _sightings_of_new_pages(
         return []
     rows = conn.execute(
         """
-        SELECT r.url, i.sha256, i.dhash, i.phash, i.width, i.height, i.format
+        SELECT r.url, i.id
         FROM crawl_requests r JOIN images i ON i.sha256 = r.sha256
         WHERE r.crawl_id = %s AND r.url = ANY(%s) AND r.done_at IS NOT NULL
         """,
         (crawl_id, sorted(wanted)),
     ).fetchall()
-    stored = {
-        url: Fingerprint(
-            sha256=sha256,
-            dhash=from_bigint(dhash),
-            phash=from_bigint(phash),
-            width=width,
-            height=height,
-            format=fmt,
-        )
-        for url, sha256, dhash, phash, width, height, fmt in rows
-    }
+    fingerprints = stored_images.fingerprints_by_id(conn, [image_id for _, image_id in rows])
+    stored = {url: fingerprints[image_id] for url, image_id in rows}
     return [
         Sighting(
             fingerprint=stored[url],

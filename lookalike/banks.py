@@ -1,13 +1,15 @@
 """Moderation banks: flag fingerprints, disable entries, check images against the active ones.
 
-The matching itself is the ``bank_matches`` SQL function (multi-index hashing over the
-``bank_entries`` chunk indexes, each bank's radius and pHash confirmation), so the CLI, the
-web site and psql users get the same answer. This module only turns requests into it.
+The matching itself is the ``bank_hash_matches`` SQL function (multi-index hashing over a
+kind's bank chunk indexes, each bank's radius and the confirming kind), so the CLI, the web
+site and psql users get the same answer. This module only turns requests into it. Every hash
+kind a fingerprint has is stored with its entry; a check searches each indexed kind.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
@@ -15,11 +17,15 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
 
+from lookalike import kinds
 from lookalike.fingerprint import Fingerprint
-from lookalike.hashes import from_bigint, to_bigint
+from lookalike.hashes import to_bigint
+from lookalike.store import images, kind_tables
+from lookalike.store.kind_tables import KindStorage
 
 DEFAULT_BANK = "banned"
-MAX_RADIUS = 14  # the MIH probes' reach (hash_chunk_probes); unrelated photos start near 13
+# The MIH probes' reach for dHash (hash_chunk_probes); unrelated photos start near 13.
+MAX_RADIUS = kinds.get(kinds.DEFAULT_KIND).max_radius
 
 
 class BankError(ValueError):
@@ -32,17 +38,19 @@ class UnknownBank(BankError):
 
 @dataclass(frozen=True, slots=True)
 class FlagTarget:
-    """What gets flagged: a fingerprint, from a file, a stored image or a raw dHash."""
+    """What gets flagged: a fingerprint, from a file, a stored image or a raw hash.
 
-    dhash: int
-    phash: int | None = None
+    ``hashes`` maps kind names to unsigned hashes; a raw hash has only its own kind.
+    """
+
+    hashes: Mapping[str, int] = field(default_factory=dict)
     sha256: str | None = None
     image_id: int | None = None
     thumbnail: bytes | None = None
 
     @classmethod
     def from_fingerprint(cls, fp: Fingerprint) -> FlagTarget:
-        return cls(fp.dhash, fp.phash, fp.sha256, thumbnail=fp.thumbnail)
+        return cls(fp.hashes, fp.sha256, thumbnail=fp.thumbnail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,29 +144,45 @@ class Banks:
 
     def check(
         self,
-        dhash: int,
-        phash: int | None = None,
+        hashes: Mapping[str, int],
         *,
+        kind: str | None = None,
         bank: str | None = None,
         max_distance: int | None = None,
     ) -> list[BankMatch]:
-        """Active entries ``dhash`` (confirmed by ``phash`` if given) matches, closest first.
+        """Active entries matching ``hashes`` (kind name → hash), closest first.
 
-        ``bank`` None checks every bank; ``max_distance`` None uses each bank's radius.
+        Each indexed kind in ``hashes`` (or only ``kind``) is searched, confirmed by its
+        confirming kind when ``hashes`` has that too; an entry found by several kinds is listed
+        once, by the first. ``bank`` None checks every bank; ``max_distance`` None uses each
+        bank's radius.
         """
-        if max_distance is not None and not 0 <= max_distance <= MAX_RADIUS:
-            raise BankError(f"max_distance must be 0 to {MAX_RADIUS}, got {max_distance}")
+        searched = [kinds.get(kind, indexed=True)] if kind else _indexed_kinds_in(hashes)
+        for each in searched:
+            if max_distance is not None and not 0 <= max_distance <= each.max_radius:
+                raise BankError(f"max_distance must be 0 to {each.max_radius}, got {max_distance}")
+        found: dict[int, BankMatch] = {}
         with self.pool.connection() as conn:
             if bank is not None:
                 self._bank_id(conn, bank)
             cursor = conn.cursor(row_factory=class_row(BankMatch))
-            return cursor.execute(
-                """
-                SELECT * FROM bank_matches(%s::bigint, %s::bigint, %s::text, %s::integer)
-                ORDER BY distance, bank, entry_id
-                """,
-                (to_bigint(dhash), _optional_bigint(phash), bank, max_distance),
-            ).fetchall()
+            for each in searched:
+                confirm = hashes.get(each.confirmed_by) if each.confirmed_by else None
+                for match in cursor.execute(
+                    """
+                    SELECT * FROM bank_hash_matches(%s, %s::bigint, %s::bigint, %s::text,
+                                                    %s::integer)
+                    """,
+                    (
+                        each.name,
+                        to_bigint(hashes[each.name]),
+                        _optional_bigint(confirm),
+                        bank,
+                        max_distance,
+                    ),
+                ).fetchall():
+                    found.setdefault(match.entry_id, match)
+        return sorted(found.values(), key=lambda m: (m.distance, m.bank, m.entry_id))
 
     def has_bank(self, name: str) -> bool:
         with self.pool.connection() as conn:
@@ -177,83 +201,95 @@ class Banks:
             existing = _active_entry_id(conn, bank_id, target)
             if existing is not None:  # checked first: a failed INSERT would use up an id
                 return FlagResult(self._entry(conn, existing), created=False)
+            in_row = _in_entry_row(kind_tables.storages(conn))
             row = conn.execute(
-                """
+                sql.SQL("""
                 INSERT INTO bank_entries
-                    (bank_id, dhash, phash, sha256, image_id, thumbnail, reason, flagged_by)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-                ON CONFLICT (bank_id, dhash, (coalesce(phash, 0))) WHERE active DO NOTHING
+                    (bank_id, sha256, image_id, thumbnail, reason, flagged_by, {hash_columns})
+                VALUES (%s, %s, %s, %s, %s, %s, {hashes})
+                ON CONFLICT DO NOTHING
                 RETURNING id
-                """,
+                """).format(
+                    hash_columns=kind_tables.columns(in_row),
+                    hashes=sql.SQL(", ").join(sql.Placeholder() for _ in in_row),
+                ),
                 (
                     bank_id,
-                    to_bigint(target.dhash),
-                    _optional_bigint(target.phash),
                     target.sha256,
                     target.image_id,
                     target.thumbnail,
                     reason,
                     flagged_by,
+                    *(_optional_bigint(target.hashes.get(place.name)) for place in in_row),
                 ),
             ).fetchone()
-            created = row is not None
-            entry_id = row[0] if row else _active_entry_id(conn, bank_id, target)  # lost a race
-            assert entry_id is not None
-            return FlagResult(self._entry(conn, entry_id), created)
+            if row is None:  # lost a race to another moderator flagging the same fingerprint
+                entry_id = _active_entry_id(conn, bank_id, target)
+                if entry_id is None:
+                    raise BankError("the bank already has an active entry for this fingerprint")
+                return FlagResult(self._entry(conn, entry_id), created=False)
+            _store_own_table_hashes(conn, row[0], bank_id, target)
+            return FlagResult(self._entry(conn, row[0]), created=True)
 
     def target_from_image(self, image_id: int) -> FlagTarget:
         """The fingerprint (and thumbnail) of an image already in the database."""
         with self.pool.connection() as conn:
-            row = conn.execute(
-                """
-                SELECT i.dhash, i.phash, i.sha256, t.webp
-                FROM images i LEFT JOIN thumbnails t ON t.image_id = i.id
-                WHERE i.id = %s
-                """,
-                (image_id,),
-            ).fetchone()
-        if row is None:
-            raise UnknownBank(f"no image with id {image_id} in the database")
-        dhash, phash, sha256, thumbnail = row
-        return FlagTarget(from_bigint(dhash), from_bigint(phash), sha256, image_id, thumbnail)
+            stored = images.fingerprints_by_id(conn, [image_id]).get(image_id)
+            if stored is None:
+                raise UnknownBank(f"no image with id {image_id} in the database")
+            thumbnail = images.thumbnail(conn, image_id)
+        return FlagTarget(stored.hashes, stored.sha256, image_id, thumbnail)
 
     def disable(
         self,
         *,
         disabled_by: str,
         entry_id: int | None = None,
-        dhash: int | None = None,
+        hash_value: int | None = None,
+        kind: str = kinds.DEFAULT_KIND,
         bank: str | None = None,
     ) -> list[Entry]:
-        """Disable active entries: one by id, or those with exactly ``dhash`` (in ``bank``).
-
-        The entries stay, inactive, with who disabled them and when.
+        """Disable active entries: one by id, or those whose ``kind`` hash is exactly
+        ``hash_value`` (in ``bank``). The entries stay, inactive, with who disabled them and
+        when.
         """
-        if (entry_id is None) == (dhash is None):
-            raise BankError("disable needs either an entry id or a dHash")
+        if (entry_id is None) == (hash_value is None):
+            raise BankError(f"disable needs either an entry id or a {kinds.get(kind).title}")
         with self.pool.connection() as conn, conn.transaction():
             bank_id = None if bank is None else self._bank_id(conn, bank)
+            places = kind_tables.storages(conn)
+            by_hash = next(place for place in places if place.name == kinds.get(kind).name)
             rows = conn.execute(
-                """
+                sql.SQL("""
                 UPDATE bank_entries
-                SET active = false, disabled_by = %s, disabled_at = now()
+                SET active = false, disabled_by = %(who)s, disabled_at = now()
                 WHERE active
-                  AND (%s::bigint IS NULL OR id = %s::bigint)
-                  AND (%s::bigint IS NULL OR dhash = %s::bigint)
-                  AND (%s::bigint IS NULL OR bank_id = %s::bigint)
+                  AND (%(entry)s::bigint IS NULL OR id = %(entry)s::bigint)
+                  AND (%(hash)s::bigint IS NULL
+                       OR id IN (SELECT {key} FROM {table} WHERE {column} = %(hash)s::bigint))
+                  AND (%(bank)s::bigint IS NULL OR bank_id = %(bank)s::bigint)
                 RETURNING id
-                """,
-                (
-                    disabled_by,
-                    entry_id,
-                    entry_id,
-                    _optional_bigint(dhash),
-                    _optional_bigint(dhash),
-                    bank_id,
-                    bank_id,
+                """).format(
+                    key=sql.Identifier(by_hash.bank_key),
+                    table=sql.Identifier(by_hash.bank_table),
+                    column=sql.Identifier(by_hash.hash_column),
                 ),
+                {
+                    "who": disabled_by,
+                    "entry": entry_id,
+                    "hash": _optional_bigint(hash_value),
+                    "bank": bank_id,
+                },
             ).fetchall()
-            return [self._entry(conn, entry) for (entry,) in rows]
+            disabled = [entry for (entry,) in rows]
+            for place in _in_own_tables(places):
+                conn.execute(
+                    sql.SQL("UPDATE {table} SET active = false WHERE {key} = ANY(%s)").format(
+                        table=sql.Identifier(place.bank_table), key=sql.Identifier(place.bank_key)
+                    ),
+                    (disabled,),
+                )
+            return [self._entry(conn, entry) for entry in disabled]
 
     def summaries(self) -> list[BankSummary]:
         """Every bank with its radii and entry counts, by name."""
@@ -383,7 +419,41 @@ def _linked_to_stored_image(conn: psycopg.Connection, target: FlagTarget) -> Fla
     row = conn.execute("SELECT id FROM images WHERE sha256 = %s", (target.sha256,)).fetchone()
     if row is None:
         return target
-    return FlagTarget(target.dhash, target.phash, target.sha256, row[0], target.thumbnail)
+    return FlagTarget(target.hashes, target.sha256, row[0], target.thumbnail)
+
+
+def _indexed_kinds_in(hashes: Mapping[str, int]) -> list[kinds.HashKind]:
+    searched = [kind for kind in kinds.indexed_kinds() if kind.name in hashes]
+    if not searched:
+        raise BankError("nothing to check: no hash of a searchable kind")
+    return searched
+
+
+def _in_entry_row(places: list[KindStorage]) -> list[KindStorage]:
+    """The kinds kept in bank_entries' own columns (the built-in ones)."""
+    return [place for place in places if place.bank_table == "bank_entries"]
+
+
+def _in_own_tables(places: list[KindStorage]) -> list[KindStorage]:
+    """The plug-in kinds, each with a bank table of its own beside bank_entries."""
+    return [place for place in places if place.bank_table != "bank_entries"]
+
+
+def _store_own_table_hashes(
+    conn: psycopg.Connection, entry_id: int, bank_id: int, target: FlagTarget
+) -> None:
+    for place in _in_own_tables(kind_tables.storages(conn)):
+        if place.name in target.hashes:
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {table} ({key}, bank_id, {column}) VALUES (%s, %s, %s)"
+                ).format(
+                    table=sql.Identifier(place.bank_table),
+                    key=sql.Identifier(place.bank_key),
+                    column=sql.Identifier(place.hash_column),
+                ),
+                (entry_id, bank_id, to_bigint(target.hashes[place.name])),
+            )
 
 
 def _optional_bigint(value: int | None) -> int | None:
@@ -391,12 +461,21 @@ def _optional_bigint(value: int | None) -> int | None:
 
 
 def _active_entry_id(conn: psycopg.Connection, bank_id: int, target: FlagTarget) -> int | None:
-    """The active entry of ``bank_id`` with ``target``'s fingerprint, if there is one."""
+    """The active entry of ``bank_id`` with ``target``'s fingerprint, if there is one: the same
+    hashes in bank_entries' own columns (which its unique index covers)."""
+    same: list[sql.Composable] = []
+    values: list[int] = []
+    for place in _in_entry_row(kind_tables.storages(conn)):
+        column = sql.Identifier(place.hash_column)
+        if place.name in target.hashes:
+            same.append(sql.SQL("{} = %s").format(column))
+            values.append(to_bigint(target.hashes[place.name]))
+        else:
+            same.append(sql.SQL("{} IS NULL").format(column))
     row = conn.execute(
-        """
-        SELECT id FROM bank_entries
-        WHERE active AND bank_id = %s AND dhash = %s AND coalesce(phash, 0) = coalesce(%s, 0)
-        """,
-        (bank_id, to_bigint(target.dhash), _optional_bigint(target.phash)),
+        sql.SQL("SELECT id FROM bank_entries WHERE active AND bank_id = %s AND {}").format(
+            sql.SQL(" AND ").join(same)
+        ),
+        (bank_id, *values),
     ).fetchone()
     return row[0] if row else None

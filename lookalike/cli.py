@@ -22,7 +22,7 @@ import click
 import psycopg
 from tqdm import tqdm
 
-from lookalike import crawls, indexer
+from lookalike import crawls, indexer, kinds
 from lookalike.config import DatabaseUnavailable, database_url, embedded_pgdata
 from lookalike.db import apply_schema, describe_server, open_pool
 from lookalike.fingerprint import ImageRejected, Rejection
@@ -107,7 +107,7 @@ def psql_command(psql_args: tuple[str, ...]) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list.")
 def hash_command(files: tuple[Path, ...], as_json: bool) -> None:
-    """Print the fingerprint of each FILE: dHash, pHash, width×height, file."""
+    """Print the fingerprint of each FILE: each kind's hash (dHash, pHash), width×height, file."""
     results = [indexer.fingerprint_file(path) for path in files]
     for result in results:
         if result.reason:
@@ -118,7 +118,8 @@ def hash_command(files: tuple[Path, ...], as_json: bool) -> None:
     else:
         for r in hashed:
             fp = r.fingerprint
-            click.echo(f"{fp.dhash_hex}  {fp.phash_hex}  {fp.width}×{fp.height}  {r.path}")
+            hashes = "  ".join(fp.hex(name) for name in fp.hashes)
+            click.echo(f"{hashes}  {fp.width}×{fp.height}  {r.path}")
     if not hashed:
         sys.exit(1)
 
@@ -172,7 +173,14 @@ def index_command(paths: tuple[Path, ...], workers: int | None, no_thumbnails: b
     type=click.IntRange(0, 64),
     default=DEFAULT_MAX_DISTANCE,
     show_default=True,
-    help="Largest dHash distance (bits of 64) that counts as a match.",
+    help="Largest distance (differing bits) that counts as a match.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice([kind.name for kind in kinds.indexed_kinds()]),
+    default=kinds.DEFAULT_KIND,
+    show_default=True,
+    help="Which kind of hash to search by.",
 )
 @click.option(
     "--limit",
@@ -182,18 +190,19 @@ def index_command(paths: tuple[Path, ...], workers: int | None, no_thumbnails: b
     help="Most matching images to list.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list of matches.")
-def search_command(image: Path, max_distance: int, limit: int, as_json: bool) -> None:
+def search_command(image: Path, max_distance: int, kind: str, limit: int, as_json: bool) -> None:
     """List stored images that look like IMAGE, best match first."""
     result = indexer.fingerprint_file(image)
     if result.fingerprint is None:
         raise click.ClickException(f"{image}: {result.reason}")
+    query = result.fingerprint.hashes[kind]
     with open_store() as store:
-        matches = store.search(result.fingerprint.dhash, max_distance=max_distance, limit=limit)
+        matches = store.search(query, kind=kind, max_distance=max_distance, limit=limit)
     if as_json:
         click.echo(json.dumps([match.to_json() for match in matches], indent=2))
         return
     if not matches:
-        click.echo(f"no matches within {max_distance} bits of {result.fingerprint.dhash_hex}")
+        click.echo(f"no matches within {max_distance} bits of {result.fingerprint.hex(kind)}")
         return
     click.echo(f"{'bits':>4}  {'size':>11}  image  on page")
     for match in matches:

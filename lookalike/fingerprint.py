@@ -11,17 +11,16 @@ import io
 import math
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 import pillow_heif
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from lookalike import perceptual
-from lookalike.hashes import hash_to_hex
+from lookalike import kinds
 from lookalike.memory import MemoryBudget, return_freed_memory
 from lookalike.wording import first_line
 
@@ -130,30 +129,31 @@ class ImageRejected(ValueError):
 class Fingerprint:
     """What Lookalike records about one distinct image content.
 
-    ``dhash`` and ``phash`` are unsigned 64-bit integers in imagehash's bit order, so
-    ``hash_to_hex(fp.dhash) == str(imagehash.dhash(img))``.
+    ``hashes`` maps each registered kind's name to its hash, an unsigned integer in
+    imagehash's bit order, so ``kinds.get("dhash").to_hex(fp.hashes["dhash"])`` equals
+    ``str(imagehash.dhash(img))``.
     """
 
     sha256: str
-    dhash: int
-    phash: int
+    hashes: Mapping[str, int]
     width: int
     height: int
     format: str
     thumbnail: bytes | None = None  # small WebP, when asked for: shows what matched later
 
-    @property
-    def dhash_hex(self) -> str:
-        return hash_to_hex(self.dhash)
-
-    @property
-    def phash_hex(self) -> str:
-        return hash_to_hex(self.phash)
+    def hex(self, kind: str) -> str:
+        return kinds.get(kind).to_hex(self.hashes[kind])
 
     def to_dict(self) -> dict[str, object]:
-        fields = asdict(self)
-        del fields["thumbnail"]
-        return fields | {"dhash": self.dhash_hex, "phash": self.phash_hex}
+        """The JSON form: sha256, one hex string per kind (``"dhash": "…"``), size, format."""
+        hashes = {name: self.hex(name) for name in self.hashes}
+        return {
+            "sha256": self.sha256,
+            **hashes,
+            "width": self.width,
+            "height": self.height,
+            "format": self.format,
+        }
 
 
 def fingerprint(
@@ -188,13 +188,12 @@ def fingerprint(
                 thumbnail = _thumbnail(colour, orientation)
                 del colour
             gray = _gray_pixels(image, orientation)  # closes image: its pixels are done
-        dhash, phash = perceptual.dhash(gray), perceptual.phash(gray)
+        hashes = {kind.name: kind.compute(gray) for kind in kinds.all_kinds()}
         del gray  # before the memory is handed back
     width, height = declared[::-1] if orientation in _TURNED else declared
     return Fingerprint(
         sha256=hashlib.sha256(data).hexdigest(),
-        dhash=dhash,
-        phash=phash,
+        hashes=hashes,
         width=width,
         height=height,
         format=fmt,

@@ -24,6 +24,7 @@ from lookalike.config import database_url
 from lookalike.db import open_pool
 from lookalike.fingerprint import ImageRejected, Rejection, fingerprint
 from lookalike.hashes import hash_from_hex, hash_to_hex
+from lookalike.kinds import DEFAULT_KIND
 
 EXIT_FLAGGED = 3
 
@@ -112,7 +113,7 @@ def flag_command(
             except ImageRejected as error:
                 click.echo(f"{path}: {error}", err=True)
         targets += [(f"image {i}", banks.target_from_image(i)) for i in image_ids]
-        targets += [(f"dHash {hash_to_hex(h)}", FlagTarget(h)) for h in hashes]
+        targets += [(f"dHash {hash_to_hex(h)}", FlagTarget({DEFAULT_KIND: h})) for h in hashes]
         for label, target in targets:
             result = banks.flag(target, bank=bank, reason=reason, flagged_by=who)
             flagged += 1
@@ -155,10 +156,10 @@ def unflag_command(
             if result.fingerprint is None:
                 click.echo(f"{path}: {result.reason}", err=True)
             else:
-                hashes.append(result.fingerprint.dhash)
-        hashes += [banks.target_from_image(image_id).dhash for image_id in image_ids]
+                hashes.append(result.fingerprint.hashes[DEFAULT_KIND])
+        hashes += [banks.target_from_image(i).hashes[DEFAULT_KIND] for i in image_ids]
         changed = [banks.disable(disabled_by=who, entry_id=e, bank=bank) for e in entry_ids]
-        changed += [banks.disable(disabled_by=who, dhash=h, bank=bank) for h in hashes]
+        changed += [banks.disable(disabled_by=who, hash_value=h, bank=bank) for h in hashes]
         for entry in (entry for entries in changed for entry in entries):
             disabled += 1
             click.echo(f"disabled entry {entry.id} in {entry.bank} (dHash {entry.dhash_hex})")
@@ -194,7 +195,7 @@ def check_command(
                 click.echo(f"{result.path}: {result.reason}", err=True)
                 report.append({"file": str(result.path), "error": result.reason})
                 continue
-            matches = banks.check(fp.dhash, fp.phash, bank=bank, max_distance=max_distance)
+            matches = banks.check(fp.hashes, bank=bank, max_distance=max_distance)
             report.append(
                 {
                     "file": str(result.path),

@@ -56,38 +56,38 @@ def test_flagged_photo_matches_its_copies_and_not_unrelated_photos(banks: Banks)
     assert flagged.created and flagged.entry.has_thumbnail
     for name, data in COPIES.items():
         copy = fingerprint(data)
-        matches = banks.check(copy.dhash, copy.phash)
+        matches = banks.check(copy.hashes)
         assert [(m.bank, m.entry_id, m.reason) for m in matches] == [
             ("banned", flagged.entry.id, "spam")
         ], name
     for seed in range(100, 120):
         unrelated = fingerprint(encode(photo(seed)))
-        assert banks.check(unrelated.dhash, unrelated.phash) == [], seed
+        assert banks.check(unrelated.hashes) == [], seed
 
 
 def test_disabled_entry_stops_matching_and_stays_in_history(banks: Banks) -> None:
-    target = FlagTarget(0x0123_4567_89AB_CDEF)
+    target = FlagTarget({"dhash": 0x0123_4567_89AB_CDEF})
     entry = banks.flag(target, bank="banned", reason=None, flagged_by="mod").entry
-    near = _flip(target.dhash, 3)
-    assert [m.entry_id for m in banks.check(near)] == [entry.id]
+    near = _flip(target.hashes["dhash"], 3)
+    assert [m.entry_id for m in banks.check({"dhash": near})] == [entry.id]
 
-    disabled = banks.disable(disabled_by="lead", dhash=target.dhash)
+    disabled = banks.disable(disabled_by="lead", hash_value=target.hashes["dhash"])
 
     assert [e.id for e in disabled] == [entry.id]
-    assert banks.check(near) == []
+    assert banks.check({"dhash": near}) == []
     (kept,) = banks.entries("banned")
     assert (kept.id, kept.active, kept.disabled_by) == (entry.id, False, "lead")
     assert kept.disabled_at is not None
     again = banks.flag(target, bank="banned", reason="for real", flagged_by="mod")
     assert again.created and again.entry.id != entry.id
-    assert [m.reason for m in banks.check(near)] == ["for real"]
+    assert [m.reason for m in banks.check({"dhash": near})] == ["for real"]
 
 
 def test_flagging_an_already_flagged_fingerprint_uses_up_no_entry_id(banks: Banks) -> None:
-    first = banks.flag(FlagTarget(0x0123), bank="banned", reason=None, flagged_by="mod")
-    again = banks.flag(FlagTarget(0x0123), bank="banned", reason=None, flagged_by="mod")
+    first = banks.flag(FlagTarget({"dhash": 0x0123}), bank="banned", reason=None, flagged_by="mod")
+    again = banks.flag(FlagTarget({"dhash": 0x0123}), bank="banned", reason=None, flagged_by="mod")
     assert not again.created and again.entry.id == first.entry.id
-    other = banks.flag(FlagTarget(0x4567), bank="banned", reason=None, flagged_by="mod")
+    other = banks.flag(FlagTarget({"dhash": 0x4567}), bank="banned", reason=None, flagged_by="mod")
     assert other.entry.id == first.entry.id + 1
 
 
@@ -96,7 +96,7 @@ def test_flag_from_a_stored_image_links_it_and_keeps_its_thumbnail(
 ) -> None:
     fp = fingerprint(encode(photo(5)), with_thumbnail=True)
     store.record([Sighting(fp, "https://example.org/a.jpg", "https://example.org/")])
-    (match,) = store.search(fp.dhash, max_distance=0)
+    (match,) = store.search(fp.hashes["dhash"], max_distance=0)
 
     entry = banks.flag(
         banks.target_from_image(match.image_id), bank="copyright", reason=None, flagged_by="m"
@@ -114,42 +114,46 @@ def test_flag_from_file_bytes_links_the_stored_image_of_the_same_content(
     fp = fingerprint(encode(photo(6)))
     store.record([Sighting(fp, "https://example.org/b.jpg", "https://example.org/")])
     entry = banks.flag(FlagTarget.from_fingerprint(fp), bank="b", reason=None, flagged_by="m")
-    assert entry.entry.image_id == store.search(fp.dhash, max_distance=0)[0].image_id
+    assert entry.entry.image_id == store.search(fp.hashes["dhash"], max_distance=0)[0].image_id
 
 
 def test_default_radius_and_per_bank_override(banks: Banks) -> None:
     base = 0x7F00_FF00_1234_5678
-    banks.flag(FlagTarget(base), bank="strict", reason=None, flagged_by="m")
-    banks.flag(FlagTarget(base), bank="loose", reason=None, flagged_by="m")
+    banks.flag(FlagTarget({"dhash": base}), bank="strict", reason=None, flagged_by="m")
+    banks.flag(FlagTarget({"dhash": base}), bank="loose", reason=None, flagged_by="m")
     banks.configure("strict", dhash_radius=4)
 
     eight, nine, five = _flip(base, 8), _flip(base, 9), _flip(base, 5)
 
-    assert [(m.bank, m.distance) for m in banks.check(eight)] == [("loose", 8)]
-    assert banks.check(nine) == []
-    assert [m.bank for m in banks.check(five)] == ["loose"]
-    assert [m.bank for m in banks.check(five, max_distance=5)] == ["loose", "strict"]
-    assert [m.bank for m in banks.check(five, bank="strict", max_distance=5)] == ["strict"]
+    assert [(m.bank, m.distance) for m in banks.check({"dhash": eight})] == [("loose", 8)]
+    assert banks.check({"dhash": nine}) == []
+    assert [m.bank for m in banks.check({"dhash": five})] == ["loose"]
+    assert [m.bank for m in banks.check({"dhash": five}, max_distance=5)] == ["loose", "strict"]
+    assert [m.bank for m in banks.check({"dhash": five}, bank="strict", max_distance=5)] == [
+        "strict"
+    ]
     with pytest.raises(BankError, match="0 to 14"):
-        banks.check(base, max_distance=15)
+        banks.check({"dhash": base}, max_distance=15)
     with pytest.raises(BankError, match="no bank named"):
-        banks.check(base, bank="missing")
+        banks.check({"dhash": base}, bank="missing")
 
 
 def test_phash_confirms_a_dhash_match_when_both_sides_have_one(banks: Banks) -> None:
     dhash, phash = 0x1111_2222_3333_4444, 0x5555_6666_7777_8888
-    banks.flag(FlagTarget(dhash, phash), bank="banned", reason=None, flagged_by="m")
+    banks.flag(
+        FlagTarget({"dhash": dhash, "phash": phash}), bank="banned", reason=None, flagged_by="m"
+    )
     near = _flip(dhash, 2)
 
-    assert len(banks.check(near, _flip(phash, 12))) == 1
-    assert banks.check(near, _flip(phash, 13)) == []
-    assert len(banks.check(near)) == 1  # a raw dHash query has no pHash to confirm with
+    assert len(banks.check({"dhash": near, "phash": _flip(phash, 12)})) == 1
+    assert banks.check({"dhash": near, "phash": _flip(phash, 13)}) == []
+    assert len(banks.check({"dhash": near})) == 1  # a raw dHash query has no pHash to confirm with
 
 
 def test_bad_bank_names_are_refused_and_nothing_is_written(banks: Banks) -> None:
     for name in ("Bad Name", "", "x" * 64, "-dash-first"):
         with pytest.raises(BankError, match="bad bank name"):
-            banks.flag(FlagTarget(1), bank=name, reason=None, flagged_by="m")
+            banks.flag(FlagTarget({"dhash": 1}), bank=name, reason=None, flagged_by="m")
     assert banks.summaries() == []
 
 
@@ -179,7 +183,7 @@ def test_bank_matches_is_exact_against_brute_force(banks: Banks, database_url: s
                     for i, h in enumerate(hashes)
                     if hamming(h, query) <= radius
                 )
-                found = banks.check(query, max_distance=radius)
+                found = banks.check({"dhash": query}, max_distance=radius)
                 assert [m.distance for m in found] == [d for d, _ in expected]
                 images = conn.execute(
                     "SELECT distance FROM similar_images(%s::bigint, %s)",
@@ -189,7 +193,7 @@ def test_bank_matches_is_exact_against_brute_force(banks: Banks, database_url: s
 
 
 def test_flagging_one_fingerprint_at_once_leaves_one_active_entry(banks: Banks) -> None:
-    target = FlagTarget(0xABCD_0000_1111_2222, 0x3333_4444_5555_6666)
+    target = FlagTarget({"dhash": 0xABCD_0000_1111_2222, "phash": 0x3333_4444_5555_6666})
     barrier = threading.Barrier(6)
     results = []
 
@@ -212,20 +216,20 @@ def test_checks_stay_correct_while_others_flag(banks: Banks) -> None:
     rng = random.Random(9)
     flagged_first = [rng.getrandbits(64) for _ in range(20)]
     for value in flagged_first:
-        banks.flag(FlagTarget(value), bank="banned", reason=None, flagged_by="m")
+        banks.flag(FlagTarget({"dhash": value}), bank="banned", reason=None, flagged_by="m")
     flagged_later = [rng.getrandbits(64) for _ in range(80)]
 
     def check_once() -> None:
         for value in flagged_first:
-            assert len(banks.check(_flip(value, 2))) == 1
+            assert len(banks.check({"dhash": _flip(value, 2)})) == 1
 
     def flag_some(values: list[int]) -> None:
         for value in values:
-            banks.flag(FlagTarget(value), bank="banned", reason=None, flagged_by="m")
+            banks.flag(FlagTarget({"dhash": value}), bank="banned", reason=None, flagged_by="m")
 
     errors = check_while_flagging(check_once, flag_some, flagged_later)
     assert errors == []
-    assert all(len(banks.check(_flip(v, 1))) == 1 for v in flagged_later)
+    assert all(len(banks.check({"dhash": _flip(v, 1)})) == 1 for v in flagged_later)
 
 
 def test_flagged_sightings_lists_pages_of_the_image_and_its_near_copies(
@@ -257,7 +261,7 @@ def test_flagged_sightings_lists_pages_of_the_image_and_its_near_copies(
 
 
 def test_schema_can_be_applied_again_with_banks_in_it(banks: Banks, database_url: str) -> None:
-    banks.flag(FlagTarget(42), bank="banned", reason=None, flagged_by="m")
+    banks.flag(FlagTarget({"dhash": 42}), bank="banned", reason=None, flagged_by="m")
     apply_schema(database_url)
     assert [(s.name, s.active_entries) for s in banks.summaries()] == [("banned", 1)]
 

@@ -224,7 +224,9 @@ def test_compare_view_puts_query_and_match_side_by_side(page: Page, site: Site) 
     edited = page.locator(f"li.match[data-image-id='{site.ids['captioned']}']")
     with page.expect_navigation():
         edited.locator("a.compare-link").click()
-    expected = bin(fingerprint(site.query).dhash ^ fingerprint_of(site, "captioned")).count("1")
+    expected = bin(
+        fingerprint(site.query).hashes["dhash"] ^ fingerprint_of(site, "captioned")
+    ).count("1")
     assert expected > 0
     assert f"dHash distance {expected} of 64 bits" in page.text_content("#compare-distance")
     assert _images_loaded(page, ".side-by-side img") == [True, True]
@@ -345,7 +347,7 @@ def test_on_a_phone_the_results_heading_breaks_between_words(
 def test_a_bookmarked_hash_page_shows_the_hash_once_and_whole(
     page: Page, site: Site, tmp_path: Path
 ) -> None:
-    dhash = fingerprint(site.query).dhash_hex
+    dhash = fingerprint(site.query).hex("dhash")
     page.goto(f"{site.url}/search?dhash={dhash}")
     page.screenshot(path=str(tmp_path / "bookmarked-390.png"), full_page=True)
     assert page.inner_text("main").count(dhash) == 1

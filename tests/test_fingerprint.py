@@ -29,8 +29,8 @@ from tests.images import (
 def test_dhash_is_imagehash_dhash_in_its_hex_form() -> None:
     image = photo(1)
     fp = fingerprint(encode(image, "PNG"))
-    assert fp.dhash_hex == str(imagehash.dhash(image))
-    assert fp.phash_hex == str(imagehash.phash(image))
+    assert fp.hex("dhash") == str(imagehash.dhash(image))
+    assert fp.hex("phash") == str(imagehash.phash(image))
     assert (fp.width, fp.height, fp.format) == (640, 480, "PNG")
     assert len(fp.sha256) == 64
 
@@ -40,7 +40,7 @@ def test_large_jpeg_draft_decode_stays_within_a_bit_or_two_of_a_full_decode() ->
     full = int(str(imagehash.dhash(Image.open(io.BytesIO(data)))), 16)
     fp = fingerprint(data)
     assert (fp.width, fp.height) == (3000, 2000)  # the original size, not the draft's
-    assert hamming(fp.dhash, full) <= 2
+    assert hamming(fp.hashes["dhash"], full) <= 2
 
 
 def test_exif_orientation_is_applied() -> None:
@@ -49,7 +49,7 @@ def test_exif_orientation_is_applied() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # ...with "rotate 90° clockwise to display"
     rotated = fingerprint(encode(sideways, "PNG", exif=exif))
-    assert rotated.dhash == fingerprint(encode(upright, "PNG")).dhash
+    assert rotated.hashes["dhash"] == fingerprint(encode(upright, "PNG")).hashes["dhash"]
     assert (rotated.width, rotated.height) == upright.size  # as displayed
 
 
@@ -58,10 +58,13 @@ def test_transparency_is_flattened_onto_white() -> None:
     base.paste((0, 0, 0, 0), (100, 100, 400, 300))  # transparent black hole
     on_white = base.copy()
     on_white.paste((255, 255, 255, 255), (100, 100, 400, 300))
-    assert fingerprint(encode(base, "PNG")).dhash == fingerprint(encode(on_white, "PNG")).dhash
     assert (
-        fingerprint(encode(base, "PNG")).dhash
-        != fingerprint(encode(base.convert("RGB"), "PNG")).dhash
+        fingerprint(encode(base, "PNG")).hashes["dhash"]
+        == fingerprint(encode(on_white, "PNG")).hashes["dhash"]
+    )
+    assert (
+        fingerprint(encode(base, "PNG")).hashes["dhash"]
+        != fingerprint(encode(base.convert("RGB"), "PNG")).hashes["dhash"]
     )
 
 
@@ -70,7 +73,7 @@ def test_animation_hashes_its_first_frame_only() -> None:
     buffer = io.BytesIO()
     frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=40)
     first_only = encode(frames[0], "GIF")
-    assert fingerprint(buffer.getvalue()).dhash == fingerprint(first_only).dhash
+    assert fingerprint(buffer.getvalue()).hashes["dhash"] == fingerprint(first_only).hashes["dhash"]
 
 
 def test_thumbnail_comes_from_the_same_decode_when_asked_for() -> None:
@@ -85,7 +88,10 @@ def test_thumbnail_comes_from_the_same_decode_when_asked_for() -> None:
 def test_asking_for_a_thumbnail_never_changes_the_hashes() -> None:
     data = encode(photo(11, (2400, 1800)), "JPEG")
     with_thumb, without = fingerprint(data, with_thumbnail=True), fingerprint(data)
-    assert (with_thumb.dhash, with_thumb.phash) == (without.dhash, without.phash)
+    assert (with_thumb.hashes["dhash"], with_thumb.hashes["phash"]) == (
+        without.hashes["dhash"],
+        without.hashes["phash"],
+    )
 
 
 def _many_frame_gif(frames: int) -> bytes:
@@ -131,7 +137,10 @@ def test_pixel_limit_is_configurable_and_checked_before_decoding() -> None:
 
 def test_a_3000_frame_gif_is_hashed_from_its_first_frame() -> None:
     fp = fingerprint(_many_frame_gif(3000))
-    assert fp.dhash == fingerprint(encode(Image.new("P", (16, 16), 0), "GIF")).dhash
+    assert (
+        fp.hashes["dhash"]
+        == fingerprint(encode(Image.new("P", (16, 16), 0), "GIF")).hashes["dhash"]
+    )
 
 
 def test_hash_spellings_round_trip() -> None:
@@ -177,7 +186,7 @@ def test_a_large_png_turned_by_exif_is_hashed_upright() -> None:
     exif[0x0112] = 8
     turned = encode(upright.transpose(Image.Transpose.ROTATE_270), "PNG", exif=exif)
     fp = fingerprint(turned, with_thumbnail=True)
-    assert fp.dhash == fingerprint(encode(upright, "PNG")).dhash
+    assert fp.hashes["dhash"] == fingerprint(encode(upright, "PNG")).hashes["dhash"]
     assert (fp.width, fp.height) == (900, 600)
     assert Image.open(io.BytesIO(fp.thumbnail)).size == (160, 107)
 
@@ -192,7 +201,11 @@ def test_a_16_bit_grayscale_png_hashes_like_its_8_bit_copy() -> None:
     gray = photo(15).convert("L")
     wide = fingerprint(encode(_sixteen_bit(gray), "PNG"), with_thumbnail=True)
     narrow = fingerprint(encode(gray, "PNG"), with_thumbnail=True)
-    assert (wide.dhash, wide.phash) == (narrow.dhash, narrow.phash) != (0, 0)
+    assert (
+        (wide.hashes["dhash"], wide.hashes["phash"])
+        == (narrow.hashes["dhash"], narrow.hashes["phash"])
+        != (0, 0)
+    )
     assert wide.thumbnail == narrow.thumbnail
 
 
@@ -200,7 +213,10 @@ def test_a_16_bit_grayscale_png_keeps_its_transparent_colour_white() -> None:
     gray = photo(16).convert("L")
     key = int(np.asarray(gray)[0, 0])
     wide = encode(_sixteen_bit(gray), "PNG", transparency=key * 257)
-    assert fingerprint(wide).dhash == fingerprint(encode(gray, "PNG", transparency=key)).dhash
+    assert (
+        fingerprint(wide).hashes["dhash"]
+        == fingerprint(encode(gray, "PNG", transparency=key)).hashes["dhash"]
+    )
 
 
 def test_a_progressive_jpeg_of_endless_empty_scans_is_refused_before_decoding() -> None:
@@ -229,8 +245,8 @@ def test_a_png_of_over_100000_chunks_is_refused_before_pillow_reads_them() -> No
         fingerprint(png_with_empty_chunks(1_600_000))
     assert time.monotonic() - started < 0.5
     assert (
-        fingerprint(png_with_empty_chunks(99_990)).dhash
-        == fingerprint(png_with_empty_chunks(0)).dhash
+        fingerprint(png_with_empty_chunks(99_990)).hashes["dhash"]
+        == fingerprint(png_with_empty_chunks(0)).hashes["dhash"]
     )
 
 

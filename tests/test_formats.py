@@ -21,7 +21,7 @@ from tests.test_cli import run
 from tests.web_support import ImageServer, Route, running_app
 
 PHOTO = photo(21, (400, 300))
-JPEG_DHASH = fingerprint(encode(PHOTO, "JPEG", quality=95)).dhash
+JPEG_DHASH = fingerprint(encode(PHOTO, "JPEG", quality=95)).hashes["dhash"]
 
 
 def _multipage_tiff() -> bytes:
@@ -44,7 +44,7 @@ def test_each_format_fingerprints_like_the_same_photo_as_jpeg(name: str) -> None
     fmt, data = FILES[name]
     fp = fingerprint(data, with_thumbnail=True)
     assert (fp.format, fp.width, fp.height) == (fmt, 400, 300)
-    assert bin(fp.dhash ^ JPEG_DHASH).count("1") <= 2
+    assert bin(fp.hashes["dhash"] ^ JPEG_DHASH).count("1") <= 2
     assert Image.open(io.BytesIO(fp.thumbnail)).format == "WEBP"
 
 

@@ -91,7 +91,7 @@ def test_usage_errors_exit_2_and_user_errors_1_without_traceback(
 def test_unflag_disables_an_entry_and_check_stops_matching(
     cli_env: dict[str, str], files: dict[str, Path]
 ) -> None:
-    dhash = fingerprint(files["original.jpg"].read_bytes()).dhash_hex
+    dhash = fingerprint(files["original.jpg"].read_bytes()).hex("dhash")
     assert run(cli_env, "flag", "--dhash", dhash, "--bank", "copyright").returncode == 0
     assert run(cli_env, "check", str(files["resized.jpg"])).returncode == 3
 

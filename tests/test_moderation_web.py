@@ -132,7 +132,7 @@ def test_every_write_and_every_listing_needs_a_valid_key(web: FlaskClient) -> No
             assert_matches_openapi(response, path, method)
     listed = web.get("/api/entries", headers=AMY, query_string={"bank": "banned"}).get_json()
     assert [(e["active"], e["dhash"]) for e in listed["entries"]] == [
-        (True, fingerprint(encode(ORIGINAL)).dhash_hex)
+        (True, fingerprint(encode(ORIGINAL)).hex("dhash"))
     ]
     banks = web.get("/api/banks", headers={"Authorization": f"Bearer {OTHER_KEY}"})
     assert [b["name"] for b in banks.get_json()["banks"]] == ["banned"]
@@ -350,7 +350,7 @@ def test_moderator_forms_need_the_csrf_token(database_url: str) -> None:
 def test_search_results_offer_a_flag_link_to_moderators_only(
     web: FlaskClient, corpus: Corpus
 ) -> None:
-    results = f"/search?dhash={fingerprint(corpus.original).dhash_hex}"
+    results = f"/search?dhash={fingerprint(corpus.original).hex('dhash')}"
     assert "flag-link" not in web.get(results).get_data(as_text=True)
     _login(web)
     html = web.get(results).get_data(as_text=True)
@@ -386,7 +386,7 @@ def test_a_removed_or_replaced_key_ends_the_sessions_it_opened(
     moderated: Flask, web: FlaskClient, corpus: Corpus, change: str
 ) -> None:
     _login(web)
-    results = f"/search?dhash={fingerprint(corpus.original).dhash_hex}"
+    results = f"/search?dhash={fingerprint(corpus.original).hex('dhash')}"
     assert web.get("/moderation/").status_code == 200
     assert "flag-link" in web.get(results).get_data(as_text=True)
     keys = dict(KEYS)

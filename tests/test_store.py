@@ -66,7 +66,7 @@ def test_search_returns_matches_best_first_with_their_sightings(store: Store) ->
             Sighting(_fp(5), "http://c.test/other.jpg", "http://c.test/"),
         ]
     )
-    matches = store.search(fingerprint(encode(original, "JPEG")).dhash, max_distance=10)
+    matches = store.search(fingerprint(encode(original, "JPEG")).hashes["dhash"], max_distance=10)
     assert [m.sightings[0].page_url for m in matches] == ["http://a.test/", "http://b.test/p"]
     assert matches[0].distance <= matches[1].distance <= 10
     assert matches[1].sightings[0].domain == "b.test"
@@ -75,6 +75,6 @@ def test_search_returns_matches_best_first_with_their_sightings(store: Store) ->
 def test_thumbnails_are_kept_for_images_recorded_with_one(store: Store) -> None:
     fp = _fp(6, with_thumbnail=True)
     store.record([Sighting(fp, "http://a.test/x.jpg", "http://a.test/")])
-    (match,) = store.search(fp.dhash, max_distance=0)
+    (match,) = store.search(fp.hashes["dhash"], max_distance=0)
     assert store.thumbnail(match.image_id) == fp.thumbnail
     assert store.thumbnail(match.image_id + 1000) is None

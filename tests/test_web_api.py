@@ -63,7 +63,7 @@ def test_search_by_upload_returns_matches_with_sightings(
     body = _search_file(client, corpus.original).get_json()
     query = fingerprint(corpus.original)
     assert body["query"]["source"] == "upload"
-    assert (body["query"]["dhash"], body["query"]["sha256"]) == (query.dhash_hex, query.sha256)
+    assert (body["query"]["dhash"], body["query"]["sha256"]) == (query.hex("dhash"), query.sha256)
     assert body["total"] == 4
     by_id = {m["image_id"]: m for m in body["matches"]}
     original = by_id[corpus.ids["original"]]
@@ -79,7 +79,7 @@ def test_search_by_upload_returns_matches_with_sightings(
 
 
 def test_search_by_dhash_with_sort_filter_and_paging(client: FlaskClient, corpus: Corpus) -> None:
-    dhash = fingerprint(corpus.original).dhash_hex
+    dhash = fingerprint(corpus.original).hex("dhash")
     newest = _search_json(client, {"dhash": dhash, "sort": "newest", "limit": 2}).get_json()
     assert [m["image_id"] for m in newest["matches"]] == [corpus.ids["big"], corpus.ids["small"]]
     assert newest["total"] == 4
@@ -96,7 +96,7 @@ def test_search_by_dhash_with_sort_filter_and_paging(client: FlaskClient, corpus
 
 
 def test_multipart_fields_work_like_json_ones(client: FlaskClient, corpus: Corpus) -> None:
-    dhash = fingerprint(corpus.original).dhash_hex
+    dhash = fingerprint(corpus.original).hex("dhash")
     response = client.post(SEARCH, data={"dhash": dhash, "sort": "biggest", "limit": "1"})
     assert_matches_openapi(response, SEARCH, "post")
     assert [m["image_id"] for m in response.get_json()["matches"]] == [corpus.ids["big"]]

@@ -51,7 +51,7 @@ def test_upload_redirects_to_results_with_the_query_as_a_reencoded_thumbnail(
     target = urlsplit(posted.headers["Location"])
     args = parse_qs(target.query)
     assert target.path == "/search"
-    assert args["dhash"] == [fingerprint(corpus.original).dhash_hex]
+    assert args["dhash"] == [fingerprint(corpus.original).hex("dhash")]
     html = client.get(posted.headers["Location"]).get_data(as_text=True)
     assert "4 matching images" in html
     assert sorted(_match_ids(html)) == sorted(
@@ -68,7 +68,7 @@ def test_upload_redirects_to_results_with_the_query_as_a_reencoded_thumbnail(
 def test_results_show_distance_similarity_dimensions_and_sightings(
     client: FlaskClient, corpus: Corpus
 ) -> None:
-    html = client.get(f"/search?dhash={fingerprint(corpus.data['small']).dhash_hex}").get_data(
+    html = client.get(f"/search?dhash={fingerprint(corpus.data['small']).hex('dhash')}").get_data(
         as_text=True
     )
     small = html[html.index(f'data-image-id="{corpus.ids["small"]}"') :]
@@ -90,7 +90,7 @@ def test_results_show_distance_similarity_dimensions_and_sightings(
 def test_sorting_reorders_the_results(
     client: FlaskClient, corpus: Corpus, sort: str, first: str
 ) -> None:
-    dhash = fingerprint(corpus.original).dhash_hex
+    dhash = fingerprint(corpus.original).hex("dhash")
     html = client.get(f"/search?dhash={dhash}&sort={sort}").get_data(as_text=True)
     ids = _match_ids(html)
     assert len(ids) == 4
@@ -100,7 +100,7 @@ def test_sorting_reorders_the_results(
 
 
 def test_domain_filter_and_its_menu(client: FlaskClient, corpus: Corpus) -> None:
-    dhash = fingerprint(corpus.original).dhash_hex
+    dhash = fingerprint(corpus.original).hex("dhash")
     html = client.get(f"/search?dhash={dhash}&domain=c.test").get_data(as_text=True)
     assert _match_ids(html) == [corpus.ids["small"]]
     assert "1 matching image seen on c.test" in html
@@ -112,7 +112,7 @@ def test_domain_filter_and_its_menu(client: FlaskClient, corpus: Corpus) -> None
 def test_pagination_walks_through_every_match_once(app: Flask, corpus: Corpus) -> None:
     app.config["RESULTS_PER_PAGE"] = 3
     client = app.test_client()
-    dhash = fingerprint(corpus.original).dhash_hex
+    dhash = fingerprint(corpus.original).hex("dhash")
     first = client.get(f"/search?dhash={dhash}").get_data(as_text=True)
     second_url = re.search(r'<a rel="next" href="([^"]+)"', first).group(1).replace("&amp;", "&")
     second = client.get(second_url).get_data(as_text=True)
@@ -138,10 +138,13 @@ def test_compare_view_shows_both_images_and_their_distance(
 ) -> None:
     posted = _upload(client, corpus.original)
     token = parse_qs(urlsplit(posted.headers["Location"]).query)["q"][0]
-    dhash = fingerprint(corpus.original).dhash_hex
+    dhash = fingerprint(corpus.original).hex("dhash")
     small = corpus.ids["small"]
     html = client.get(f"/compare/{small}?dhash={dhash}&q={token}").get_data(as_text=True)
-    distance = bin(fingerprint(corpus.original).dhash ^ fingerprint(corpus.data["small"]).dhash)
+    distance = bin(
+        fingerprint(corpus.original).hashes["dhash"]
+        ^ fingerprint(corpus.data["small"]).hashes["dhash"]
+    )
     expected = distance.count("1")
     assert f"dHash distance <strong>{expected}</strong> of 64 bits" in html
     assert 'class="thumb query-thumb" src="data:image/webp;base64,' in html
@@ -162,7 +165,7 @@ def test_thumbnails_are_served_as_webp_and_missing_ones_are_404(
 def test_crawled_strings_are_escaped_and_javascript_urls_are_not_links(
     client: FlaskClient, corpus: Corpus
 ) -> None:
-    html = client.get(f"/search?dhash={fingerprint(corpus.original).dhash_hex}").get_data(
+    html = client.get(f"/search?dhash={fingerprint(corpus.original).hex('dhash')}").get_data(
         as_text=True
     )
     assert "javascript:" in html  # shown, as text
@@ -174,7 +177,7 @@ def test_crawled_strings_are_escaped_and_javascript_urls_are_not_links(
 def test_pages_carry_a_strict_csp_and_no_inline_script_or_style(
     client: FlaskClient, corpus: Corpus
 ) -> None:
-    dhash = fingerprint(corpus.original).dhash_hex
+    dhash = fingerprint(corpus.original).hex("dhash")
     for path in ("/", f"/search?dhash={dhash}", f"/compare/{corpus.ids['big']}?dhash={dhash}"):
         response = client.get(path)
         csp = response.headers["Content-Security-Policy"]

@@ -21,7 +21,7 @@ def _ids(page) -> list[int]:
 
 def test_every_sort_order_ranks_the_copies_as_documented(corpus_store) -> None:
     store, corpus = corpus_store
-    dhash = fingerprint(corpus.original).dhash
+    dhash = fingerprint(corpus.original).hashes["dhash"]
     ids = corpus.ids
     expected = {
         # distance first (small is 1 bit off), ties by id
@@ -42,7 +42,7 @@ def test_every_sort_order_ranks_the_copies_as_documented(corpus_store) -> None:
 
 def test_ranked_matches_carry_pages_first_seen_and_thumbnail_presence(corpus_store) -> None:
     store, corpus = corpus_store
-    page = store.search_page(fingerprint(corpus.original).dhash)
+    page = store.search_page(fingerprint(corpus.original).hashes["dhash"])
     by_id = {m.image_id: m for m in page.matches}
     original = by_id[corpus.ids["original"]]
     assert (original.pages, original.first_seen.year, original.has_thumbnail) == (3, 2024, True)
@@ -56,7 +56,9 @@ def test_ranked_matches_carry_pages_first_seen_and_thumbnail_presence(corpus_sto
 
 def test_domain_filter_keeps_matches_seen_there_and_only_those_sightings(corpus_store) -> None:
     store, corpus = corpus_store
-    page = store.search_page(fingerprint(corpus.original).dhash, domain="b.test", with_domains=True)
+    page = store.search_page(
+        fingerprint(corpus.original).hashes["dhash"], domain="b.test", with_domains=True
+    )
     assert sorted(_ids(page)) == sorted([corpus.ids["original"], corpus.ids["big"]])
     assert page.total == 2
     assert {s.domain for m in page.matches for s in m.sightings} == {"b.test"}
@@ -67,7 +69,7 @@ def test_domain_filter_keeps_matches_seen_there_and_only_those_sightings(corpus_
 
 def test_pages_split_the_matches_and_the_total_survives_past_the_end(corpus_store) -> None:
     store, corpus = corpus_store
-    dhash = fingerprint(corpus.original).dhash
+    dhash = fingerprint(corpus.original).hashes["dhash"]
     everything = _ids(store.search_page(dhash))
     pages = [_ids(store.search_page(dhash, limit=3, offset=offset)) for offset in (0, 3)]
     assert pages[0] + pages[1] == everything and len(pages[0]) == 3
@@ -77,7 +79,7 @@ def test_pages_split_the_matches_and_the_total_survives_past_the_end(corpus_stor
 
 def test_sightings_per_match_caps_the_list_not_the_page_count(corpus_store) -> None:
     store, corpus = corpus_store
-    page = store.search_page(fingerprint(corpus.original).dhash, sightings_per_match=1)
+    page = store.search_page(fingerprint(corpus.original).hashes["dhash"], sightings_per_match=1)
     original = next(m for m in page.matches if m.image_id == corpus.ids["original"])
     assert (len(original.sightings), original.pages) == (1, 3)
 
@@ -94,10 +96,16 @@ def test_image_returns_everything_known_and_none_for_unknown_ids(corpus_store) -
     image = store.image(corpus.ids["big"])
     expected = fingerprint(corpus.data["big"])
     assert image is not None
-    assert (image.sha256, hash_to_hex(image.dhash), image.phash, image.width, image.height) == (
+    assert (
+        image.sha256,
+        hash_to_hex(image.hashes["dhash"]),
+        image.hashes["phash"],
+        image.width,
+        image.height,
+    ) == (
         expected.sha256,
-        expected.dhash_hex,
-        expected.phash,
+        expected.hex("dhash"),
+        expected.hashes["phash"],
         1280,
         960,
     )

@@ -1,0 +1,439 @@
+-- Number of differing bits between two 64-bit hashes.
+CREATE OR REPLACE FUNCTION hamming(a bigint, b bigint) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN bit_count(int8send(a # b))::integer;
+
+-- 16 hex digits (as printed by `lookalike hash`) -> the bigint stored in images.dhash.
+CREATE OR REPLACE FUNCTION hash_from_hex(hex text) RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+BEGIN
+    IF hex !~ '^[0-9a-fA-F]{16}$' THEN
+        RAISE EXCEPTION 'not a 64-bit hash: % (expected 16 hex digits)', hex
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN ('x' || hex)::bit(64)::bigint;
+END
+$$;
+
+-- The bigint in images.dhash -> the 16 hex digits people read.
+CREATE OR REPLACE FUNCTION hash_to_hex(hash bigint) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN lpad(to_hex(hash), 16, '0');
+
+-- Multi-index hashing (MIH). A hash is cut into chunks, each indexed by a b-tree; by the
+-- pigeonhole principle any hash within r bits of a query has some chunk i within k_i bits of
+-- the query's chunk i whenever the sum of (k_i + 1) is at least r + 1. So a search probes each
+-- chunk's neighbouring values through its index (k_i = -1: not probed), then re-checks the
+-- full distance: exact, and sub-linear.
+
+-- The chunk widths for a bits-long hash: as few chunks as keep each within the 22 bits of
+-- hash_flip_masks, as even as possible, the wider ones last (64 bits -> 21, 21, 22).
+CREATE OR REPLACE FUNCTION hash_chunk_layout(bits integer) RETURNS integer[]
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    chunks  constant integer := ceil(bits / 22.0);
+    layout  integer[] := '{}';
+BEGIN
+    FOR i IN 0 .. chunks - 1 LOOP
+        layout := layout || (bits / chunks + (i >= chunks - bits % chunks)::integer);
+    END LOOP;
+    RETURN layout;
+END
+$$;
+
+-- Chunk number `chunk` (0 = the most significant) of a hash cut by `layout`.
+CREATE OR REPLACE FUNCTION hash_chunk(hash bigint, layout integer[], chunk integer)
+RETURNS integer
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    shift   integer := 0;
+BEGIN
+    FOR i IN chunk + 2 .. cardinality(layout) LOOP
+        shift := shift + layout[i];
+    END LOOP;
+    RETURN ((hash >> shift) & ((1::bigint << layout[chunk + 1]) - 1))::integer;
+END
+$$;
+
+-- The values within `radius` bits of a `width`-bit chunk value: the values a probe reads.
+CREATE OR REPLACE FUNCTION hash_chunk_neighbours(chunk_value integer, width integer, radius integer)
+RETURNS integer[]
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+BEGIN
+    RETURN ARRAY(SELECT chunk_value # m.mask FROM hash_flip_masks m
+                 WHERE m.weight <= radius AND m.mask < (1 << width));
+END
+$$;
+
+-- How to split radius max_distance over the chunks of `layout`. Among the splits that cover
+-- it, this picks the cheapest: probing a chunk costs one b-tree descent per neighbouring value
+-- (sum of C(width, j) for j <= k) plus the rows found, estimated from densities[i], the rows
+-- expected per value of chunk i. Real hashes are skewed, so a chunk whose values are crowded
+-- should get a small radius and a sparse one a large one. cost is in index rows read, for
+-- comparison with a full scan. Each chunk's radius is at most 4 (hash_flip_masks).
+CREATE OR REPLACE FUNCTION hash_radius_split(
+    max_distance integer, layout integer[], densities float8[],
+    OUT radii integer[], OUT cost float8)
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    chunks      constant integer := cardinality(layout);
+    descent     constant float8 := 20;  -- one b-tree descent costs about 20 index rows read
+    pad         constant integer := 3 - chunks;  -- fewer chunks: the first ones are absent
+    near        float8[] := '{}';  -- near[6 * (i - 1) + k + 2]: values within k bits, k = -1 .. 4
+    density     float8[] := '{}';
+    w           float8;
+    c           integer;
+    split_cost  float8;
+BEGIN
+    IF chunks NOT BETWEEN 1 AND 3 OR max_distance NOT BETWEEN 0 AND 5 * chunks - 1 THEN
+        RAISE EXCEPTION 'max_distance must be 0 to % for a chunk probe, got %',
+            5 * chunks - 1, max_distance USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR i IN 1 .. 3 LOOP  -- sums of C(width, j) for j <= k
+        w := coalesce(layout[i - pad], 0);
+        near := near || ARRAY[0, 1, 1 + w, 1 + w + w * (w - 1) / 2,
+                              1 + w + w * (w - 1) / 2 + w * (w - 1) * (w - 2) / 6,
+                              1 + w + w * (w - 1) / 2 + w * (w - 1) * (w - 2) / 6
+                                + w * (w - 1) * (w - 2) * (w - 3) / 24];
+        density := density || coalesce(densities[i - pad], 0);
+    END LOOP;
+    -- the first chunks' radii in -1 .. 4 (the first varies slowest, so ties go to small radii
+    -- on the first chunks); the last chunk takes the least radius that still covers
+    FOR a IN -1 .. CASE WHEN chunks > 2 THEN 4 ELSE -1 END LOOP
+        FOR b IN -1 .. CASE WHEN chunks > 1 THEN 4 ELSE -1 END LOOP
+            c := greatest(max_distance - a - b - 2, -1);
+            CONTINUE WHEN c > 4;
+            split_cost := near[a + 2] * (descent + density[1])
+                          + near[b + 8] * (descent + density[2])
+                          + near[c + 14] * (descent + density[3]);
+            IF cost IS NULL OR split_cost < cost THEN
+                cost := split_cost;
+                radii := (ARRAY[a, b, c])[4 - chunks:3];
+            END IF;
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+-- Rows of a hash kind's table (images, or bank entries with `bank` set) whose hash is within
+-- max_distance bits of query, found by probing each chunk's index within `radii`. Exact
+-- whenever the sum of (radii[i] + 1) is at least max_distance + 1. Where each kind's hashes
+-- and chunk columns live is in hash_kinds, so one probe serves every kind and both tables.
+-- The functions on the search path are PL/pgSQL rather than SQL: PostgreSQL < 18 plans a SQL
+-- function's body on every call, PL/pgSQL keeps the plans of its static statements.
+CREATE OR REPLACE FUNCTION hash_kind_probe(
+    kind text, query bigint, max_distance integer, radii integer[], bank bigint DEFAULT NULL)
+RETURNS TABLE (id bigint, hash bigint, distance integer)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    k           hash_kinds;
+    layout      integer[];
+    neighbours  integer[];
+    probes      integer[] := '{}';  -- every chunk's values, one after another
+    branches    text[] := '{}';
+BEGIN
+    k := hash_kind(kind, searchable => true);
+    layout := hash_chunk_layout(k.bits);
+    FOR i IN 1 .. cardinality(layout) LOOP
+        CONTINUE WHEN coalesce(radii[i], -1) < 0;
+        neighbours := hash_chunk_neighbours(hash_chunk(query, layout, i - 1), layout[i], radii[i]);
+        branches := branches || format(
+            'SELECT t.%I, t.%I FROM %I t WHERE t.%I = ANY (($4)[%s:%s])%s',
+            CASE WHEN bank IS NULL THEN k.image_key ELSE k.bank_key END, k.hash_column,
+            CASE WHEN bank IS NULL THEN k.image_table ELSE k.bank_table END,
+            k.chunk_prefix || (i - 1), cardinality(probes) + 1, cardinality(probes) + cardinality(neighbours),
+            CASE WHEN bank IS NULL THEN '' ELSE ' AND t.active AND t.bank_id = $3' END);
+        probes := probes || neighbours;
+    END LOOP;
+    IF cardinality(branches) = 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT c.id, c.hash, hamming(c.hash, $1) FROM (%s) AS c (id, hash)'
+        ' WHERE hamming(c.hash, $1) <= $2', array_to_string(branches, ' UNION '))
+        USING query, max_distance, bank, probes;
+END
+$$;
+
+-- The hash_kinds row of `kind`, or an error naming the kinds there are.
+CREATE OR REPLACE FUNCTION hash_kind(kind text, searchable boolean DEFAULT false)
+RETURNS hash_kinds
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    result  hash_kinds;
+BEGIN
+    SELECT * INTO result FROM hash_kinds h WHERE h.name = kind AND (h.indexed OR NOT searchable);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown %hash kind %: expected one of %',
+            CASE WHEN searchable THEN 'searchable ' ELSE '' END, quote_literal(kind),
+            (SELECT string_agg(h.name, ', ' ORDER BY h.name) FROM hash_kinds h
+             WHERE h.indexed OR NOT searchable)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN result;
+END
+$$;
+
+-- The density-informed radius split for a query against a kind's image hashes: it counts the
+-- rows sharing each of the query's chunk values (one index probe per chunk, capped) on top of
+-- what a uniform spread would put there, so crowded chunks get small radii and sparse ones
+-- large radii. cost is in index rows read; table_rows is the table's size in the same unit.
+CREATE OR REPLACE FUNCTION hash_kind_radii(
+    kind text, query bigint, max_distance integer,
+    OUT radii integer[], OUT cost float8, OUT table_rows float8)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    k           hash_kinds := hash_kind(kind, searchable => true);
+    layout      integer[] := hash_chunk_layout(k.bits);
+    counts      text[] := '{}';
+    densities   float8[];
+    split       record;
+BEGIN
+    table_rows := pg_relation_size(k.image_table) / 150.0;  -- an images row takes ~150 bytes
+    FOR i IN 1 .. cardinality(layout) LOOP
+        counts := counts || format(
+            '%s + (SELECT count(*) FROM (SELECT FROM %I t WHERE t.%I = hash_chunk($1, $2, %s)'
+            ' LIMIT 10000) AS n)',
+            table_rows / 2 ^ layout[i], k.image_table, k.chunk_prefix || (i - 1), i - 1);
+    END LOOP;
+    EXECUTE format('SELECT ARRAY[%s]::float8[]', array_to_string(counts, ', '))
+        INTO densities USING query, layout;
+    split := hash_radius_split(max_distance, layout, densities);
+    radii := split.radii;
+    cost := split.cost;
+END
+$$;
+
+-- Images whose `kind` hash is within max_distance bits of query, best first. Exact (the same
+-- answer as a full scan) and sub-linear: multi-index hashing with the density-informed split
+-- of hash_kind_radii(). When probing would cost more than reading every row (a small table,
+-- or a radius the chunk probes cannot reach) it scans instead.
+CREATE OR REPLACE FUNCTION similar_hashes(kind text, query bigint, max_distance integer)
+RETURNS TABLE (image_id bigint, distance integer)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    k       hash_kinds := hash_kind(kind, searchable => true);
+    split   record;
+BEGIN
+    IF max_distance < 0 THEN
+        RAISE EXCEPTION 'max_distance must be >= 0, got %', max_distance
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_distance < 5 * cardinality(hash_chunk_layout(k.bits)) THEN
+        split := hash_kind_radii(kind, query, max_distance);
+        IF split.cost <= split.table_rows THEN
+            RETURN QUERY
+                SELECT p.id, p.distance
+                FROM hash_kind_probe(kind, query, max_distance, split.radii) AS p
+                ORDER BY 2, 1;
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT t.%1$I, hamming(t.%2$I, $1) FROM %3$I t WHERE hamming(t.%2$I, $1) <= $2'
+        ' ORDER BY 2, 1', k.image_key, k.hash_column, k.image_table)
+        USING query, max_distance;
+END
+$$;
+
+-- Images whose dHash is within max_distance bits of query, best first: similar_hashes for
+-- the default kind, by its hash as a bigint or as the 16 hex digits `lookalike hash` prints.
+CREATE OR REPLACE FUNCTION similar_images(query bigint, max_distance integer)
+RETURNS TABLE (image_id bigint, distance integer)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$ BEGIN RETURN QUERY SELECT * FROM similar_hashes('dhash', query, max_distance); END $$;
+
+CREATE OR REPLACE FUNCTION similar_images(query text, max_distance integer)
+RETURNS TABLE (image_id bigint, distance integer)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$ SELECT * FROM similar_images(hash_from_hex(query), max_distance) $$;
+
+-- The dHash forms of the functions above, with three named chunk radii, for your own MIH
+-- queries on images.dhash_chunk0..2.
+CREATE OR REPLACE FUNCTION hash_chunk_radii(
+    max_distance integer,
+    density0 float8 DEFAULT 0, density1 float8 DEFAULT 0, density2 float8 DEFAULT 0,
+    OUT k0 integer, OUT k1 integer, OUT k2 integer, OUT cost float8)
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT s.radii[1], s.radii[2], s.radii[3], s.cost
+    FROM hash_radius_split(max_distance, hash_chunk_layout(64),
+                           ARRAY[density0, density1, density2]) AS s
+$$;
+
+CREATE OR REPLACE FUNCTION hash_chunk_probes(
+    query bigint, k0 integer, k1 integer, k2 integer,
+    OUT chunk0 integer[], OUT chunk1 integer[], OUT chunk2 integer[])
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT hash_chunk_neighbours(hash_chunk(query, l.layout, 0), l.layout[1], k0),
+           hash_chunk_neighbours(hash_chunk(query, l.layout, 1), l.layout[2], k1),
+           hash_chunk_neighbours(hash_chunk(query, l.layout, 2), l.layout[3], k2)
+    FROM (SELECT hash_chunk_layout(64) AS layout) AS l
+$$;
+
+-- The same for a radius, split with no knowledge of the data (fewest probes).
+CREATE OR REPLACE FUNCTION hash_chunk_probes(
+    query bigint, max_distance integer,
+    OUT chunk0 integer[], OUT chunk1 integer[], OUT chunk2 integer[])
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT p.* FROM hash_chunk_radii(max_distance) AS r,
+                    hash_chunk_probes(query, r.k0, r.k1, r.k2) AS p
+$$;
+
+CREATE OR REPLACE FUNCTION image_chunk_radii(
+    query bigint, max_distance integer,
+    OUT k0 integer, OUT k1 integer, OUT k2 integer, OUT cost float8)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT r.radii[1], r.radii[2], r.radii[3], r.cost
+    FROM hash_kind_radii('dhash', query, max_distance) AS r
+$$;
+
+CREATE OR REPLACE FUNCTION similar_images_probed(
+    query bigint, max_distance integer, k0 integer, k1 integer, k2 integer)
+RETURNS TABLE (image_id bigint, distance integer)
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+BEGIN
+    RETURN QUERY
+        SELECT p.id, p.distance
+        FROM hash_kind_probe('dhash', query, max_distance, ARRAY[k0, k1, k2]) AS p
+        ORDER BY 2, 1;
+END
+$$;
+
+-- Where each image was seen: one row per sighting, readable without joins.
+CREATE OR REPLACE VIEW image_sightings AS
+SELECT
+    i.id            AS image_id,
+    i.sha256,
+    hash_to_hex(i.dhash) AS dhash_hex,
+    i.width,
+    i.height,
+    i.format,
+    s.image_url,
+    s.alt_text,
+    p.url           AS page_url,
+    p.title         AS page_title,
+    p.domain,
+    s.first_seen,
+    s.last_seen
+FROM images i
+JOIN sightings s ON s.image_id = i.id
+JOIN pages p ON p.id = s.page_id;
+
+-- The bank rule, in one place: a hash within the radius, confirmed by the confirming kind's
+-- hash (for dHash, the pHash) when both sides have one.
+CREATE OR REPLACE FUNCTION bank_rule_matches(
+    distance integer, confirm_distance integer, radius integer, confirm_radius integer)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN distance <= radius AND coalesce(confirm_distance <= confirm_radius, true);
+
+-- A bank's radius for a kind: its <kind>_radius column (banks.dhash_radius, phash_radius),
+-- or the kind's default for a kind the banks table has no column for.
+CREATE OR REPLACE FUNCTION bank_radius(bank banks, kind text) RETURNS integer
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+RETURN coalesce((to_jsonb(bank) ->> (kind || '_radius'))::integer,
+                (SELECT h.default_radius FROM hash_kinds h WHERE h.name = kind));
+
+-- Active entries whose `kind` hash matches query by the bank rule: within max_distance (NULL:
+-- each bank's radius), confirmed by confirm_query, the query's hash of the kind that confirms
+-- `kind` (NULL: no confirmation). bank_name NULL checks every bank. One chunk probe per bank,
+-- planned per bank so the plan is the same whatever the statistics say about the banks table.
+-- Add ORDER BY distance for the closest first.
+CREATE OR REPLACE FUNCTION bank_hash_matches(
+    kind text,
+    query bigint,
+    confirm_query bigint DEFAULT NULL,
+    bank_name text DEFAULT NULL,
+    max_distance integer DEFAULT NULL)
+RETURNS TABLE (entry_id bigint, bank text, distance integer, reason text,
+               flagged_at timestamptz)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    k           hash_kinds := hash_kind(kind, searchable => true);
+    confirmer   hash_kinds;
+    layout      integer[] := hash_chunk_layout(k.bits);
+    b           banks;
+    radius      integer;
+    matching    text;
+BEGIN
+    IF k.confirmed_by IS NULL THEN
+        matching := 'bank_rule_matches(p.distance, NULL, $3, NULL)';
+    ELSE
+        confirmer := hash_kind(k.confirmed_by);
+        matching := format('bank_rule_matches(p.distance, hamming(c.%I, $7), $3, $8)',
+                           confirmer.hash_column);
+    END IF;
+    FOR b IN SELECT * FROM banks WHERE bank_name IS NULL OR banks.name = bank_name LOOP
+        radius := coalesce(max_distance, bank_radius(b, kind));
+        RETURN QUERY EXECUTE format(
+            'SELECT e.id, $5, p.distance, e.reason, e.flagged_at'
+            ' FROM hash_kind_probe($1, $2, $3, $4, $6) AS p'
+            ' JOIN bank_entries e ON e.id = p.id %s WHERE %s',
+            CASE WHEN confirmer IS NULL THEN '' ELSE format(
+                'LEFT JOIN %I c ON c.%I = e.id', confirmer.bank_table, confirmer.bank_key) END,
+            matching)
+            USING kind, query, radius,
+                  (hash_radius_split(radius, layout, array_fill(0::float8, ARRAY[cardinality(layout)]))).radii,
+                  b.name, b.id, confirm_query, bank_radius(b, k.confirmed_by);
+    END LOOP;
+END
+$$;
+
+-- Active entries matching a dHash (confirmed by its pHash, if given): what `lookalike check`
+-- and POST /api/check ask. bank_hash_matches for the default kind.
+CREATE OR REPLACE FUNCTION bank_matches(
+    query_dhash bigint,
+    query_phash bigint DEFAULT NULL,
+    bank_name text DEFAULT NULL,
+    max_distance integer DEFAULT NULL)
+RETURNS TABLE (entry_id bigint, bank text, distance integer, reason text,
+               flagged_at timestamptz)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+BEGIN
+    RETURN QUERY
+        SELECT * FROM bank_hash_matches('dhash', query_dhash, query_phash, bank_name, max_distance);
+END
+$$;
+
+-- Where flagged images, or near copies of them, were seen: one row per sighting of an image
+-- matching an active entry by its bank's rule. For example
+--   SELECT * FROM flagged_sightings WHERE bank = 'banned' ORDER BY last_seen DESC;
+CREATE OR REPLACE VIEW flagged_sightings AS
+SELECT
+    b.name          AS bank,
+    e.id            AS entry_id,
+    e.reason,
+    e.flagged_at,
+    m.distance,
+    s.image_id,
+    s.sha256,
+    s.image_url,
+    s.page_url,
+    s.page_title,
+    s.domain,
+    s.first_seen,
+    s.last_seen,
+    s.alt_text
+FROM bank_entries e
+JOIN banks b ON b.id = e.bank_id
+CROSS JOIN LATERAL similar_images(e.dhash, b.dhash_radius) m
+JOIN images i ON i.id = m.image_id
+JOIN image_sightings s ON s.image_id = m.image_id
+WHERE e.active
+  AND bank_rule_matches(m.distance, hamming(i.phash, e.phash), b.dhash_radius, b.phash_radius);

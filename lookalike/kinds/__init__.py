@@ -1,0 +1,155 @@
+"""Hash kinds: one small definition per kind of global fingerprint, registered in one place.
+
+A kind says what it is called, how many bits it has, how it is computed from the one decoded
+image, its default search radius and whether it is searched through the multi-index (or only
+kept to confirm a match). The store, the SQL functions, the CLI, the site and the banks take a
+kind as a parameter; none of them names one. dHash and pHash are built in; another kind is a
+module defining a :class:`HashKind`, registered under the ``lookalike.hash_kinds`` entry-point
+group, plus a migration that creates its tables (:func:`lookalike.kinds.tables.create_tables`).
+
+Where a kind's hashes live in PostgreSQL is recorded in the ``hash_kinds`` table, which the
+store reads; that is the one place the database and the program agree on it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+
+import numpy as np
+
+from lookalike.hashes import HASH_BITS
+
+ENTRY_POINT_GROUP = "lookalike.hash_kinds"
+# What a search or a bank check uses when the caller does not pick a kind.
+DEFAULT_KIND = "dhash"
+_BUILTIN = ("lookalike.kinds.dhash:KIND", "lookalike.kinds.phash:KIND")
+# Widest chunk of the multi-index layout: hash_flip_masks holds the masks of up to 22 bits.
+MAX_CHUNK_BITS = 22
+
+
+class UnknownKind(ValueError):
+    """No hash kind by that name (or not one that can be searched); the message lists them."""
+
+
+@dataclass(frozen=True, slots=True)
+class HashKind:
+    """One kind of global hash: a ``bits``-long unsigned integer per image.
+
+    ``compute`` takes the image as an upright 8-bit grayscale array, transparent pixels white:
+    every kind sees the same decode, so no two callers can hash a picture differently.
+    """
+
+    name: str  # lowercase: a column and table prefix, an API parameter, a key in JSON
+    title: str  # how people write it: "dHash"
+    bits: int
+    compute: Callable[[np.ndarray], int]
+    default_radius: int
+    indexed: bool = True  # False: stored to confirm matches, never searched by itself
+    confirmed_by: str | None = None  # a kind a bank match must also be near in, when known
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits <= HASH_BITS:  # stored as one bigint
+            raise ValueError(f"{self.name}: {self.bits} bits; a kind holds 1 to {HASH_BITS}")
+
+    @property
+    def hex_digits(self) -> int:
+        return math.ceil(self.bits / 4)
+
+    @property
+    def chunk_bits(self) -> tuple[int, ...]:
+        """The multi-index layout, most significant chunk first (:func:`chunk_layout`)."""
+        return chunk_layout(self.bits)
+
+    @property
+    def max_radius(self) -> int:
+        """The widest radius the chunk probes reach (each chunk up to 4 bits): 14 for 64 bits."""
+        return 5 * len(self.chunk_bits) - 1
+
+    def distance(self, a: int, b: int) -> int:
+        """Number of differing bits."""
+        return (a ^ b).bit_count()
+
+    def to_hex(self, value: int) -> str:
+        return f"{value:0{self.hex_digits}x}"
+
+    def from_hex(self, text: str) -> int:
+        """Hex digits → hash; ``ValueError`` with a one-line reason for a person."""
+        cleaned = text.strip()
+        if len(cleaned) != self.hex_digits or not _is_hex(cleaned):
+            raise ValueError(
+                f"not a {self.title}: {text!r} (expected {self.hex_digits} hex digits)"
+            )
+        return int(cleaned, 16)
+
+
+def chunk_layout(bits: int) -> tuple[int, ...]:
+    """Chunk widths for multi-index hashing: as few chunks as keep each within 22 bits, as
+    even as possible, the wider ones last (64 → 21, 21, 22). Same as SQL ``hash_chunk_layout``.
+    """
+    chunks = math.ceil(bits / MAX_CHUNK_BITS)
+    narrow, wider = divmod(bits, chunks)
+    return tuple(narrow + (index >= chunks - wider) for index in range(chunks))
+
+
+def chunk_shifts(bits: int) -> tuple[int, ...]:
+    """How far each chunk of :func:`chunk_layout` sits from the least significant bit."""
+    layout = chunk_layout(bits)
+    return tuple(sum(layout[index + 1 :]) for index in range(len(layout)))
+
+
+def all_kinds() -> tuple[HashKind, ...]:
+    """Every registered kind: the built-in ones, then plug-ins by entry-point name."""
+    return tuple(_registry().values())
+
+
+def indexed_kinds() -> tuple[HashKind, ...]:
+    return tuple(kind for kind in all_kinds() if kind.indexed)
+
+
+def get(name: str, *, indexed: bool = False) -> HashKind:
+    """The kind called ``name``; ``indexed``: one that can be searched by itself."""
+    kind = _registry().get(name)
+    if kind is None or (indexed and not kind.indexed):
+        choices = indexed_kinds() if indexed else all_kinds()
+        what = "searchable hash kind" if indexed else "hash kind"
+        raise UnknownKind(
+            f"unknown {what} {name!r}: expected one of {', '.join(k.name for k in choices)}"
+        )
+    return kind
+
+
+def register(kind: HashKind) -> None:
+    """Add a kind in this process (entry points add it in every process)."""
+    registry = _registry()
+    if kind.name in registry and registry[kind.name] != kind:
+        raise ValueError(f"a different hash kind is already registered as {kind.name!r}")
+    registry[kind.name] = kind
+
+
+def unregister(name: str) -> None:
+    _registry().pop(name, None)
+
+
+@cache
+def _registry() -> dict[str, HashKind]:
+    found: dict[str, HashKind] = {}
+    builtin = [_load(target) for target in _BUILTIN]
+    plugins = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+    for kind in [*builtin, *(ep.load() for ep in plugins)]:
+        if not isinstance(kind, HashKind):
+            raise TypeError(f"{ENTRY_POINT_GROUP} entry point gave {kind!r}, not a HashKind")
+        found.setdefault(kind.name, kind)
+    return found
+
+
+def _load(target: str) -> HashKind:
+    module, _, attribute = target.partition(":")
+    return getattr(__import__(module, fromlist=[attribute]), attribute)
+
+
+def _is_hex(text: str) -> bool:
+    return all(char in "0123456789abcdefABCDEF" for char in text)

@@ -1,0 +1,145 @@
+"""The PostgreSQL fingerprint store: the write path, the searches and reading images back.
+
+:class:`Store` holds the connection pool; the work is in one module per job:
+:mod:`~lookalike.store.sightings` (recording), :mod:`~lookalike.store.search` (near matches),
+:mod:`~lookalike.store.images` (stored images), :mod:`~lookalike.store.kind_tables` (where each hash
+kind's hashes live).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from lookalike import kinds
+from lookalike.store import images, search
+from lookalike.store.images import Stats, StoredImage
+from lookalike.store.search import (
+    DEFAULT_LIMIT,
+    DEFAULT_MAX_DISTANCE,
+    DEFAULT_SIGHTINGS_PER_MATCH,
+    SORT_ORDERS,
+    Match,
+    PageSighting,
+    RankedMatch,
+    SearchPage,
+)
+from lookalike.store.sightings import RecordResult, Sighting, page_domain, record_sightings
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "DEFAULT_MAX_DISTANCE",
+    "SORT_ORDERS",
+    "Match",
+    "PageSighting",
+    "RankedMatch",
+    "RecordResult",
+    "SearchPage",
+    "Sighting",
+    "Stats",
+    "Store",
+    "StoredImage",
+    "page_domain",
+    "record_sightings",
+]
+
+_DEADLOCK_RETRIES = 5
+_T = TypeVar("_T")
+
+
+class Store:
+    """The PostgreSQL fingerprint store, over a psycopg connection pool."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def record(self, sightings: Sequence[Sighting]) -> RecordResult:
+        """Upsert images, pages and sightings of one batch in one transaction."""
+        return self.in_transaction(lambda conn: record_sightings(conn, sightings))
+
+    def in_transaction(self, work: Callable[[psycopg.Connection], _T]) -> _T:
+        """``work`` in one transaction on a pooled connection, replayed after a deadlock.
+
+        Concurrent writers upserting overlapping rows can deadlock; every batch is sorted by
+        key, so this is rare, and ``work`` must be safe to replay whole.
+        """
+        for attempt in range(_DEADLOCK_RETRIES):
+            try:
+                with self.pool.connection() as conn, conn.transaction():
+                    return work(conn)
+            except psycopg.errors.DeadlockDetected:
+                time.sleep(0.05 * (attempt + 1))
+        with self.pool.connection() as conn, conn.transaction():
+            return work(conn)
+
+    def search(
+        self,
+        query: int,
+        *,
+        kind: str = kinds.DEFAULT_KIND,
+        max_distance: int = DEFAULT_MAX_DISTANCE,
+        limit: int = DEFAULT_LIMIT,
+    ) -> list[Match]:
+        """Images whose ``kind`` hash is within ``max_distance`` bits of ``query``, best first,
+        with their sightings."""
+        searched = kinds.get(kind, indexed=True)
+        with self.pool.connection() as conn:
+            return search.search(conn, searched, query, max_distance=max_distance, limit=limit)
+
+    def search_page(
+        self,
+        query: int,
+        *,
+        kind: str = kinds.DEFAULT_KIND,
+        max_distance: int = DEFAULT_MAX_DISTANCE,
+        sort: str = "best",
+        domain: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        offset: int = 0,
+        sightings_per_match: int = DEFAULT_SIGHTINGS_PER_MATCH,
+        with_domains: bool = False,
+    ) -> SearchPage:
+        """One page of matches, sorted and filtered (see :func:`search.search_page`)."""
+        searched = kinds.get(kind, indexed=True)
+        with self.pool.connection() as conn:
+            return search.search_page(
+                conn,
+                searched,
+                query,
+                max_distance=max_distance,
+                sort=sort,
+                domain=domain,
+                limit=limit,
+                offset=offset,
+                sightings_per_match=sightings_per_match,
+                with_domains=with_domains,
+            )
+
+    def image(
+        self, image_id: int, *, sightings: int = DEFAULT_SIGHTINGS_PER_MATCH
+    ) -> StoredImage | None:
+        """One stored image and up to ``sightings`` of its sightings; None if there is none."""
+        with self.pool.connection() as conn:
+            return images.stored_image(conn, image_id, sightings=sightings)
+
+    def thumbnail(self, image_id: int) -> bytes | None:
+        """The stored WebP thumbnail of an image, if one was made."""
+        with self.pool.connection() as conn:
+            return images.thumbnail(conn, image_id)
+
+    def stats(self) -> Stats:
+        with self.pool.connection() as conn:
+            return images.stats(conn)
