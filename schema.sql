@@ -403,7 +403,12 @@ DECLARE
     densities   float8[];
     split       record;
 BEGIN
-    table_rows := pg_relation_size(k.image_table) / 150.0;  -- an images row takes ~150 bytes
+    -- the planner's estimate: rows per page at the last ANALYZE times the pages there are now
+    SELECT CASE WHEN c.reltuples > 0 AND c.relpages > 0
+                THEN c.reltuples / c.relpages * pg_relation_size(c.oid)
+                     / current_setting('block_size')::float8
+                ELSE pg_relation_size(c.oid) / 150.0 END  -- an images row takes ~150 bytes
+    INTO table_rows FROM pg_class c WHERE c.oid = k.image_table::regclass;
     FOR i IN 1 .. cardinality(layout) LOOP
         counts := counts || format(
             '%s + (SELECT count(*) FROM (SELECT FROM %I t WHERE t.%I = hash_chunk($1, $2, %s)'

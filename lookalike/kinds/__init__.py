@@ -3,9 +3,9 @@
 A kind says what it is called, how many bits it has, how it is computed from the one decoded
 image, its default search radius and whether it is searched through the multi-index (or only
 kept to confirm a match). The store, the SQL functions, the CLI, the site and the banks take a
-kind as a parameter; none of them names one. dHash and pHash are built in; another kind is a
-module defining a :class:`HashKind`, registered under the ``lookalike.hash_kinds`` entry-point
-group, plus a migration that creates its tables (:func:`lookalike.kinds.tables.create_tables`).
+kind as a parameter; none of them names one. Every module of this package that defines
+``KIND`` is registered, dHash and pHash first: adding a kind is one module here plus one
+migration that creates its tables (:func:`lookalike.store.kind_tables.create_tables`).
 
 Where a kind's hashes live in PostgreSQL is recorded in the ``hash_kinds`` table, which the
 store reads; that is the one place the database and the program agree on it.
@@ -13,20 +13,20 @@ store reads; that is the one place the database and the program agree on it.
 
 from __future__ import annotations
 
+import importlib
 import math
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import entry_points
 
 import numpy as np
 
 from lookalike.hashes import HASH_BITS
 
-ENTRY_POINT_GROUP = "lookalike.hash_kinds"
 # What a search or a bank check uses when the caller does not pick a kind.
 DEFAULT_KIND = "dhash"
-_BUILTIN = ("lookalike.kinds.dhash:KIND", "lookalike.kinds.phash:KIND")
+_FIRST = ("dhash", "phash")  # the order `lookalike hash` prints them in
 # Widest chunk of the multi-index layout: hash_flip_masks holds the masks of up to 22 bits.
 MAX_CHUNK_BITS = 22
 
@@ -102,7 +102,7 @@ def chunk_shifts(bits: int) -> tuple[int, ...]:
 
 
 def all_kinds() -> tuple[HashKind, ...]:
-    """Every registered kind: the built-in ones, then plug-ins by entry-point name."""
+    """Every registered kind: dHash, pHash, then the others by module name."""
     return tuple(_registry().values())
 
 
@@ -123,7 +123,7 @@ def get(name: str, *, indexed: bool = False) -> HashKind:
 
 
 def register(kind: HashKind) -> None:
-    """Add a kind in this process (entry points add it in every process)."""
+    """Add a kind defined outside this package, in this process (and the processes it forks)."""
     registry = _registry()
     if kind.name in registry and registry[kind.name] != kind:
         raise ValueError(f"a different hash kind is already registered as {kind.name!r}")
@@ -136,19 +136,16 @@ def unregister(name: str) -> None:
 
 @cache
 def _registry() -> dict[str, HashKind]:
+    names = sorted(
+        (module.name for module in pkgutil.iter_modules(__path__)),
+        key=lambda name: (name not in _FIRST, _FIRST.index(name) if name in _FIRST else 0, name),
+    )
     found: dict[str, HashKind] = {}
-    builtin = [_load(target) for target in _BUILTIN]
-    plugins = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
-    for kind in [*builtin, *(ep.load() for ep in plugins)]:
-        if not isinstance(kind, HashKind):
-            raise TypeError(f"{ENTRY_POINT_GROUP} entry point gave {kind!r}, not a HashKind")
-        found.setdefault(kind.name, kind)
+    for name in names:
+        kind = getattr(importlib.import_module(f"{__name__}.{name}"), "KIND", None)
+        if isinstance(kind, HashKind):
+            found[kind.name] = kind
     return found
-
-
-def _load(target: str) -> HashKind:
-    module, _, attribute = target.partition(":")
-    return getattr(__import__(module, fromlist=[attribute]), attribute)
 
 
 def _is_hex(text: str) -> bool:

@@ -1,0 +1,155 @@
+"""Hash kinds are plug-ins: a kind defined only in the tests is indexed, searched exactly
+through its own multi-index and checked in a bank, with no change to the store or the site."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from lookalike import indexer, kinds
+from lookalike.banks import Banks, FlagTarget
+from lookalike.db import connect, open_pool
+from lookalike.fingerprint import fingerprint
+from lookalike.hashes import to_bigint
+from lookalike.kinds import chunk_layout
+from lookalike.store import Store
+from lookalike.store.kind_tables import KindNotInDatabase
+from tests.images import encode, photo
+from tests.plugin_kind import KIND, MIGRATIONS
+
+MASK = (1 << KIND.bits) - 1
+
+
+def _apply_plugin_migration(url: str) -> None:
+    path = next(MIGRATIONS.glob("*.py"))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with connect(url) as conn, conn.transaction():
+        module.upgrade(conn)
+
+
+@pytest.fixture
+def plugin_kind() -> Iterator[None]:
+    kinds.register(KIND)
+    yield
+    kinds.unregister(KIND.name)
+
+
+@pytest.fixture
+def plugin_url(database_url: str, plugin_kind: None) -> str:
+    _apply_plugin_migration(database_url)
+    return database_url
+
+
+def _flip(value: int, bits: int, rng: random.Random) -> int:
+    for bit in rng.sample(range(KIND.bits), bits):
+        value ^= 1 << bit
+    return value
+
+
+def test_the_multi_index_layout_is_derived_from_the_bit_length(database_url: str) -> None:
+    with connect(database_url) as conn:
+        for bits in range(1, 65):
+            (in_sql,) = conn.execute("SELECT hash_chunk_layout(%s)", (bits,)).fetchone()
+            assert tuple(in_sql) == chunk_layout(bits), bits
+            assert sum(in_sql) == bits and max(in_sql) <= 22
+    assert chunk_layout(64) == (21, 21, 22) and chunk_layout(48) == (16, 16, 16)
+
+
+def test_a_plugin_kind_is_computed_indexed_and_stored(plugin_url: str, tmp_path: Path) -> None:
+    for seed in range(12):
+        (tmp_path / f"{seed}.jpg").write_bytes(encode(photo(seed, (320, 240))))
+    files, _ = indexer.find_files([tmp_path])
+    with Store(open_pool(plugin_url, init_schema=False)) as store:
+        summary = indexer.index_files(store, indexer.fingerprint_files(files, workers=2))
+    assert summary.indexed == 12
+    expected = {fingerprint(path.read_bytes()).hashes[KIND.name] for path in files}
+    with connect(plugin_url) as conn:
+        stored = conn.execute("SELECT hash FROM average48_image_hashes").fetchall()
+        images = conn.execute("SELECT count(*) FROM images").fetchone()[0]
+    assert images == 12
+    assert {value & MASK for (value,) in stored} == expected
+
+
+def _fill(conn: psycopg.Connection, rng: random.Random, count: int) -> dict[int, int]:
+    """``count`` images with clustered average48 hashes (crowded chunks, like real hashes)."""
+    centres = [rng.getrandbits(KIND.bits) for _ in range(40)]
+    hashes = [_flip(rng.choice(centres), rng.randrange(0, 9), rng) for _ in range(count)]
+    ids = [
+        row[0]
+        for row in conn.execute(
+            """
+            INSERT INTO images (sha256, dhash, phash, width, height, format)
+            SELECT md5(g::text) || md5((-g)::text), g, g, 1, 1, 'PNG'
+            FROM generate_series(1, %s) AS g RETURNING id
+            """,
+            (count,),
+        ).fetchall()
+    ]
+    with conn.cursor().copy("COPY average48_image_hashes (image_id, hash) FROM STDIN") as copy:
+        for image_id, value in zip(ids, hashes, strict=True):
+            copy.write_row((image_id, to_bigint(value)))
+    conn.execute("ANALYZE average48_image_hashes")
+    return dict(zip(ids, hashes, strict=True))
+
+
+def test_search_by_a_plugin_kind_is_exact_through_its_own_index(plugin_url: str) -> None:
+    rng = random.Random(48)
+    with connect(plugin_url) as conn, conn.transaction():
+        stored = _fill(conn, rng, 30_000)
+    queries = [
+        _flip(rng.choice(list(stored.values())), rng.randrange(0, 4), rng) for _ in range(12)
+    ]
+    with Store(open_pool(plugin_url, init_schema=False)) as store, connect(plugin_url) as conn:
+        for query in queries:
+            for radius in (0, 3, 6, 9, 14):
+                found = store.search(query, kind=KIND.name, max_distance=radius, limit=10**6)
+                brute = sorted(
+                    (KIND.distance(value, query), image_id)
+                    for image_id, value in stored.items()
+                    if KIND.distance(value, query) <= radius
+                )
+                assert [(m.distance, m.image_id) for m in found] == brute, (query, radius)
+                cost, rows = conn.execute(
+                    "SELECT cost, table_rows FROM hash_kind_radii(%s, %s, %s)",
+                    (KIND.name, to_bigint(query), radius),
+                ).fetchone()
+                assert radius > 6 or cost <= rows, "a search this narrow probes the indexes"
+
+
+def test_a_bank_checks_by_a_plugin_kind(plugin_url: str) -> None:
+    original = photo(7)
+    copy = fingerprint(encode(original.resize((400, 300)), quality=60))
+    unrelated = fingerprint(encode(photo(8)))
+    pool = open_pool(plugin_url, init_schema=False)
+    banks = Banks(pool)
+    with pool:
+        flagged = banks.flag(
+            FlagTarget.from_fingerprint(fingerprint(encode(original))),
+            bank="banned",
+            reason="test",
+            flagged_by="mod",
+        )
+        by_kind = banks.check(copy.hashes, kind=KIND.name)
+        assert [m.entry_id for m in by_kind] == [flagged.entry.id]
+        assert banks.check(unrelated.hashes, kind=KIND.name) == []
+        only_plugin = {KIND.name: copy.hashes[KIND.name]}
+        assert [m.entry_id for m in banks.check(only_plugin)] == [flagged.entry.id]
+        banks.disable(disabled_by="lead", entry_id=flagged.entry.id)
+        assert banks.check(copy.hashes, kind=KIND.name) == []
+
+
+def test_a_kind_without_its_migration_is_a_one_line_error(
+    database_url: str, plugin_kind: None
+) -> None:
+    sighting = indexer.sighting_for(Path("/photos/a.jpg"), fingerprint(encode(photo(1))))
+    with Store(open_pool(database_url, init_schema=False)) as store:
+        with pytest.raises(KindNotInDatabase, match="run `lookalike migrate`"):
+            store.record([sighting])
+        assert store.stats().images == 0
