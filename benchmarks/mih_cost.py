@@ -16,9 +16,11 @@ from functools import cache
 import numpy as np
 from scipy.optimize import least_squares
 
-# images.dhash_chunk0..2 in schema.sql: the top 21 bits, the next 21, the low 22.
-CHUNK_BITS = (21, 21, 22)
-_SHIFTS = tuple(64 - sum(CHUNK_BITS[: chunk + 1]) for chunk in range(len(CHUNK_BITS)))
+from lookalike.kinds import chunk_layout, chunk_shifts
+
+# images.dhash_chunk0..2: dHash's multi-index layout, the top 21 bits, the next 21, the low 22.
+CHUNK_BITS = chunk_layout(64)
+_SHIFTS = chunk_shifts(64)
 MAX_CHUNK_RADIUS = 4  # hash_flip_masks holds masks of up to 4 bits
 
 

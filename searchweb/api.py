@@ -24,7 +24,7 @@ def search() -> Response:
     """Multipart ``image`` (or ``url``/``dhash`` fields), or JSON ``{"url"}``/``{"dhash"}``."""
     values, query = query_from_request()
     options = parse_search_options(values, default_limit=current_app.config["RESULTS_PER_PAGE"])
-    found = search_with(query.dhash, options)
+    found = search_with(query, options)
     return jsonify(
         {
             "query": query.describe()
@@ -35,7 +35,7 @@ def search() -> Response:
                 "limit": options.limit,
                 "offset": options.offset,
             },
-            "matches": [match_json(match) for match in found.matches],
+            "matches": [match_json(match, query.kind) for match in found.matches],
             "total": found.total,
         }
     )

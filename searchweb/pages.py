@@ -6,15 +6,14 @@ from flask import Blueprint, Response, current_app, g, redirect, render_template
 from werkzeug.exceptions import BadRequest, NotFound
 
 from lookalike.fingerprint import IMAGE_MEDIA_TYPES
-from lookalike.hashes import hamming
-from lookalike.store import StoredImage
 from searchweb.extensions import get_store, timed
 from searchweb.queries import (
     SORT_LABELS,
     ImageQuery,
     int_option,
+    kind_option,
     parse_search_options,
-    query_from_dhash,
+    query_from_hash,
     query_from_upload,
     query_from_url,
     search_with,
@@ -39,10 +38,11 @@ def home() -> str:
 def submit_search() -> Response:
     """Fingerprint the upload (or fetched URL), then redirect to its results page."""
     upload = request.files.get("image")
+    kind = kind_option(request.form)
     if upload is not None and upload.filename:
-        query = query_from_upload(upload)
+        query = query_from_upload(upload, kind)
     elif request.form.get("url", "").strip():
-        query = query_from_url(request.form["url"])
+        query = query_from_url(request.form["url"], kind)
     else:
         raise BadRequest("Choose an image file (or drop or paste one), or give an image URL.")
     options = parse_search_options(
@@ -50,14 +50,14 @@ def submit_search() -> Response:
     )
     token = query_cache().remember(query)
     target = url_for(
-        "pages.results", dhash=query.dhash_hex, q=token, max_distance=options.max_distance
+        "pages.results", **query.url_args(), q=token, max_distance=options.max_distance
     )
     return redirect(target, code=303)
 
 
 @bp.get("/search")
 def results() -> str:
-    """Matches for ``dhash``, sorted, filtered and paged by the query string."""
+    """Matches for the hash in the query string, sorted, filtered and paged by it."""
     query = _recalled_query()
     per_page = current_app.config["RESULTS_PER_PAGE"]
     page_number = _page_number()
@@ -65,7 +65,7 @@ def results() -> str:
         {**request.args, "limit": per_page, "offset": (page_number - 1) * per_page},
         default_limit=per_page,
     )
-    found = search_with(query.dhash, options, with_domains=True)
+    found = search_with(query, options, with_domains=True)
     pages = max(1, -(-found.total // per_page))
     return render_template(
         "results.html",
@@ -82,7 +82,7 @@ def results() -> str:
 
 @bp.get("/compare/<int:image_id>")
 def compare(image_id: int) -> str:
-    """The query and one stored image side by side, with their dHash bits compared."""
+    """The query and one stored image side by side, with the searched hash's bits compared."""
     query = _recalled_query()
     with timed("db"):
         stored = get_store().image(image_id, sightings=current_app.config["SIGHTINGS_PER_MATCH"])
@@ -93,8 +93,8 @@ def compare(image_id: int) -> str:
         query=query,
         query_image=webp_data_url(query.thumbnail),
         stored=stored,
-        distance=hamming(query.dhash, stored.dhash),
-        bits=_bit_grid(query.dhash, stored),
+        distance=query.kind.distance(query.value, stored.hashes[query.kind.name]),
+        bits=_bit_grid(query, stored.hashes[query.kind.name]),
         back_url=_results_url(),
         # where the results page listed it ("match 2 of 9"); 0 when opened from elsewhere
         rank=int_option(request.args, "rank", 0, 1_000_000),
@@ -127,9 +127,10 @@ def search_already_counted() -> bool:
 
 
 def _recalled_query() -> ImageQuery:
-    """The dHash in the URL, with its picture if this process still remembers the query."""
-    by_hash = query_from_dhash(request.args.get("dhash", ""))
-    return query_cache().recall(request.args.get("q"), by_hash.dhash) or by_hash
+    """The hash in the URL, with its picture if this process still remembers the query."""
+    kind = kind_option(request.args)
+    by_hash = query_from_hash(request.args.get(kind.name, ""), kind)
+    return query_cache().recall(request.args.get("q"), by_hash) or by_hash
 
 
 def _page_number() -> int:
@@ -138,19 +139,20 @@ def _page_number() -> int:
 
 def _results_url(**changes: object) -> str:
     """This results page's URL with some parameters changed (None removes one)."""
+    kind = kind_option(request.args)
     args = {
         key: request.args.get(key)
-        for key in ("dhash", "q", "max_distance", "sort", "domain", "page")
+        for key in ("kind", kind.name, "q", "max_distance", "sort", "domain", "page")
     }
     args.update(changes)
     return url_for("pages.results", **{k: v for k, v in args.items() if v not in (None, "")})
 
 
-def _bit_grid(query_dhash: int, stored: StoredImage) -> list[list[tuple[bool, bool]]]:
-    """8 rows of 8 (query bit, stored bit) pairs, in the order of the hex digits."""
-    query_bits = f"{query_dhash:064b}"
-    stored_bits = f"{stored.dhash:064b}"
+def _bit_grid(query: ImageQuery, stored: int) -> list[list[tuple[bool, bool]]]:
+    """Rows of 8 (query bit, stored bit) pairs, in the order of the hex digits."""
+    bits = query.kind.bits
+    query_bits, stored_bits = f"{query.value:0{bits}b}", f"{stored:0{bits}b}"
     return [
-        [(query_bits[i] == "1", stored_bits[i] == "1") for i in range(row * 8, row * 8 + 8)]
-        for row in range(8)
+        [(query_bits[i] == "1", stored_bits[i] == "1") for i in range(row, min(row + 8, bits))]
+        for row in range(0, bits, 8)
     ]

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, url_for
 
-from lookalike.hashes import HASH_BITS, hash_to_hex
+from lookalike import kinds
+from lookalike.kinds import HashKind
 from lookalike.store import Match, RankedMatch, StoredImage
 
 
@@ -26,9 +27,9 @@ def is_web_url(url: object) -> bool:
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
-def similarity(distance: int) -> int:
-    """Distance in bits → percentage of the 64 hash bits that agree."""
-    return round(100 * (HASH_BITS - distance) / HASH_BITS)
+def similarity(distance: int, bits: int) -> int:
+    """Distance in bits → percentage of the hash's bits (64 for dHash) that agree."""
+    return round(100 * (bits - distance) / bits)
 
 
 def thumbnail_url(image: Match | StoredImage, *, external: bool = False) -> str | None:
@@ -44,11 +45,11 @@ def distinct_pages(image: Match | StoredImage) -> int:
     return len({s.page_url for s in image.sightings})
 
 
-def match_json(match: RankedMatch) -> dict[str, object]:
+def match_json(match: RankedMatch, kind: HashKind) -> dict[str, object]:
     return {
         "image_id": match.image_id,
         "distance": match.distance,
-        "similarity": similarity(match.distance),
+        "similarity": similarity(match.distance, kind.bits),
         "sha256": match.sha256,
         "width": match.width,
         "height": match.height,
@@ -64,8 +65,7 @@ def image_json(image: StoredImage) -> dict[str, object]:
     return {
         "image_id": image.image_id,
         "sha256": image.sha256,
-        "dhash": hash_to_hex(image.dhash),
-        "phash": hash_to_hex(image.phash),
+        **{name: kinds.get(name).to_hex(value) for name, value in image.hashes.items()},
         "width": image.width,
         "height": image.height,
         "format": image.format,

@@ -1,9 +1,12 @@
-"""Turning a request into a search: the query image (upload, URL or dHash) and the options.
+"""Turning a request into a search: the query image (upload, URL or hash) and the options.
 
 Shared by the pages, the JSON API and any other blueprint (moderation checks read images
-the same way): import ``query_from_upload``/``query_from_url``/``query_from_dhash`` and
+the same way): import ``query_from_upload``/``query_from_url``/``query_from_hash`` and
 ``parse_search_options`` instead of reading request data by hand. Bad input raises a
 werkzeug HTTP error or a core exception that ``searchweb.errors`` maps to its status.
+
+A search is by one kind of hash: ``kind`` (default dHash) picks it, and a raw hash is given
+in the parameter named after its kind (``dhash=HEX``).
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from flask import current_app, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import BadRequest, ServiceUnavailable, UnsupportedMediaType
 
+from lookalike import kinds
 from lookalike.fetch import fetch
 from lookalike.fingerprint import Fingerprint, fingerprint
-from lookalike.hashes import hash_from_hex, hash_to_hex
+from lookalike.kinds import HashKind, UnknownKind
 from lookalike.store import SORT_ORDERS, SearchPage
 from searchweb.extensions import decode_budget, get_store, timed
 
@@ -40,14 +44,21 @@ assert SORT_LABELS.keys() == SORT_ORDERS.keys()
 class ImageQuery:
     """What is being searched for, and how to describe it back to the person asking."""
 
-    dhash: int
-    source: str  # "upload", "url" or "dhash"
+    kind: HashKind  # what is searched by
+    value: int  # the query's hash of that kind
+    source: str  # "upload", "url", or the kind's name for a raw hash
     label: str  # a file name, a URL or the hash itself: shown escaped, never linked
     fingerprint: Fingerprint | None = None
 
     @property
-    def dhash_hex(self) -> str:
-        return hash_to_hex(self.dhash)
+    def hash_hex(self) -> str:
+        return self.kind.to_hex(self.value)
+
+    def url_args(self) -> dict[str, str]:
+        """The query string that finds this query again: ``dhash=HEX`` (and ``kind=``
+        when it is not the default kind)."""
+        args = {self.kind.name: self.hash_hex}
+        return args if self.kind.name == kinds.DEFAULT_KIND else {"kind": self.kind.name} | args
 
     @property
     def thumbnail(self) -> bytes | None:
@@ -56,7 +67,7 @@ class ImageQuery:
 
     def describe(self) -> dict[str, object]:
         """The query as the JSON API reports it."""
-        described: dict[str, object] = {"source": self.source, "dhash": self.dhash_hex}
+        described: dict[str, object] = {"source": self.source, self.kind.name: self.hash_hex}
         if self.fingerprint:
             fp = self.fingerprint
             described |= {
@@ -99,17 +110,17 @@ def fingerprint_query(data: bytes) -> Fingerprint:
         )
 
 
-def query_from_upload(upload: FileStorage | None) -> ImageQuery:
+def query_from_upload(upload: FileStorage | None, kind: HashKind) -> ImageQuery:
     """An uploaded file (size already capped by ``MAX_CONTENT_LENGTH``)."""
     if upload is None:
         raise BadRequest("no image file was sent")
     data = upload.read()
     name = (upload.filename or "").strip() or "pasted image"
     found = fingerprint_query(data)
-    return ImageQuery(found.dhash, "upload", name, found)
+    return ImageQuery(kind, found.hashes[kind.name], "upload", name, found)
 
 
-def query_from_url(url: str) -> ImageQuery:
+def query_from_url(url: str, kind: HashKind) -> ImageQuery:
     """Fetch the image server-side, checking every resolved address and redirect first."""
     url = url.strip()
     if not url:
@@ -124,7 +135,7 @@ def query_from_url(url: str) -> ImageQuery:
             allowed=[ipaddress.ip_address(a) for a in config["FETCH_ALLOWED_ADDRESSES"]],
         )
     found = fingerprint_query(fetched.content)
-    return ImageQuery(found.dhash, "url", url, found)
+    return ImageQuery(kind, found.hashes[kind.name], "url", url, found)
 
 
 @contextmanager
@@ -149,22 +160,31 @@ def fetch_slot() -> Iterator[None]:
         slots.release()
 
 
-def query_from_dhash(text: str) -> ImageQuery:
+def query_from_hash(text: str, kind: HashKind) -> ImageQuery:
     try:
-        dhash = hash_from_hex(text)
+        value = kind.from_hex(text)
     except ValueError as error:
         raise BadRequest(str(error)) from None
-    return ImageQuery(dhash, "dhash", hash_to_hex(dhash))
+    return ImageQuery(kind, value, kind.name, kind.to_hex(value))
+
+
+def kind_option(values: Mapping[str, object]) -> HashKind:
+    """The kind of hash to search by: ``kind``, dHash when absent; 400 for an unknown one."""
+    try:
+        return kinds.get(text_option(values, "kind") or kinds.DEFAULT_KIND, indexed=True)
+    except UnknownKind as error:
+        raise BadRequest(str(error)) from None
 
 
 def query_from_request() -> tuple[dict[str, object], ImageQuery]:
     """(option values, query) from a JSON-API style request: a multipart or urlencoded form
-    with an ``image`` file or ``url``/``dhash`` fields, or a JSON object with ``url``/``dhash``.
+    with an ``image`` file or ``url``/``dhash`` fields, or a JSON object with ``url``/``dhash``
+    (``kind`` picks another kind of hash, whose raw form is then named after it).
     """
     if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         values: dict[str, object] = dict(request.form.items())
         if "image" in request.files:
-            return values, query_from_upload(request.files["image"])
+            return values, query_from_upload(request.files["image"], kind_option(values))
     elif request.mimetype == "application/json":
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
@@ -174,12 +194,15 @@ def query_from_request() -> tuple[dict[str, object], ImageQuery]:
         raise UnsupportedMediaType(
             "send multipart/form-data with an 'image' file, or JSON with 'url' or 'dhash'"
         )
-    url, dhash = values.get("url"), values.get("dhash")
+    kind = kind_option(values)
+    url, raw = values.get("url"), values.get(kind.name)
     if isinstance(url, str) and url.strip():
-        return values, query_from_url(url)
-    if isinstance(dhash, str) and dhash.strip():
-        return values, query_from_dhash(dhash)
-    raise BadRequest("give an 'image' file, a 'url' or a 'dhash' (16 hex digits)")
+        return values, query_from_url(url, kind)
+    if isinstance(raw, str) and raw.strip():
+        return values, query_from_hash(raw, kind)
+    raise BadRequest(
+        f"give an 'image' file, a 'url' or a '{kind.name}' ({kind.hex_digits} hex digits)"
+    )
 
 
 def parse_search_options(values: Mapping[str, object], *, default_limit: int) -> SearchOptions:
@@ -200,11 +223,14 @@ def parse_search_options(values: Mapping[str, object], *, default_limit: int) ->
     )
 
 
-def search_with(dhash: int, options: SearchOptions, *, with_domains: bool = False) -> SearchPage:
+def search_with(
+    query: ImageQuery, options: SearchOptions, *, with_domains: bool = False
+) -> SearchPage:
     """One page of matches for these options; its time is the request's database time."""
     with timed("db"):
         return get_store().search_page(
-            dhash,
+            query.value,
+            kind=query.kind.name,
             max_distance=options.max_distance,
             sort=options.sort,
             domain=options.domain,

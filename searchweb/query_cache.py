@@ -46,15 +46,17 @@ class QueryCache:
                 return True
         return False
 
-    def recall(self, token: str | None, dhash: int) -> ImageQuery | None:
-        """The query under ``token``, if it is still kept and is the one for ``dhash``."""
+    def recall(self, token: str | None, by_hash: ImageQuery) -> ImageQuery | None:
+        """The query under ``token``, if it is still kept and has ``by_hash``'s hash."""
         if not token:
             return None
         with self._lock:
             query = self._queries.get(token)
             if query is not None:
                 self._queries.move_to_end(token)
-        return query if query is not None and query.dhash == dhash else None
+        if query is None or (query.kind, query.value) != (by_hash.kind, by_hash.value):
+            return None
+        return query
 
 
 def init_query_cache(app: Flask) -> None:

@@ -50,6 +50,7 @@ class HashKind:
     default_radius: int
     indexed: bool = True  # False: stored to confirm matches, never searched by itself
     confirmed_by: str | None = None  # a kind a bank match must also be near in, when known
+    cells: str = ""  # what one bit says, for the compare page's grid of bits
 
     def __post_init__(self) -> None:
         if not 1 <= self.bits <= HASH_BITS:  # stored as one bigint

@@ -15,4 +15,5 @@ KIND = HashKind(
     compute=perceptual.dhash,
     default_radius=10,
     confirmed_by="phash",
+    cells="Each cell is one bit of a 9×8 grayscale copy: is the next pixel to the right brighter?",
 )

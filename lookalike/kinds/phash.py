@@ -7,5 +7,12 @@ from lookalike import perceptual
 from lookalike.kinds import HashKind
 
 KIND = HashKind(
-    name="phash", title="pHash", bits=64, compute=perceptual.phash, default_radius=12, indexed=False
+    name="phash",
+    title="pHash",
+    bits=64,
+    compute=perceptual.phash,
+    default_radius=12,
+    indexed=False,
+    cells="Each cell is one of the 8×8 lowest frequencies of a 32×32 grayscale copy: is it "
+    "above their median?",
 )
