@@ -299,11 +299,11 @@ def _apply_functions(conn: psycopg.Connection, where: str, schema: Schema) -> st
                 (checksum(schema.functions), functions, views),
             )
     except psycopg.errors.DependentObjectsStillExist as error:
-        detail = "".join((error.diag.message_detail or "").splitlines()[:1])
+        # e.g. "view my_view depends on view image_sightings": say which, and never CASCADE
+        dependent = "".join((error.diag.message_detail or "").splitlines()[:1])
         raise MigrationError(
-            f"cannot apply schema.sql to {where}: {first_line(error)}"
-            + (f" ({detail})" if detail else "")
-            + "; drop those objects, migrate, then create them again"
+            f"cannot apply schema.sql to {where}: {dependent or first_line(error)}; "
+            "drop it, migrate, then create it again"
         ) from None
     except psycopg.Error as error:
         raise MigrationError(f"cannot apply schema.sql to {where}: {first_line(error)}") from None
