@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.metadata
 import re
 import tomllib
@@ -69,3 +70,16 @@ def test_ci_runs_the_readme_test_command_with_the_constraints() -> None:
     assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
     compose = (ROOT / "docker-compose.yml").read_text()
     assert compose.count("pip install") == compose.count("-c /tmp/lookalike/constraints.txt")
+
+
+def test_package_data_ships_schema_sql_and_every_migration() -> None:
+    """`pip install .` (not editable) copies only what package-data names into the wheel."""
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["lookalike"]
+    package = ROOT / "lookalike"
+    shipped = [package / "schema.sql", *sorted((package / "migrations").glob("*.sql"))]
+    assert len(shipped) > 1
+    for path in shipped:
+        relative = path.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatchcase(relative, glob) for glob in globs), relative
