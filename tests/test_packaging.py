@@ -8,6 +8,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -83,3 +84,13 @@ def test_package_data_ships_schema_sql_and_every_migration() -> None:
     for path in shipped:
         relative = path.relative_to(package).as_posix()
         assert any(fnmatch.fnmatchcase(relative, glob) for glob in globs), relative
+
+
+def test_docker_gets_its_schema_from_the_migrate_service() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert not any("schema.sql" in volume for volume in services["db"]["volumes"])
+    assert services["migrate"]["command"].rstrip().endswith('&& exec lookalike migrate"')
+    assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    for name in ("web", "crawler"):
+        waits_for = services[name]["depends_on"]["migrate"]
+        assert waits_for == {"condition": "service_completed_successfully"}, name
