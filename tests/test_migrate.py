@@ -14,7 +14,15 @@ import psycopg
 import pytest
 
 from lookalike.db import apply_migrations, connect, describe_server, scratch_database
-from lookalike.migrate import Migration, MigrationError, Schema, read_state, shipped_schema
+from lookalike.migrate import (
+    Migration,
+    MigrationError,
+    Schema,
+    bring_up_to_date,
+    functions_part,
+    read_state,
+    shipped_schema,
+)
 from tests.test_cli import run
 
 SHIPPED = shipped_schema()
@@ -257,3 +265,41 @@ def test_migrate_on_an_unreachable_database_is_one_line(cli_env, args: list[str]
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("Error: cannot connect to the database at 127.0.0.1:9/nowhere: ")
+
+
+class CountingConnection(psycopg.Connection):
+    """Remembers every statement it runs."""
+
+    statements: list[str]
+
+    def execute(self, query, params=None, **kwargs):  # type: ignore[override]
+        self.statements.append(str(query))
+        return super().execute(query, params, **kwargs)
+
+
+def test_an_up_to_date_database_costs_two_queries_and_no_lock(database_url: str) -> None:
+    with CountingConnection.connect(database_url) as conn:
+        conn.statements = []
+        assert bring_up_to_date(conn, describe_server(database_url)) == []
+    assert len(conn.statements) == 2
+    assert not any("lock" in statement for statement in conn.statements)
+
+
+def test_a_migrations_folder_is_read_in_version_order(tmp_path) -> None:
+    (tmp_path / "0002_second.sql").write_text("SELECT 2;")
+    (tmp_path / "0001_first.sql").write_text("SELECT 1;")
+    (tmp_path / "notes.txt").write_text("not a migration")
+    schema = Schema.read(tmp_path, "-- Tables\n-- Functions and views ---\nSELECT 3;\n")
+    assert [(m.version, m.name) for m in schema.migrations] == [
+        (1, "0001_first.sql"),
+        (2, "0002_second.sql"),
+    ]
+    assert schema.functions == "-- Functions and views ---\nSELECT 3;\n"
+    (tmp_path / "0002_again.sql").write_text("SELECT 2;")
+    with pytest.raises(ValueError, match="two migrations share a version number"):
+        Schema.read(tmp_path, schema.functions)
+    (tmp_path / "7_short.sql").write_text("SELECT 7;")
+    with pytest.raises(ValueError, match=r"7_short\.sql: a migration is named NNNN_"):
+        Schema.read(tmp_path, schema.functions)
+    with pytest.raises(ValueError, match="exactly one line starting '-- Functions and views '"):
+        functions_part("CREATE TABLE t (x int);")
