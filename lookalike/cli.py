@@ -78,8 +78,7 @@ def migrate_command(status: bool) -> None:
     url = database_url()
     if status:
         with connect(url) as conn:
-            for line in migrate.describe(migrate.read_state(conn), migrate.shipped_schema()):
-                click.echo(line)
+            click.echo("\n".join(migrate.status(conn, describe_server(url))))
         return
     if not apply_migrations(url, on_step=click.echo):
         click.echo(f"{_where(url)} is up to date")

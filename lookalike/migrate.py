@@ -228,7 +228,7 @@ def bring_up_to_date(
     at most once between them.
     """
     schema = schema or shipped_schema()
-    state = read_state(conn)
+    state = _read_state(conn, where)
     conn.rollback()  # end read_state's transaction: each step takes its own
     _refuse(state, schema, where)
     if state.up_to_date(schema):
@@ -244,6 +244,21 @@ def bring_up_to_date(
             if on_step:
                 on_step(line)
     return done
+
+
+def _read_state(conn: psycopg.Connection, where: str) -> State:
+    try:
+        return read_state(conn)
+    except psycopg.Error as error:  # e.g. no privilege to read schema_migrations
+        raise MigrationError(
+            f"cannot read the schema state of {where}: {first_line(error)}"
+        ) from None
+
+
+def status(conn: psycopg.Connection, where: str, schema: Schema | None = None) -> list[str]:
+    """``lookalike migrate --status``, changing nothing: see :func:`describe`."""
+    schema = schema or shipped_schema()
+    return describe(_read_state(conn, where), schema)
 
 
 def _refuse(state: State, schema: Schema, where: str) -> None:

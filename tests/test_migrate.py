@@ -7,11 +7,13 @@ and migrates a real database that already has rows, as an upgrade would.
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import threading
 from collections.abc import Iterator
 
 import psycopg
 import pytest
+from psycopg import conninfo, sql
 
 from lookalike.db import apply_migrations, connect, describe_server, scratch_database
 from lookalike.migrate import (
@@ -303,3 +305,23 @@ def test_a_migrations_folder_is_read_in_version_order(tmp_path) -> None:
         Schema.read(tmp_path, schema.functions)
     with pytest.raises(ValueError, match="exactly one line starting '-- Functions and views '"):
         functions_part("CREATE TABLE t (x int);")
+
+
+def test_a_role_that_cannot_read_the_record_gets_one_line(database_url: str, cli_env) -> None:
+    role = f"lookalike_reader_{secrets.token_hex(4)}"
+    with connect(database_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        params = conninfo.conninfo_to_dict(database_url)
+        as_reader = conninfo.make_conninfo("", **{**params, "user": role})
+        with pytest.raises(MigrationError) as refused:
+            apply_migrations(as_reader)
+        assert str(refused.value) == (
+            f"cannot read the schema state of {describe_server(as_reader)}: "
+            "permission denied for table schema_functions"
+        )
+        status = run({**cli_env, "DATABASE_URL": as_reader}, "migrate", "--status")
+        assert (status.returncode, status.stderr) == (1, f"Error: {refused.value}\n")
+    finally:
+        with connect(database_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
