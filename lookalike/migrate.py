@@ -233,16 +233,17 @@ def bring_up_to_date(
     _refuse(state, schema, where)
     if state.up_to_date(schema):
         return []
-    steps = [
-        *(lambda m=m: _apply_migration(conn, where, schema, m) for m in state.pending(schema)),
-        lambda: _apply_functions(conn, where, schema),
-    ]
     done: list[str] = []
-    for step in steps:
-        if line := step():
+
+    def report(line: str | None) -> None:
+        if line:  # None: another program did this step while this one waited for the lock
             done.append(line)
             if on_step:
                 on_step(line)
+
+    for migration in state.pending(schema):
+        report(_apply_migration(conn, where, schema, migration))
+    report(_apply_functions(conn, where, schema))
     return done
 
 
@@ -282,7 +283,7 @@ def _apply_migration(
     try:
         with conn.transaction():
             if migration.version in _locked(conn, schema, where).applied:
-                return None  # another program applied it while this one waited for the lock
+                return None
             conn.execute(migration.sql.encode())
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
