@@ -15,19 +15,17 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 
 import psycopg
 
+from crawler.items import IMAGE, PAGE, Batch, ImageDone, PageDone, Pending, RequestFailed
 from lookalike import crawls
 from lookalike.fingerprint import Fingerprint
 from lookalike.hashes import from_bigint
 from lookalike.store import Sighting, Store, record_sightings
 from lookalike.wording import first_line
 
-PAGE = "page"
-IMAGE = "image"
 NOT_STORABLE = "not storable"
 # Refusals for what a row holds (an index key past PostgreSQL's 2704-byte limit, a value it
 # cannot store), not because the database is away: the same rows would be refused again.
@@ -39,13 +37,6 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Pending:
-    url: str
-    kind: str
-    depth: int
-
-
-@dataclass(frozen=True, slots=True)
 class Resumed:
     """What a (re)started crawl has to go on with."""
 
@@ -54,42 +45,6 @@ class Resumed:
     pending: list[Pending]
     known_urls: set[str]
     pages_scheduled: int
-
-
-@dataclass(frozen=True, slots=True)
-class PageDone:
-    """A fetched HTML page, the image URLs it uses and the requests it adds to the frontier."""
-
-    request_url: str
-    page_url: str
-    title: str | None
-    images: Sequence[tuple[str, str | None]]  # (image URL, alt text)
-    discovered: Sequence[Pending]
-    seen_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ImageDone:
-    """A fetched image, with the page that asked for it (other pages come from the refs)."""
-
-    request_url: str
-    fingerprint: Fingerprint
-    seen_at: datetime
-    referrer: tuple[str, str | None, str | None] | None = None  # (page URL, title, alt text)
-
-
-@dataclass(frozen=True, slots=True)
-class RequestFailed:
-    request_url: str
-    kind: str  # what went wrong, e.g. "timeout", "http 404", "not an image"
-    request_kind: str = PAGE
-
-
-@dataclass(slots=True)
-class Batch:
-    pages: list[PageDone] = field(default_factory=list)
-    images: list[ImageDone] = field(default_factory=list)
-    failures: list[RequestFailed] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
