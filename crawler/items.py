@@ -1,7 +1,7 @@
 """What a crawl passes along: requests, fetched pages and images, failures, and batches of them.
 
 The spider yields these and the pipeline gathers them into a ``Batch``, which
-``crawler.frontier`` writes in one transaction.
+``crawler.frontier`` writes in one transaction and ``crawler.sightings`` joins into sightings.
 """
 
 from __future__ import annotations
