@@ -1,11 +1,16 @@
 -- Lookalike database schema: the contract shared by the crawler, the web site and psql users.
 --
--- Idempotent: `lookalike init-db` (and every program on first use) runs this whole file, so
--- each statement must be safe to run again on a database that already has it.
+-- Two parts. "Tables" is the state that the numbered migrations in lookalike/migrations/ build,
+-- one file each, applied once (a test checks that both give the same catalog). "Functions and
+-- views" is not in migrations: whenever its text changes, `lookalike migrate` (and every program
+-- on first use) drops the functions and views it made before and creates these, in one
+-- transaction. Running this whole file with psql on an empty database gives the same schema.
 -- Needs PostgreSQL >= 14 (bit_count) and no extension.
 --
 -- Hashes are 64-bit perceptual hashes stored as bigint with the same bits as the 16 hex digits
 -- `lookalike hash` prints (imagehash's bit order): ('x' || hex)::bit(64)::bigint.
+
+-- Tables ---------------------------------------------------------------------------------------
 
 -- One row per distinct image content (SHA-256 of the bytes).
 CREATE TABLE IF NOT EXISTS images (
@@ -181,7 +186,7 @@ CREATE INDEX IF NOT EXISTS bank_entries_listing ON bank_entries (bank_id, id DES
 
 -- The kinds of hash images are fingerprinted with (lookalike/kinds) and where each kind's
 -- hashes live: columns of images and bank_entries for the built-in dHash and pHash, tables of
--- its own for a plug-in kind (made by its migration through lookalike.kinds.tables). The
+-- its own for a plug-in kind (made by its migration: lookalike.store.kind_tables). The
 -- search and bank functions below read it, so they serve every kind without naming one.
 CREATE TABLE IF NOT EXISTS hash_kinds (
     name            text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,30}$'),
@@ -202,7 +207,7 @@ VALUES ('phash', 64, false, 12, NULL, 'images', 'id', 'bank_entries', 'id', 'pha
        ('dhash', 64, true, 10, 'phash', 'images', 'id', 'bank_entries', 'id', 'dhash', 'dhash_chunk')
 ON CONFLICT (name) DO NOTHING;
 
--- Functions and views
+-- Functions and views --------------------------------------------------------------------------
 
 -- Number of differing bits between two 64-bit hashes.
 CREATE OR REPLACE FUNCTION hamming(a bigint, b bigint) RETURNS integer

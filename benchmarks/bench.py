@@ -33,7 +33,7 @@ from lookalike import indexer
 from lookalike.cli import BENCH_EXTRA_HINT
 from lookalike.config import database_url
 from lookalike.db import (
-    apply_schema,
+    apply_migrations,
     connect,
     describe_server,
     open_pool,
@@ -305,7 +305,7 @@ def _bench_database(server_url: str, name: str, keep: bool) -> Iterator[tuple[st
     """(url, fresh): a reusable named database with --keep, else a throwaway one."""
     if not keep:
         with scratch_database(server_url, "lookalike_bench") as url:
-            apply_schema(url)
+            apply_migrations(url)
             yield url, True
         return
     with connect(server_url, autocommit=True) as admin:
@@ -313,7 +313,7 @@ def _bench_database(server_url: str, name: str, keep: bool) -> Iterator[tuple[st
         if not exists:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = with_database(server_url, name)
-    apply_schema(url)
+    apply_migrations(url)
     with connect(url) as conn:
         row = conn.execute("SELECT count(*) FROM images").fetchone()
     yield url, not row or row[0] == 0

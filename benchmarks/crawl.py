@@ -25,7 +25,7 @@ from PIL import Image
 
 from benchmarks.bench import Report, record_option
 from lookalike.config import database_url
-from lookalike.db import apply_schema, scratch_database
+from lookalike.db import apply_migrations, scratch_database
 
 CHILDREN_PER_PAGE = 10  # a tree: every page is within log10(pages) links of the first
 IMAGES_PER_PAGE = 3
@@ -89,7 +89,7 @@ def bench_crawl(pages: int, images: int, workers: int, redis_url: str, record: P
 def _run(seed: str, workers: int, redis_url: str | None) -> str:
     """Crawl into a scratch database; one result line."""
     with scratch_database(database_url(), "lookalike_bench_crawl") as url:
-        apply_schema(url)
+        apply_migrations(url)
         command = [sys.executable, "-m", "lookalike", "crawl", seed, "--depth", "10"]
         command += [*LOCAL_SETTINGS, "--max-pages", "0"]
         if redis_url:

@@ -5,9 +5,14 @@ Kept apart from the benchmark commands so the tests that use these hashes need n
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from lookalike.db import apply_schema, connect
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from lookalike.db import connect
 
 
 def clustered_hashes(rows: int, seed: int = 1) -> np.ndarray:
@@ -35,23 +40,38 @@ def clustered_hashes(rows: int, seed: int = 1) -> np.ndarray:
     return hashes.view(np.int64)
 
 
+@contextmanager
+def indexes_dropped(conn: psycopg.Connection, names: list[str]) -> Iterator[None]:
+    """Drop these indexes for a bulk load, then build each again from its own definition."""
+    definitions = [
+        conn.execute("SELECT pg_get_indexdef(%s::regclass)", (name,)).fetchone()[0]
+        for name in names
+    ]
+    for name in names:
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+    yield
+    for definition in definitions:
+        conn.execute(sql.SQL(definition))  # the catalog's own text
+
+
 def load_hashes(url: str, hashes: np.ndarray) -> None:
     """COPY the hashes in with the chunk indexes dropped, then rebuild them once."""
-    with connect(url, autocommit=True) as conn:
-        for chunk in range(3):
-            conn.execute(f"DROP INDEX IF EXISTS images_dhash_chunk{chunk}")
-        with conn.cursor().copy(
+    chunk_indexes = [f"images_dhash_chunk{chunk}" for chunk in range(3)]
+    with (
+        connect(url, autocommit=True) as conn,
+        indexes_dropped(conn, chunk_indexes),
+        conn.cursor().copy(
             "COPY images (sha256, dhash, phash, width, height, format) FROM STDIN"
-        ) as copy:
-            for start in range(0, len(hashes), 100_000):
-                block = hashes[start : start + 100_000]
-                copy.write(
-                    "".join(
-                        f"{start + offset:064x}\t{value}\t{value}\t1024\t768\tJPEG\n"
-                        for offset, value in enumerate(block.tolist())
-                    )
+        ) as copy,
+    ):
+        for start in range(0, len(hashes), 100_000):
+            block = hashes[start : start + 100_000]
+            copy.write(
+                "".join(
+                    f"{start + offset:064x}\t{value}\t{value}\t1024\t768\tJPEG\n"
+                    for offset, value in enumerate(block.tolist())
                 )
-    apply_schema(url)  # recreates the indexes
+            )
     with connect(url, autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE) images")  # sets the visibility map: index-only scans
 

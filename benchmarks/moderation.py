@@ -22,10 +22,10 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from benchmarks.bench import Report, image_files, percentile, record_option
-from benchmarks.data import clustered_hashes
+from benchmarks.data import clustered_hashes, indexes_dropped
 from lookalike.banks import Banks
 from lookalike.config import database_url
-from lookalike.db import apply_schema, connect, open_pool, scratch_database
+from lookalike.db import apply_migrations, connect, open_pool, scratch_database
 from lookalike.fingerprint import ImageRejected, fingerprint
 
 RADII = range(17)
@@ -218,16 +218,17 @@ def bench_radius(folders: tuple[Path, ...], phash_radius: int, record: Path | No
 
 def _load_bank(url: str, hashes: np.ndarray) -> None:
     """COPY the entries into one bank with its chunk indexes dropped, then rebuild them once."""
+    indexes = [f"bank_entries_dhash_chunk{chunk}" for chunk in range(3)]
     with connect(url, autocommit=True) as conn:
         (bank_id,) = conn.execute(
             "INSERT INTO banks (name) VALUES (%s) RETURNING id", (BENCH_BANK,)
         ).fetchone()
-        for chunk in range(3):
-            conn.execute(f"DROP INDEX IF EXISTS bank_entries_dhash_chunk{chunk}")
-        conn.execute("DROP INDEX IF EXISTS bank_entries_active_fingerprint")
-        with conn.cursor().copy(
-            "COPY bank_entries (bank_id, dhash, phash, reason, flagged_by) FROM STDIN"
-        ) as copy:
+        with (
+            indexes_dropped(conn, [*indexes, "bank_entries_active_fingerprint"]),
+            conn.cursor().copy(
+                "COPY bank_entries (bank_id, dhash, phash, reason, flagged_by) FROM STDIN"
+            ) as copy,
+        ):
             for start in range(0, len(hashes), 100_000):
                 copy.write(
                     "".join(
@@ -235,7 +236,6 @@ def _load_bank(url: str, hashes: np.ndarray) -> None:
                         for value in hashes[start : start + 100_000].tolist()
                     )
                 )
-    apply_schema(url)  # recreates the indexes
     with connect(url, autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE) bank_entries")  # visibility map: index-only probes
 
@@ -326,7 +326,7 @@ def bench_check(
     generated = clustered_hashes(entries + queries, seed=5)
     hashes, held_out = np.unique(generated[:entries]), generated[entries:]
     with scratch_database(database_url(), "lookalike_bench") as url:
-        apply_schema(url)
+        apply_migrations(url)
         started = time.perf_counter()
         _load_bank(url, hashes)
         report.line(

@@ -32,7 +32,7 @@ from benchmarks.bench import Report, record_option, size_option
 from benchmarks.data import clustered_hashes, load_hashes
 from benchmarks.peak_memory import reset_peak, status_kb
 from lookalike.config import database_url
-from lookalike.db import apply_schema, connect, open_pool, scratch_database
+from lookalike.db import apply_migrations, connect, open_pool, scratch_database
 from lookalike.fingerprint import fingerprint
 from lookalike.store import Sighting, Store
 
@@ -109,7 +109,7 @@ def bench_web(
     )
     with scratch_database(database_url(), "lookalike_bench_web") as url:
         started = time.perf_counter()
-        apply_schema(url)
+        apply_migrations(url)
         load_hashes(url, clustered_hashes(rows))
         _add_sightings(url)
         uploads = _add_query_photos(url, photos, size)

@@ -23,7 +23,7 @@ from scrapy.utils.ossignal import install_shutdown_handlers
 from crawler.extract import normalise_url
 from lookalike import crawls
 from lookalike.config import database_url, lookalike_home
-from lookalike.db import apply_schema, connect
+from lookalike.db import apply_migrations, connect
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # After a first Ctrl-C the crawl gets this long to close cleanly, then stops anyway: what was
@@ -87,7 +87,7 @@ def crawl(
     if bad:
         raise click.UsageError(f"not an http(s) URL: {' '.join(bad)}")
     url = database_url()
-    apply_schema(url)  # fails here, with a one-line reason, if the database is unreachable
+    apply_migrations(url)  # fails here, with a one-line reason, if the database is unreachable
 
     settings = Settings()
     settings.setmodule("crawler.settings", priority="project")

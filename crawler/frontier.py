@@ -5,9 +5,7 @@ it discovered), so after a crash, even ``kill -9``, the pending rows are exactly
 Writing a result again is harmless: the store's upserts are idempotent and counters only move
 when a row goes from pending to done.
 
-Sightings need both a page (which image URLs it uses) and the fetched image (its
-fingerprint); whichever arrives second completes the pair. One advisory lock per crawl makes
-that join safe when several workers write at once.
+The sightings a batch completes come from ``crawler.sightings``.
 """
 
 from __future__ import annotations
@@ -15,19 +13,16 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 
 import psycopg
 
+from crawler.items import IMAGE, PAGE, Batch, PageDone, Pending, RequestFailed
+from crawler.sightings import sightings_of_new_images, sightings_of_new_pages
 from lookalike import crawls
-from lookalike.fingerprint import Fingerprint
-from lookalike.store import Sighting, Store, record_sightings
-from lookalike.store import images as stored_images
+from lookalike.store import Store, record_sightings
 from lookalike.wording import first_line
 
-PAGE = "page"
-IMAGE = "image"
 NOT_STORABLE = "not storable"
 # Refusals for what a row holds (an index key past PostgreSQL's 2704-byte limit, a value it
 # cannot store), not because the database is away: the same rows would be refused again.
@@ -39,13 +34,6 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Pending:
-    url: str
-    kind: str
-    depth: int
-
-
-@dataclass(frozen=True, slots=True)
 class Resumed:
     """What a (re)started crawl has to go on with."""
 
@@ -54,42 +42,6 @@ class Resumed:
     pending: list[Pending]
     known_urls: set[str]
     pages_scheduled: int
-
-
-@dataclass(frozen=True, slots=True)
-class PageDone:
-    """A fetched HTML page, the image URLs it uses and the requests it adds to the frontier."""
-
-    request_url: str
-    page_url: str
-    title: str | None
-    images: Sequence[tuple[str, str | None]]  # (image URL, alt text)
-    discovered: Sequence[Pending]
-    seen_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ImageDone:
-    """A fetched image, with the page that asked for it (other pages come from the refs)."""
-
-    request_url: str
-    fingerprint: Fingerprint
-    seen_at: datetime
-    referrer: tuple[str, str | None, str | None] | None = None  # (page URL, title, alt text)
-
-
-@dataclass(frozen=True, slots=True)
-class RequestFailed:
-    request_url: str
-    kind: str  # what went wrong, e.g. "timeout", "http 404", "not an image"
-    request_kind: str = PAGE
-
-
-@dataclass(slots=True)
-class Batch:
-    pages: list[PageDone] = field(default_factory=list)
-    images: list[ImageDone] = field(default_factory=list)
-    failures: list[RequestFailed] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +135,8 @@ def _write_batch(conn: psycopg.Connection, crawl_id: int, batch: Batch) -> Batch
     _add_requests(conn, crawl_id, [p for page in batch.pages for p in page.discovered])
     _add_image_refs(conn, crawl_id, batch.pages)
     newly_done = _mark_done(conn, crawl_id, batch)
-    sightings = _sightings_of_new_images(conn, crawl_id, batch.images)
-    sightings += _sightings_of_new_pages(conn, crawl_id, batch)
+    sightings = sightings_of_new_images(conn, crawl_id, batch.images)
+    sightings += sightings_of_new_pages(conn, crawl_id, batch)
     recorded = record_sightings(conn, sightings)
     errors = Counter(error for kind, error in newly_done if error)
     result = BatchResult(
@@ -277,65 +229,3 @@ def _mark_done(conn: psycopg.Connection, crawl_id: int, batch: Batch) -> list[tu
             [outcomes[u][2] for u in urls],
         ),
     ).fetchall()
-
-
-def _sightings_of_new_images(
-    conn: psycopg.Connection, crawl_id: int, images: Sequence[ImageDone]
-) -> list[Sighting]:
-    """Every page of the crawl known to use a freshly fetched image URL."""
-    by_url = {image.request_url: image for image in images}
-    if not by_url:
-        return []
-    rows = conn.execute(
-        """
-        SELECT image_url, page_url, page_title, alt_text FROM crawl_image_refs
-        WHERE crawl_id = %s AND image_url = ANY(%s)
-        """,
-        (crawl_id, list(by_url)),
-    ).fetchall()
-    # A worker may fetch an image before the page that uses it is written (refs come later).
-    rows += [(image.request_url, *image.referrer) for image in images if image.referrer]
-    return [
-        Sighting(
-            fingerprint=by_url[image_url].fingerprint,
-            image_url=image_url,
-            page_url=page_url,
-            page_title=title,
-            alt_text=alt,
-            seen_at=by_url[image_url].seen_at,
-        )
-        for image_url, page_url, title, alt in rows
-    ]
-
-
-def _sightings_of_new_pages(
-    conn: psycopg.Connection, crawl_id: int, batch: Batch
-) -> list[Sighting]:
-    """Images on this batch's pages that an earlier batch already fetched and stored."""
-    in_batch = {image.request_url for image in batch.images}
-    wanted = {url for page in batch.pages for url, _ in page.images if url not in in_batch}
-    if not wanted:
-        return []
-    rows = conn.execute(
-        """
-        SELECT r.url, i.id
-        FROM crawl_requests r JOIN images i ON i.sha256 = r.sha256
-        WHERE r.crawl_id = %s AND r.url = ANY(%s) AND r.done_at IS NOT NULL
-        """,
-        (crawl_id, sorted(wanted)),
-    ).fetchall()
-    fingerprints = stored_images.fingerprints_by_id(conn, [image_id for _, image_id in rows])
-    stored = {url: fingerprints[image_id] for url, image_id in rows}
-    return [
-        Sighting(
-            fingerprint=stored[url],
-            image_url=url,
-            page_url=page.page_url,
-            page_title=page.title,
-            alt_text=alt,
-            seen_at=page.seen_at,
-        )
-        for page in batch.pages
-        for url, alt in page.images
-        if url in stored
-    ]

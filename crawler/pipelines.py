@@ -28,8 +28,9 @@ from psycopg_pool import PoolTimeout
 from scrapy.crawler import Crawler
 from scrapy.utils.defer import deferred_from_coro
 
-from crawler.frontier import IMAGE, Batch, ImageDone, PageDone, RequestFailed, write_batch
+from crawler.frontier import write_batch
 from crawler.hashing import Fingerprinters, Job
+from crawler.items import IMAGE, Batch, ImageDone, PageDone, RequestFailed
 from lookalike.config import DatabaseUnavailable
 from lookalike.wording import first_line
 

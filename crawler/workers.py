@@ -24,7 +24,8 @@ from scrapy.settings import Settings
 from twisted.internet import task
 
 from crawler.claims import RedisClaims
-from crawler.frontier import Pending, Resumed
+from crawler.frontier import Resumed
+from crawler.items import Pending
 
 logger = logging.getLogger(__name__)
 

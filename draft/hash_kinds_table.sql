@@ -1,6 +1,6 @@
 -- The kinds of hash images are fingerprinted with (lookalike/kinds) and where each kind's
 -- hashes live: columns of images and bank_entries for the built-in dHash and pHash, tables of
--- its own for a plug-in kind (made by its migration through lookalike.kinds.tables). The
+-- its own for a plug-in kind (made by its migration: lookalike.store.kind_tables). The
 -- search and bank functions below read it, so they serve every kind without naming one.
 CREATE TABLE IF NOT EXISTS hash_kinds (
     name            text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,30}$'),

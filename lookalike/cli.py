@@ -22,9 +22,9 @@ import click
 import psycopg
 from tqdm import tqdm
 
-from lookalike import crawls, indexer, kinds
+from lookalike import crawls, indexer, kinds, migrate
 from lookalike.config import DatabaseUnavailable, database_url, embedded_pgdata
-from lookalike.db import apply_schema, describe_server, open_pool
+from lookalike.db import apply_migrations, connect, describe_server, open_pool
 from lookalike.fingerprint import ImageRejected, Rejection
 from lookalike.moderation_cli import MODERATION_COMMANDS
 from lookalike.plugins import PluginGroup
@@ -69,14 +69,32 @@ def open_store(max_connections: int = 2) -> Iterator[Store]:
         yield store
 
 
+@cli.command("migrate")
+@click.option(
+    "--status", is_flag=True, help="List each migration and the functions' state; change nothing."
+)
+def migrate_command(status: bool) -> None:
+    """Apply pending schema migrations and changed functions and views, one line each."""
+    url = database_url()
+    if status:
+        with connect(url) as conn:
+            click.echo("\n".join(migrate.status(conn, describe_server(url))))
+        return
+    if not apply_migrations(url, on_step=click.echo):
+        click.echo(f"{_where(url)} is up to date")
+
+
 @cli.command("init-db")
 def init_db() -> None:
-    """Create or update the tables, indexes and SQL functions (safe to repeat)."""
+    """Create or update the schema: the same as `lookalike migrate` (safe to repeat)."""
     url = database_url()
-    apply_schema(url)
+    apply_migrations(url, on_step=click.echo)
+    click.echo(f"schema applied to {_where(url)}")
+
+
+def _where(url: str) -> str:
     pgdata = embedded_pgdata()
-    where = f"the embedded PostgreSQL in {pgdata}" if pgdata else describe_server(url)
-    click.echo(f"schema applied to {where}")
+    return f"the embedded PostgreSQL in {pgdata}" if pgdata else describe_server(url)
 
 
 @cli.command("db-url")
@@ -99,7 +117,7 @@ def psql_command(psql_args: tuple[str, ...]) -> None:
     if psql is None:
         raise click.ClickException("psql not found: install the PostgreSQL client")
     url = database_url()
-    apply_schema(url)  # so similar_images() and friends exist on a database never used yet
+    apply_migrations(url)  # so similar_images() and friends exist on a database never used yet
     os.execv(psql, ["psql", "--dbname", url, *psql_args])  # noqa: S606 (psql replaces us)
 
 

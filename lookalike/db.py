@@ -1,28 +1,19 @@
-"""Connections, the schema, and throwaway databases for tests and benchmarks."""
+"""Connections, migrating on first use, and throwaway databases for tests and benchmarks."""
 
 from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Iterator
-from importlib import resources
+from collections.abc import Callable, Iterator
 
 import psycopg
 from psycopg import conninfo, sql
 from psycopg_pool import ConnectionPool
 
 from lookalike.config import DatabaseUnavailable
-from lookalike.wording import first_line
+from lookalike.migrate import Schema, bring_up_to_date
 
-# Any constant works: it only has to be the same in every process applying the schema, so that
-# two programs starting at once do not race on CREATE TABLE IF NOT EXISTS.
-_SCHEMA_LOCK_KEY = 0x10_0C_A1_1C
 CONNECT_TIMEOUT_SECONDS = 10
-
-
-def schema_sql() -> str:
-    """The text of ``schema.sql``, shipped inside the package."""
-    return resources.files("lookalike").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
 def describe_server(url: str) -> str:
@@ -44,19 +35,16 @@ def connect(url: str, **kwargs: object) -> psycopg.Connection:
         ) from None
 
 
-def apply_schema(url: str) -> None:
-    """Create or update every table, index, function and view; safe to run again."""
+def apply_migrations(
+    url: str, schema: Schema | None = None, on_step: Callable[[str], None] | None = None
+) -> list[str]:
+    """Bring the database up to date (see lookalike.migrate); what was done, one line each.
+
+    Raises :class:`DatabaseUnavailable` in one line when it cannot connect or apply a step
+    (e.g. no CREATE privilege, an edited migration, a database migrated by a newer Lookalike).
+    """
     with connect(url) as conn:
-        try:
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
-                conn.execute("SET LOCAL client_min_messages = warning")
-                conn.execute(schema_sql().encode())
-        except psycopg.Error as error:
-            # e.g. no CREATE privilege, or objects made by an incompatible older schema
-            raise DatabaseUnavailable(
-                f"cannot apply schema.sql to {describe_server(url)}: {first_line(error)}"
-            ) from None
+        return bring_up_to_date(conn, describe_server(url), schema, on_step)
 
 
 def open_pool(
@@ -66,12 +54,12 @@ def open_pool(
     init_schema: bool = True,
     timeout: float = 30.0,
 ) -> ConnectionPool:
-    """A connection pool on ``url``; checks the server answers and applies the schema first.
+    """A connection pool on ``url``; checks the server answers and migrates it first.
 
     ``timeout``: how long a caller waits for a connection before PoolTimeout.
     """
     if init_schema:
-        apply_schema(url)
+        apply_migrations(url)
     else:
         connect(url).close()
     return ConnectionPool(

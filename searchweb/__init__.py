@@ -22,6 +22,7 @@ from searchweb.extensions import (
 )
 from searchweb.forms import SiteRequest
 from searchweb.inputs import init_input_checks
+from searchweb.moderation.auth import request_has_moderator_key
 from searchweb.present import register_template_helpers
 from searchweb.query_cache import init_query_cache
 from searchweb.security import add_security_headers
@@ -33,7 +34,7 @@ EXPENSIVE_ENDPOINTS = [
     "pages.results",
     "pages.compare",
     "api.search",
-    "moderation.check",
+    "check.check",
 ]
 
 
@@ -41,7 +42,7 @@ def _not_counted_again() -> bool:
     """Requests the search limit lets through: upload pipelines holding a moderator key, and
     the results page of a form search already counted when it was posted.
     """
-    return moderation.request_has_moderator_key() or pages.search_already_counted()
+    return request_has_moderator_key() or pages.search_already_counted()
 
 
 def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
@@ -63,8 +64,8 @@ def create_app(test_config: Mapping[str, object] | None = None) -> Flask:
     csrf.exempt(api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
-    # Moderation bank (issue 5): register searchweb.moderation's blueprint here.
-    app.register_blueprint(moderation.bp)
+    for blueprint in moderation.BLUEPRINTS:
+        app.register_blueprint(blueprint)
     init_database_health(app)  # before the rate limits: see its docstring
     init_rate_limits(app, EXPENSIVE_ENDPOINTS, exempt_when=_not_counted_again)
     init_query_cache(app)

@@ -2,7 +2,8 @@
 
 Paths under ``/api/`` get JSON ``{"error": {"status": 413, "title": …, "message": …}}``;
 everything else gets the error page. Core exceptions (a rejected image, a refused URL, no
-database) map to statuses here once, so every blueprint can simply let them propagate.
+database, an unknown bank) map to statuses here once, so every blueprint can simply let them
+propagate.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
     InternalServerError,
+    NotFound,
     RequestEntityTooLarge,
     SecurityError,
     ServiceUnavailable,
@@ -23,6 +25,7 @@ from werkzeug.exceptions import (
     UnsupportedMediaType,
 )
 
+from lookalike.banks import BankError, UnknownBank
 from lookalike.config import DatabaseUnavailable
 from lookalike.fetch import FetchError, ResponseTooLarge
 from lookalike.fingerprint import ImageRejected, Rejection
@@ -48,6 +51,8 @@ def http_error_for(error: Exception) -> HTTPException:
     reason = str(error)
     if isinstance(error, ImageRejected):
         return REJECTION_STATUS.get(error.kind, BadRequest)(reason)
+    if isinstance(error, BankError):
+        return (NotFound if isinstance(error, UnknownBank) else BadRequest)(reason)
     if isinstance(error, ResponseTooLarge):
         return RequestEntityTooLarge(reason)
     if isinstance(error, FetchError):

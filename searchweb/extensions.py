@@ -37,7 +37,7 @@ class DatabaseHealth:
 
     A failure also discards the pool: psycopg_pool would keep reconnecting with a backoff that
     grows to minutes, and waiters would sit out its timeout. The next try opens a fresh pool,
-    which connects at once (or fails at once) and applies schema.sql, so a database dropped and
+    which connects at once (or fails at once) and migrates the database, so one dropped and
     re-created empty gets its tables back.
     """
 

@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from lookalike.config import embedded_database_url
-from lookalike.db import apply_schema, connect, open_pool, with_database
+from lookalike.db import apply_migrations, connect, open_pool, with_database
 from lookalike.store import Store
 from tests.crawl_site import reference_database
 from tests.netguard import netguard
@@ -115,7 +115,7 @@ def _drop_database(server: str, name: str) -> None:
 def template_database(server_url: str) -> Iterator[str]:
     """Name of a database with the schema applied, cloned for each test."""
     name = f"lookalike_test_template_{secrets.token_hex(4)}"
-    apply_schema(_create_database(server_url, name))
+    apply_migrations(_create_database(server_url, name))
     yield name
     _drop_database(server_url, name)
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from benchmarks.peak_memory import status_kb
-from lookalike.db import apply_schema, scratch_database
+from lookalike.db import apply_migrations, scratch_database
 from tests.images import encode, photo
 
 
@@ -263,7 +263,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
 def reference_database(server_url: str) -> Iterator[str]:
     """A second fresh database, for an uninterrupted crawl to compare with."""
     with scratch_database(server_url, "lookalike_test_reference") as url:
-        apply_schema(url)
+        apply_migrations(url)
         yield url
 
 

@@ -13,7 +13,7 @@ from PIL import ImageOps
 
 from benchmarks.data import clustered_hashes
 from lookalike.banks import BankError, Banks, FlagTarget
-from lookalike.db import apply_schema, connect, open_pool
+from lookalike.db import apply_migrations, connect, open_pool
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import from_bigint, hamming, to_bigint
 from lookalike.store import Sighting, Store
@@ -262,7 +262,7 @@ def test_flagged_sightings_lists_pages_of_the_image_and_its_near_copies(
 
 def test_schema_can_be_applied_again_with_banks_in_it(banks: Banks, database_url: str) -> None:
     banks.flag(FlagTarget({"dhash": 42}), bank="banned", reason=None, flagged_by="m")
-    apply_schema(database_url)
+    apply_migrations(database_url)
     assert [(s.name, s.active_entries) for s in banks.summaries()] == [("banned", 1)]
 
 

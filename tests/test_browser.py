@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageEnhance
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from lookalike.banks import Banks, FlagTarget
-from lookalike.db import apply_schema, open_pool, scratch_database
+from lookalike.db import apply_migrations, open_pool, scratch_database
 from lookalike.fingerprint import fingerprint
 from lookalike.store import Sighting, Store
 from tests.images import encode, photo
@@ -115,7 +115,7 @@ def _seed(store: Store) -> tuple[bytes, dict[str, int]]:
 @pytest.fixture(scope="module")
 def site(server_url: str) -> Iterator[Site]:
     with scratch_database(server_url, "lookalike_test_browser") as url:
-        apply_schema(url)
+        apply_migrations(url)
         with Store(open_pool(url, init_schema=False)) as store:
             query, ids = _seed(store)
         moderators = {"amy": hashlib.sha256(MODERATOR_KEY.encode()).hexdigest()}

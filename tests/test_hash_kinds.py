@@ -3,7 +3,6 @@ through its own multi-index and checked in a bank, with no change to the store o
 
 from __future__ import annotations
 
-import importlib.util
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from lookalike.db import connect, open_pool
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import to_bigint
 from lookalike.kinds import chunk_layout
+from lookalike.migrate import Migration, Schema, bring_up_to_date, shipped_schema
 from lookalike.store import Store
 from lookalike.store.kind_tables import KindNotInDatabase
 from tests.images import encode, photo
@@ -25,13 +25,13 @@ from tests.plugin_kind import KIND, MIGRATIONS
 MASK = (1 << KIND.bits) - 1
 
 
-def _apply_plugin_migration(url: str) -> None:
-    path = next(MIGRATIONS.glob("*.py"))
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    with connect(url) as conn, conn.transaction():
-        module.upgrade(conn)
+def _apply_plugin_migration(url: str) -> list[str]:
+    """The shipped migrations plus the kind's own, as `lookalike migrate` would apply them."""
+    shipped = shipped_schema()
+    (path,) = MIGRATIONS.glob("0*.py")
+    plugin = Migration(int(path.name[:4]), path.name, path.read_text())
+    with connect(url) as conn:
+        return bring_up_to_date(conn, url, Schema((*shipped.migrations, plugin), shipped.functions))
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def plugin_kind() -> Iterator[None]:
 
 @pytest.fixture
 def plugin_url(database_url: str, plugin_kind: None) -> str:
-    _apply_plugin_migration(database_url)
+    assert _apply_plugin_migration(database_url) == ["applied migration 0900_average48.py"]
     return database_url
 
 

@@ -1,4 +1,4 @@
-"""The moderation blueprint through Flask's test client: check, keyed writes, pages, concurrency."""
+"""The moderation blueprints via Flask's test client: check, keyed writes, pages, concurrency."""
 
 from __future__ import annotations
 

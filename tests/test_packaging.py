@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.metadata
 import re
 import tomllib
 from pathlib import Path
 
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -69,3 +71,26 @@ def test_ci_runs_the_readme_test_command_with_the_constraints() -> None:
     assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
     compose = (ROOT / "docker-compose.yml").read_text()
     assert compose.count("pip install") == compose.count("-c /tmp/lookalike/constraints.txt")
+
+
+def test_package_data_ships_schema_sql_and_every_migration() -> None:
+    """`pip install .` (not editable) copies only what package-data names into the wheel."""
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["lookalike"]
+    package = ROOT / "lookalike"
+    shipped = [package / "schema.sql", *sorted((package / "migrations").glob("*.sql"))]
+    assert len(shipped) > 1
+    for path in shipped:
+        relative = path.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatchcase(relative, glob) for glob in globs), relative
+
+
+def test_docker_gets_its_schema_from_the_migrate_service() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert not any("schema.sql" in volume for volume in services["db"]["volumes"])
+    assert services["migrate"]["command"].rstrip().endswith('&& exec lookalike migrate"')
+    assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    for name in ("web", "crawler"):
+        waits_for = services[name]["depends_on"]["migrate"]
+        assert waits_for == {"condition": "service_completed_successfully"}, name

@@ -28,8 +28,9 @@ from twisted.python.failure import Failure
 from crawler.claims import LocalClaims, RedisClaims
 from crawler.extract import IMAGE_ACCEPT, PageContents, normalise_url, page_contents
 from crawler.failures import failure_kind
-from crawler.frontier import IMAGE, PAGE, PageDone, Pending, RequestFailed, open_frontier
+from crawler.frontier import open_frontier
 from crawler.frontier import pending_requests as frontier_pending
+from crawler.items import IMAGE, PAGE, PageDone, Pending, RequestFailed
 from crawler.pipelines import DATABASE_ERRORS, ImageFetched
 from crawler.workers import SharedFrontier
 from lookalike import crawls

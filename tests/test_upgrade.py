@@ -1,0 +1,87 @@
+"""A database made and filled by Lookalike as of commit 6043737 is migrated by this code.
+
+tests/upgrade/fixture.json (made by that release's own code: see tests/upgrade/make_fixture.py)
+holds its schema.sql, every row it wrote, and what its searches and bank checks answered.
+After migrating, every row is still there and the same questions get the same answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from lookalike.db import apply_migrations, connect, scratch_database
+from tests.upgrade.make_fixture import FIXTURE, copy_out, lookalike, stored_columns
+
+OLD = json.loads(FIXTURE.read_text())
+
+
+@pytest.fixture
+def old_database(server_url: str) -> Iterator[str]:
+    """A fresh database with the old schema.sql applied and the old rows loaded."""
+    with scratch_database(server_url, "lookalike_test_upgrade") as url:
+        with connect(url) as conn:
+            conn.execute("SET client_min_messages = warning")
+            conn.execute(OLD["schema_sql"].encode())
+            for dumped in OLD["tables"]:
+                columns = sql.SQL(", ").join(map(sql.Identifier, dumped["columns"]))
+                name = sql.Identifier(dumped["name"])
+                query = sql.SQL("COPY {} ({}) FROM STDIN").format(name, columns)
+                with conn.cursor().copy(query) as copy:
+                    copy.write(dumped["rows"])
+            for table, last_value in OLD["sequences"].items():
+                conn.execute(
+                    "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", (table, last_value)
+                )
+        yield url
+
+
+def test_the_fixture_was_made_by_the_old_release_and_is_small() -> None:
+    assert OLD["commit"] == "6043737"
+    assert "CREATE TABLE IF NOT EXISTS images" in OLD["schema_sql"]
+    assert "schema_migrations" not in OLD["schema_sql"]
+    assert FIXTURE.stat().st_size < 300_000
+    assert all(dumped["rows"] for dumped in OLD["tables"])  # every table has rows
+
+
+def test_an_old_database_keeps_every_row_and_answers_the_same(
+    old_database: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    assert apply_migrations(old_database) == [
+        "applied migration 0001_initial.sql",
+        "re-created the functions and views of schema.sql (12 functions, 2 views)",
+    ]
+    with connect(old_database) as conn:
+        for dumped in OLD["tables"]:
+            table, columns = dumped["name"], dumped["columns"]
+            assert stored_columns(conn, table) == columns, table
+            assert copy_out(conn, table, columns) == dumped["rows"], table
+    env = {**cli_env, "DATABASE_URL": old_database}
+    (tmp_path / "queries").mkdir()
+    for name, data in OLD["queries"].items():
+        (tmp_path / "queries" / name).write_bytes(base64.b64decode(data))
+    for name, before in OLD["answers"].items():
+        query = f"queries/{name}"
+        searched = lookalike(env, tmp_path, "search", "--json", "--max-distance", "12", query)
+        checked = lookalike(env, tmp_path, "check", "--json", query)
+        assert json.loads(searched.stdout) == before["search"], name
+        assert (checked.returncode, json.loads(checked.stdout)) == (
+            before["check_exit"],
+            before["check"],
+        ), name
+    flagged = lookalike(env, tmp_path, "check", "queries/original.jpg")
+    assert flagged.returncode == 3 and "banned: entry 1, 0 bits" in flagged.stdout
+
+
+def test_new_rows_after_the_upgrade_take_fresh_ids(old_database: str) -> None:
+    apply_migrations(old_database)
+    with connect(old_database) as conn:
+        (new_id,) = conn.execute(
+            "INSERT INTO pages (url) VALUES ('https://new.example/') RETURNING id"
+        ).fetchone()
+    assert new_id == OLD["sequences"]["pages"] + 1

@@ -1,0 +1,187 @@
+"""Regenerate ``fixture.json``: a database made and filled by Lookalike as of commit 6043737.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python -m tests.upgrade.make_fixture
+
+Runs that release's own code (``git archive 6043737``, on PYTHONPATH) against a scratch
+database: it indexes a folder of generated photos, crawls a small local site, flags two
+fingerprints in banks and unflags one, then records what its ``lookalike search --json`` and
+``lookalike check --json`` answered for a few query images. The fixture holds that release's
+schema.sql, every row it wrote (COPY text, per table in dependency order), its identity
+sequences, the query images and those answers. tests/test_upgrade.py loads it with the old
+schema, migrates it with this code and checks that nothing changed.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from lookalike.db import connect, scratch_database
+from tests.crawl_site import FAST_SETTINGS, Site, linked_routes
+from tests.images import encode, photo
+
+OLD_COMMIT = "6043737"
+FIXTURE = Path(__file__).with_name("fixture.json")
+ROOT = Path(__file__).resolve().parents[2]
+# In dependency order; hash_flip_masks is left out: the old schema.sql fills it itself.
+TABLES = [
+    "images",
+    "pages",
+    "sightings",
+    "thumbnails",
+    "crawls",
+    "crawl_requests",
+    "crawl_image_refs",
+    "banks",
+    "bank_entries",
+]
+WITH_IDENTITY = ["images", "pages", "sightings", "crawls", "banks", "bank_entries"]
+
+
+def stored_columns(conn: psycopg.Connection, table: str) -> list[str]:
+    """The columns a row is written with: all but the generated ones."""
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public'"
+        " AND table_name = %s AND is_generated = 'NEVER' ORDER BY ordinal_position",
+        (table,),
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
+def copy_out(conn: psycopg.Connection, table: str, columns: list[str]) -> str:
+    """Every row of ``table`` in COPY text form, in a stable order."""
+    query = sql.SQL("COPY (SELECT {} FROM {} ORDER BY {}) TO STDOUT").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.Identifier(table),
+        sql.SQL(", ").join(sql.Literal(n) for n in range(1, len(columns) + 1)),
+    )
+    out = io.BytesIO()
+    with conn.cursor().copy(query) as copy:
+        for block in copy:
+            out.write(block)
+    return out.getvalue().decode()
+
+
+def dump_rows(url: str) -> dict[str, object]:
+    with connect(url) as conn:
+        tables = []  # a list: the order rows are loaded in
+        for table in TABLES:
+            columns = stored_columns(conn, table)
+            tables.append(
+                {"name": table, "columns": columns, "rows": copy_out(conn, table, columns)}
+            )
+        sequences = {
+            table: conn.execute(
+                "SELECT pg_sequence_last_value(pg_get_serial_sequence(%s, 'id')::regclass)",
+                (table,),
+            ).fetchone()[0]
+            for table in WITH_IDENTITY
+        }
+    return {"tables": tables, "sequences": sequences}
+
+
+def lookalike(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lookalike", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def answers(env: dict[str, str], work: Path, queries: dict[str, bytes]) -> dict[str, object]:
+    """What ``search --json`` and ``check --json`` answer for each query (paths relative)."""
+    (work / "queries").mkdir(exist_ok=True)
+    recorded: dict[str, object] = {}
+    for name, data in queries.items():
+        (work / "queries" / name).write_bytes(data)
+        searched = lookalike(
+            env, work, "search", "--json", "--max-distance", "12", f"queries/{name}"
+        )
+        checked = lookalike(env, work, "check", "--json", f"queries/{name}")
+        assert searched.returncode == 0, searched.stderr
+        assert checked.returncode in (0, 3), checked.stderr
+        recorded[name] = {
+            "search": json.loads(searched.stdout),
+            "check": json.loads(checked.stdout),
+            "check_exit": checked.returncode,
+        }
+    return recorded
+
+
+def old_code(into: Path) -> str:
+    """Unpack commit 6043737 into ``into``; returns its schema.sql."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", OLD_COMMIT], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return (into / "schema.sql").read_text()
+
+
+def fill(env: dict[str, str], work: Path) -> None:
+    """Index photos, crawl a local site, flag and unflag, all with the old code."""
+    photos = work / "photos"
+    (photos / "copies").mkdir(parents=True)
+    original = photo(1, (320, 240))
+    (photos / "original.jpg").write_bytes(encode(original, "JPEG"))
+    (photos / "copies" / "small.jpg").write_bytes(encode(original.resize((160, 120)), "JPEG"))
+    (photos / "copies" / "q30.jpg").write_bytes(encode(original, "JPEG", quality=30))
+    (photos / "other.png").write_bytes(encode(photo(2, (200, 150)), "PNG"))
+    indexed = lookalike(env, work, "index", "photos")
+    assert indexed.returncode == 0, indexed.stderr
+    with Site(linked_routes(pages=3, images=4)) as site:
+        crawled = lookalike(
+            env, work, "crawl", *FAST_SETTINGS[:-2], "--depth", "2", site.url("/p0")
+        )
+    assert crawled.returncode == 0, crawled.stderr
+    for args in (
+        ["flag", "photos/original.jpg", "--bank", "banned", "--reason", "spam", "--by", "mod"],
+        ["flag", "--dhash", "0123456789abcdef", "--bank", "copyright", "--by", "mod"],
+        ["flag", "photos/other.png", "--bank", "banned", "--by", "mod"],
+        ["unflag", "photos/other.png", "--by", "mod"],
+    ):
+        done = lookalike(env, work, *args)
+        assert done.returncode == 0, done.stderr
+
+
+def main() -> None:
+    server = os.environ["DATABASE_URL"]
+    with tempfile.TemporaryDirectory() as temp, scratch_database(server, "lookalike_old") as url:
+        old, work = Path(temp) / "old", Path(temp) / "work"
+        work.mkdir()
+        schema_sql = old_code(old)
+        env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(old)}
+        env["LOOKALIKE_HOME"] = str(Path(temp) / "home")
+        fill(env, work)
+        queries = {
+            "original.jpg": encode(photo(1, (320, 240)), "JPEG", quality=90),
+            "crawled.jpg": encode(photo(0, (160, 120)), "JPEG", quality=70),
+            "unrelated.png": encode(photo(7, (120, 90)), "PNG"),
+            "unflagged.png": encode(photo(2, (200, 150)), "PNG"),  # its entry was disabled
+        }
+        fixture = {
+            "commit": OLD_COMMIT,
+            "schema_sql": schema_sql,
+            **dump_rows(url),
+            "queries": {name: base64.b64encode(data).decode() for name, data in queries.items()},
+            "answers": answers(env, work, queries),
+        }
+    FIXTURE.write_text(json.dumps(fixture, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {FIXTURE} ({FIXTURE.stat().st_size:,} bytes)")
+
+
+if __name__ == "__main__":
+    main()
