@@ -1,12 +1,13 @@
 -- 0002: hash kinds. Where each kind's hashes live, read by the store and by the search and bank
 -- functions (which take the kind as a parameter since this release). dHash and pHash stay in
--- the columns of images and bank_entries they have always had.
+-- the columns of images and bank_entries they have always had. Idempotent, like 0001, so a
+-- database built from schema.sql with psql is only recorded.
 
 -- The kinds of hash images are fingerprinted with (lookalike/kinds) and where each kind's
 -- hashes live: columns of images and bank_entries for the built-in dHash and pHash, tables of
 -- its own for a plug-in kind (made by its migration: lookalike.store.kind_tables). The
 -- search and bank functions below read it, so they serve every kind without naming one.
-CREATE TABLE hash_kinds (
+CREATE TABLE IF NOT EXISTS hash_kinds (
     name            text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,30}$'),
     bits            integer NOT NULL CHECK (bits BETWEEN 1 AND 64),
     indexed         boolean NOT NULL,  -- false: kept to confirm matches, never searched alone
@@ -22,4 +23,5 @@ CREATE TABLE hash_kinds (
 INSERT INTO hash_kinds (name, bits, indexed, default_radius, confirmed_by, image_table,
                         image_key, bank_table, bank_key, hash_column, chunk_prefix)
 VALUES ('phash', 64, false, 12, NULL, 'images', 'id', 'bank_entries', 'id', 'phash', 'phash_chunk'),
-       ('dhash', 64, true, 10, 'phash', 'images', 'id', 'bank_entries', 'id', 'dhash', 'dhash_chunk');
+       ('dhash', 64, true, 10, 'phash', 'images', 'id', 'bank_entries', 'id', 'dhash', 'dhash_chunk')
+ON CONFLICT (name) DO NOTHING;
