@@ -16,6 +16,7 @@ import pytest
 from psycopg import sql
 
 from lookalike.db import apply_migrations, connect, scratch_database
+from tests.test_migrate import FUNCTIONS
 from tests.upgrade.make_fixture import FIXTURE, copy_out, lookalike, stored_columns
 
 OLD = json.loads(FIXTURE.read_text())
