@@ -16,6 +16,7 @@ from searchweb.queries import (
     query_from_hash,
     query_from_upload,
     query_from_url,
+    raw_hash,
     search_with,
     webp_data_url,
 )
@@ -129,7 +130,7 @@ def search_already_counted() -> bool:
 def _recalled_query() -> ImageQuery:
     """The hash in the URL, with its picture if this process still remembers the query."""
     kind = kind_option(request.args)
-    by_hash = query_from_hash(request.args.get(kind.name, ""), kind)
+    by_hash = query_from_hash(str(raw_hash(request.args, kind) or ""), kind)
     return query_cache().recall(request.args.get("q"), by_hash) or by_hash
 
 
@@ -142,7 +143,7 @@ def _results_url(**changes: object) -> str:
     kind = kind_option(request.args)
     args = {
         key: request.args.get(key)
-        for key in ("kind", kind.name, "q", "max_distance", "sort", "domain", "page")
+        for key in ("kind", kind.name, "hash", "q", "max_distance", "sort", "domain", "page")
     }
     args.update(changes)
     return url_for("pages.results", **{k: v for k, v in args.items() if v not in (None, "")})

@@ -67,7 +67,13 @@ class ImageQuery:
 
     def describe(self) -> dict[str, object]:
         """The query as the JSON API reports it."""
-        described: dict[str, object] = {"source": self.source, self.kind.name: self.hash_hex}
+        described: dict[str, object] = {
+            "source": self.source,
+            "kind": self.kind.name,
+            "hash": self.hash_hex,
+        }
+        if self.kind.name == kinds.DEFAULT_KIND:  # as clients of earlier releases read it
+            described[kinds.DEFAULT_KIND] = self.hash_hex
         if self.fingerprint:
             fp = self.fingerprint
             described |= {
@@ -176,6 +182,11 @@ def kind_option(values: Mapping[str, object]) -> HashKind:
         raise BadRequest(str(error)) from None
 
 
+def raw_hash(values: Mapping[str, object], kind: HashKind) -> object:
+    """The raw hash a request gives: in the parameter named after its kind, or in ``hash``."""
+    return values.get(kind.name) or values.get("hash")
+
+
 def query_from_request() -> tuple[dict[str, object], ImageQuery]:
     """(option values, query) from a JSON-API style request: a multipart or urlencoded form
     with an ``image`` file or ``url``/``dhash`` fields, or a JSON object with ``url``/``dhash``
@@ -195,7 +206,7 @@ def query_from_request() -> tuple[dict[str, object], ImageQuery]:
             "send multipart/form-data with an 'image' file, or JSON with 'url' or 'dhash'"
         )
     kind = kind_option(values)
-    url, raw = values.get("url"), values.get(kind.name)
+    url, raw = values.get("url"), raw_hash(values, kind)
     if isinstance(url, str) and url.strip():
         return values, query_from_url(url, kind)
     if isinstance(raw, str) and raw.strip():

@@ -3,6 +3,7 @@ through its own multi-index and checked in a bank, with no change to the store o
 
 from __future__ import annotations
 
+import io
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,32 +11,35 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lookalike import indexer, kinds
+from lookalike import indexer, kinds, migrate
 from lookalike.banks import Banks, FlagTarget
-from lookalike.db import connect, open_pool
+from lookalike.db import apply_migrations, connect, open_pool
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import to_bigint
-from lookalike.kinds import chunk_layout
-from lookalike.migrate import Migration, Schema, bring_up_to_date, shipped_schema
+from lookalike.kinds import chunk_layout, chunk_shifts
+from lookalike.migrate import Migration, Schema
 from lookalike.store import Store
 from lookalike.store.kind_tables import KindNotInDatabase
 from tests.images import encode, photo
 from tests.plugin_kind import KIND, MIGRATIONS
+from tests.web_openapi import assert_matches_openapi
+from tests.web_support import running_app
 
 MASK = (1 << KIND.bits) - 1
+SHIPPED = migrate.shipped_schema()
 
 
-def _apply_plugin_migration(url: str) -> list[str]:
-    """The shipped migrations plus the kind's own, as `lookalike migrate` would apply them."""
-    shipped = shipped_schema()
+def _with_plugin_migration() -> Schema:
+    """The shipped migrations plus the kind's own, as if it shipped in lookalike/migrations."""
     (path,) = MIGRATIONS.glob("0*.py")
     plugin = Migration(int(path.name[:4]), path.name, path.read_text())
-    with connect(url) as conn:
-        return bring_up_to_date(conn, url, Schema((*shipped.migrations, plugin), shipped.functions))
+    return Schema((*SHIPPED.migrations, plugin), SHIPPED.functions)
 
 
 @pytest.fixture
-def plugin_kind() -> Iterator[None]:
+def plugin_kind(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The test kind registered, its migration among those every program applies."""
+    monkeypatch.setattr(migrate, "shipped_schema", _with_plugin_migration)
     kinds.register(KIND)
     yield
     kinds.unregister(KIND.name)
@@ -43,7 +47,7 @@ def plugin_kind() -> Iterator[None]:
 
 @pytest.fixture
 def plugin_url(database_url: str, plugin_kind: None) -> str:
-    assert _apply_plugin_migration(database_url) == ["applied migration 0900_average48.py"]
+    assert apply_migrations(database_url) == ["applied migration 0900_average48.py"]
     return database_url
 
 
@@ -60,6 +64,36 @@ def test_the_multi_index_layout_is_derived_from_the_bit_length(database_url: str
             assert tuple(in_sql) == chunk_layout(bits), bits
             assert sum(in_sql) == bits and max(in_sql) <= 22
     assert chunk_layout(64) == (21, 21, 22) and chunk_layout(48) == (16, 16, 16)
+
+
+def test_chunks_cut_in_sql_are_the_chunks_cut_in_python(database_url: str) -> None:
+    rng = random.Random(5)
+    with connect(database_url) as conn:
+        for bits in (64, 48, 23, 22, 7):
+            layout = chunk_layout(bits)
+            for _ in range(20):
+                value = rng.getrandbits(bits)
+                in_python = [
+                    (value >> shift) & ((1 << width) - 1)
+                    for width, shift in zip(layout, chunk_shifts(bits), strict=True)
+                ]
+                in_sql = [
+                    conn.execute(
+                        "SELECT hash_chunk(%s, %s, %s)", (to_bigint(value), list(layout), chunk)
+                    ).fetchone()[0]
+                    for chunk in range(len(layout))
+                ]
+                assert in_sql == in_python, (bits, value)
+
+
+def test_a_kind_reads_and_refuses_its_hex_form() -> None:
+    dhash = kinds.get("dhash")
+    assert dhash.from_hex(" 796DE8EC7B6F3F9F ") == 0x796DE8EC7B6F3F9F
+    assert KIND.to_hex(0xABC) == "000000000abc"  # 48 bits: 12 digits
+    with pytest.raises(ValueError, match=r"not a aHash-48: '12' \(expected 12 hex digits\)"):
+        KIND.from_hex("12")
+    with pytest.raises(kinds.UnknownKind, match=r"expected one of dhash$"):
+        kinds.get("phash", indexed=True)
 
 
 def test_a_plugin_kind_is_computed_indexed_and_stored(plugin_url: str, tmp_path: Path) -> None:
@@ -153,3 +187,45 @@ def test_a_kind_without_its_migration_is_a_one_line_error(
         with pytest.raises(KindNotInDatabase, match="run `lookalike migrate`"):
             store.record([sighting])
         assert store.stats().images == 0
+
+
+def test_the_site_searches_and_compares_by_a_plugin_kind(plugin_url: str) -> None:
+    original = encode(photo(3))
+    with Store(open_pool(plugin_url, init_schema=False)) as store:
+        store.record([indexer.sighting_for(Path("/photos/three.jpg"), fingerprint(original))])
+    query = fingerprint(encode(photo(3).resize((320, 240)), quality=70))
+    with running_app(plugin_url, WTF_CSRF_ENABLED=False) as app:
+        client = app.test_client()
+        upload = client.post(
+            "/api/search",
+            data={
+                "image": (io.BytesIO(encode(photo(3).resize((320, 240)), quality=70)), "q.jpg"),
+                "kind": KIND.name,
+            },
+        )
+        assert upload.status_code == 200, upload.get_json()
+        body = upload.get_json()
+        assert (body["query"]["kind"], body["query"]["hash"]) == (
+            KIND.name,
+            query.hex(KIND.name),
+        )
+        (match,) = body["matches"]
+        stored = fingerprint(original).hashes[KIND.name]
+        assert match["distance"] == KIND.distance(query.hashes[KIND.name], stored)
+        assert_matches_openapi(upload, "/api/search", "post")
+        raw = client.post("/api/search", json={"kind": KIND.name, "hash": KIND.to_hex(stored)})
+        assert [m["distance"] for m in raw.get_json()["matches"]] == [0]
+        page = client.get(f"/search?kind={KIND.name}&{KIND.name}={KIND.to_hex(stored)}")
+        assert page.status_code == 200 and f"aHash-48 <code>{KIND.to_hex(stored)}</code>" in (
+            page.get_data(as_text=True)
+        )
+        image_id = match["image_id"]
+        compare = client.get(f"/compare/{image_id}?kind={KIND.name}&hash={KIND.to_hex(stored)}")
+        assert "The 48 aHash-48 bits" in compare.get_data(as_text=True)
+        unknown = client.post("/api/search", json={"kind": "nope", "hash": "00"})
+        assert unknown.status_code == 400
+        assert unknown.get_json()["error"]["message"] == (
+            f"unknown searchable hash kind 'nope': expected one of dhash, {KIND.name}"
+        )
+        not_searchable = client.get("/search?kind=phash&phash=0000000000000000")
+        assert not_searchable.status_code == 400

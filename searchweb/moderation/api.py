@@ -18,7 +18,13 @@ from searchweb.moderation.banks import (
     json_or_form,
     short_text,
 )
-from searchweb.queries import int_option, kind_option, query_from_hash, query_from_request
+from searchweb.queries import (
+    int_option,
+    kind_option,
+    query_from_hash,
+    query_from_request,
+    raw_hash,
+)
 
 bp = Blueprint("moderation_api", __name__)
 
@@ -46,7 +52,7 @@ def unflag(moderator: str) -> Response:
     values = json_or_form()
     entry_id = values.get("entry_id")
     kind = kind_option(values)
-    raw = values.get(kind.name)
+    raw = raw_hash(values, kind)
     if entry_id not in (None, ""):
         target: dict[str, Any] = {"entry_id": int_option(values, "entry_id", 0, 2**62)}
     elif isinstance(raw, str) and raw.strip():
