@@ -90,7 +90,7 @@ def test_a_kind_reads_and_refuses_its_hex_form() -> None:
     dhash = kinds.get("dhash")
     assert dhash.from_hex(" 796DE8EC7B6F3F9F ") == 0x796DE8EC7B6F3F9F
     assert KIND.to_hex(0xABC) == "000000000abc"  # 48 bits: 12 digits
-    with pytest.raises(ValueError, match=r"not a aHash-48: '12' \(expected 12 hex digits\)"):
+    with pytest.raises(ValueError, match=r"not a 48-bit hash: '12' \(expected 12 hex digits\)"):
         KIND.from_hex("12")
     with pytest.raises(kinds.UnknownKind, match=r"expected one of dhash$"):
         kinds.get("phash", indexed=True)

@@ -82,7 +82,7 @@ class HashKind:
         cleaned = text.strip()
         if len(cleaned) != self.hex_digits or not _is_hex(cleaned):
             raise ValueError(
-                f"not a {self.title}: {text!r} (expected {self.hex_digits} hex digits)"
+                f"not a {self.bits}-bit hash: {text!r} (expected {self.hex_digits} hex digits)"
             )
         return int(cleaned, 16)
 
