@@ -32,7 +32,10 @@ from benchmarks.peak_memory import HASHERS, dhash_with_imagehash, dhash_with_loo
 from lookalike import indexer
 from lookalike.cli import BENCH_EXTRA_HINT
 from lookalike.config import database_url
-from lookalike.db import (
+from lookalike.hashes import hamming, to_bigint
+from lookalike.plugins import PluginGroup
+from lookalike.store import Store
+from lookalike.store.db import (
     apply_migrations,
     connect,
     describe_server,
@@ -40,9 +43,6 @@ from lookalike.db import (
     scratch_database,
     with_database,
 )
-from lookalike.hashes import hamming, to_bigint
-from lookalike.plugins import PluginGroup
-from lookalike.store import Store
 
 SEARCH_RADII = (4, 8, 12)
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 from benchmarks.bench import Report, record_option
 from lookalike.config import database_url
-from lookalike.db import apply_migrations, scratch_database
+from lookalike.store.db import apply_migrations, scratch_database
 
 CHILDREN_PER_PAGE = 10  # a tree: every page is within log10(pages) links of the first
 IMAGES_PER_PAGE = 3

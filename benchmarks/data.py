@@ -12,7 +12,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from lookalike.db import connect
+from lookalike.store.db import connect
 
 
 def clustered_hashes(rows: int, seed: int = 1) -> np.ndarray:

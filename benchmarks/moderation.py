@@ -23,10 +23,10 @@ from PIL import Image, ImageOps
 
 from benchmarks.bench import Report, image_files, percentile, record_option
 from benchmarks.data import clustered_hashes, indexes_dropped
-from lookalike.banks import Banks
 from lookalike.config import database_url
-from lookalike.db import apply_migrations, connect, open_pool, scratch_database
 from lookalike.fingerprint import ImageRejected, fingerprint
+from lookalike.store.banks import Banks
+from lookalike.store.db import apply_migrations, connect, open_pool, scratch_database
 
 RADII = range(17)
 BENCH_BANK = "bench"

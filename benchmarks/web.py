@@ -32,9 +32,9 @@ from benchmarks.bench import Report, record_option, size_option
 from benchmarks.data import clustered_hashes, load_hashes
 from benchmarks.peak_memory import reset_peak, status_kb
 from lookalike.config import database_url
-from lookalike.db import apply_migrations, connect, open_pool, scratch_database
 from lookalike.fingerprint import fingerprint
 from lookalike.store import Sighting, Store
+from lookalike.store.db import apply_migrations, connect, open_pool, scratch_database
 
 
 @dataclass

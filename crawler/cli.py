@@ -21,9 +21,9 @@ from scrapy.settings import Settings
 from scrapy.utils.ossignal import install_shutdown_handlers
 
 from crawler.extract import normalise_url
-from lookalike import crawls
 from lookalike.config import database_url, lookalike_home
-from lookalike.db import apply_migrations, connect
+from lookalike.store import crawls
+from lookalike.store.db import apply_migrations, connect
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # After a first Ctrl-C the crawl gets this long to close cleanly, then stops anyway: what was

@@ -19,8 +19,7 @@ import psycopg
 
 from crawler.items import IMAGE, PAGE, Batch, PageDone, Pending, RequestFailed
 from crawler.sightings import sightings_of_new_images, sightings_of_new_pages
-from lookalike import crawls
-from lookalike.store import Store, record_sightings
+from lookalike.store import Store, crawls, record_sightings
 from lookalike.wording import first_line
 
 NOT_STORABLE = "not storable"

@@ -22,13 +22,13 @@ import click
 import psycopg
 from tqdm import tqdm
 
-from lookalike import crawls, indexer, kinds, migrate
+from lookalike import indexer, kinds
 from lookalike.config import DatabaseUnavailable, database_url, embedded_pgdata
-from lookalike.db import apply_migrations, connect, describe_server, open_pool
 from lookalike.fingerprint import ImageRejected, Rejection
 from lookalike.moderation_cli import MODERATION_COMMANDS
 from lookalike.plugins import PluginGroup
-from lookalike.store import DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE, Store
+from lookalike.store import DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE, Store, crawls, migrate
+from lookalike.store.db import apply_migrations, connect, describe_server, open_pool
 from lookalike.wording import first_line, plural
 
 BENCH_EXTRA_HINT = " (pip install 'lookalike[bench]')"

@@ -19,12 +19,12 @@ from typing import Any, TypeVar
 import click
 
 from lookalike import indexer
-from lookalike.banks import DEFAULT_BANK, MAX_RADIUS, BankError, BankMatch, Banks, FlagTarget
 from lookalike.config import database_url
-from lookalike.db import open_pool
 from lookalike.fingerprint import ImageRejected, Rejection, fingerprint
 from lookalike.hashes import hash_from_hex, hash_to_hex
 from lookalike.kinds import DEFAULT_KIND
+from lookalike.store.banks import DEFAULT_BANK, MAX_RADIUS, BankError, BankMatch, Banks, FlagTarget
+from lookalike.store.db import open_pool
 
 EXIT_FLAGGED = 3
 

@@ -25,10 +25,10 @@ from werkzeug.exceptions import (
     UnsupportedMediaType,
 )
 
-from lookalike.banks import BankError, UnknownBank
 from lookalike.config import DatabaseUnavailable
 from lookalike.fetch import FetchError, ResponseTooLarge
 from lookalike.fingerprint import ImageRejected, Rejection
+from lookalike.store.banks import BankError, UnknownBank
 from searchweb.extensions import database_health
 
 log = logging.getLogger(__name__)

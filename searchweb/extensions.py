@@ -19,9 +19,9 @@ from psycopg_pool import ConnectionPool
 from werkzeug.exceptions import ServiceUnavailable
 
 from lookalike.config import database_url
-from lookalike.db import open_pool
 from lookalike.memory import MemoryBudget
 from lookalike.store import Store
+from lookalike.store.db import open_pool
 
 csrf = CSRFProtect()
 _STORE_KEY = "lookalike_store"

@@ -19,8 +19,8 @@ import pytest
 from psycopg import sql
 
 from lookalike.config import embedded_database_url
-from lookalike.db import apply_migrations, connect, open_pool, with_database
 from lookalike.store import Store
+from lookalike.store.db import apply_migrations, connect, open_pool, with_database
 from tests.crawl_site import reference_database
 from tests.netguard import netguard
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from benchmarks.peak_memory import status_kb
-from lookalike.db import apply_migrations, scratch_database
+from lookalike.store.db import apply_migrations, scratch_database
 from tests.images import encode, photo
 
 

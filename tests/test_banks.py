@@ -12,11 +12,11 @@ import pytest
 from PIL import ImageOps
 
 from benchmarks.data import clustered_hashes
-from lookalike.banks import BankError, Banks, FlagTarget
-from lookalike.db import apply_migrations, connect, open_pool
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import from_bigint, hamming, to_bigint
 from lookalike.store import Sighting, Store
+from lookalike.store.banks import BankError, Banks, FlagTarget
+from lookalike.store.db import apply_migrations, connect, open_pool
 from tests.concurrency import check_while_flagging
 from tests.images import encode, photo
 

@@ -21,10 +21,10 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from lookalike.banks import Banks, FlagTarget
-from lookalike.db import apply_migrations, open_pool, scratch_database
 from lookalike.fingerprint import fingerprint
 from lookalike.store import Sighting, Store
+from lookalike.store.banks import Banks, FlagTarget
+from lookalike.store.db import apply_migrations, open_pool, scratch_database
 from tests.images import encode, photo
 from tests.web_support import SiteServer, running_app
 

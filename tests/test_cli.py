@@ -14,9 +14,9 @@ import pytest
 
 from lookalike import indexer
 from lookalike.cli import cli
-from lookalike.db import scratch_database
 from lookalike.fingerprint import Rejection
 from lookalike.store import Store
+from lookalike.store.db import scratch_database
 from tests.images import (
     CORRUPT_PNGS,
     declared_png,
@@ -190,7 +190,7 @@ def test_the_summary_counts_each_kind_of_rejection_on_worker_processes(
 
 
 def test_a_schema_that_cannot_be_applied_is_one_line_and_exit_1(cli_env, database_url) -> None:
-    from lookalike.db import connect
+    from lookalike.store.db import connect
 
     with connect(database_url, autocommit=True) as conn:  # an object schema.sql cannot replace
         conn.execute("DROP VIEW image_sightings CASCADE")

@@ -1,4 +1,4 @@
-"""The crawls table (lookalike.crawls): resume by key, counters, errors merged by kind."""
+"""The crawls table (lookalike.store.crawls): resume by key, counters, errors merged by kind."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections import Counter
 
 import psycopg
 
-from lookalike import crawls
+from lookalike.store import crawls
 
 
 def test_same_key_resumes_until_finished_then_starts_anew(database_url: str) -> None:

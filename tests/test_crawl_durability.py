@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from PIL import Image
 
-from lookalike.db import apply_migrations
+from lookalike.store.db import apply_migrations
 from tests.crawl_site import (
     ROOT,
     Handler,

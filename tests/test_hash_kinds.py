@@ -11,15 +11,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lookalike import indexer, kinds, migrate
-from lookalike.banks import Banks, FlagTarget
-from lookalike.db import apply_migrations, connect, open_pool
+from lookalike import indexer, kinds
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import to_bigint
 from lookalike.kinds import chunk_layout, chunk_shifts
-from lookalike.migrate import Migration, Schema
-from lookalike.store import Store
+from lookalike.store import Store, migrate
+from lookalike.store.banks import Banks, FlagTarget
+from lookalike.store.db import apply_migrations, connect, open_pool
 from lookalike.store.kind_tables import KindNotInDatabase
+from lookalike.store.migrate import Migration, Schema
 from tests.images import encode, photo
 from tests.plugin_kind import KIND, MIGRATIONS
 from tests.web_openapi import assert_matches_openapi
@@ -30,7 +30,7 @@ SHIPPED = migrate.shipped_schema()
 
 
 def _with_plugin_migration() -> Schema:
-    """The shipped migrations plus the kind's own, as if it shipped in lookalike/migrations."""
+    """The shipped migrations plus the kind's own, as if it shipped with Lookalike."""
     (path,) = MIGRATIONS.glob("0*.py")
     plugin = Migration(int(path.name[:4]), path.name, path.read_text())
     return Schema((*SHIPPED.migrations, plugin), SHIPPED.functions)

@@ -16,8 +16,8 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from lookalike.db import apply_migrations, connect, describe_server, scratch_database
-from lookalike.migrate import (
+from lookalike.store.db import apply_migrations, connect, describe_server, scratch_database
+from lookalike.store.migrate import (
     Migration,
     MigrationError,
     Schema,

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from benchmarks.bench import bench
 from benchmarks.data import clustered_hashes, load_hashes
 from benchmarks.mih_cost import ChunkCounts, CostFit, Work
-from lookalike.db import connect
+from lookalike.store.db import connect
 
 ROWS_READ_SQL = """
     SELECT cardinality(p.chunk0) + cardinality(p.chunk1) + cardinality(p.chunk2),

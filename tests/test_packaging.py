@@ -77,9 +77,10 @@ def test_package_data_ships_schema_sql_and_every_migration() -> None:
     """`pip install .` (not editable) copies only what package-data names into the wheel."""
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-data"
-    ]["lookalike"]
-    package = ROOT / "lookalike"
-    shipped = [package / "schema.sql", *sorted((package / "migrations").glob("*.sql"))]
+    ]["lookalike.store"]
+    package = ROOT / "lookalike" / "store"
+    migrations = package / "migrations"
+    shipped = [package / "schema.sql", *sorted(migrations.glob("*.sql")), *migrations.glob("*.py")]
     assert len(shipped) > 1
     for path in shipped:
         relative = path.relative_to(package).as_posix()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lookalike.db import apply_migrations, connect, scratch_database
-from lookalike.migrate import Migration, Schema, shipped_schema
+from lookalike.store.db import apply_migrations, connect, scratch_database
+from lookalike.store.migrate import Migration, Schema, shipped_schema
 from tests.test_migrate import FUNCTIONS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 
 from benchmarks.data import clustered_hashes, load_hashes
-from lookalike.db import connect
 from lookalike.hashes import hash_to_hex
+from lookalike.store.db import connect
 
 RANDOM_ROWS = 10_000
 CLUSTERED_ROWS = 10_000

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from lookalike.db import connect
 from lookalike.fingerprint import fingerprint
 from lookalike.store import Sighting, Store
+from lookalike.store.db import connect
 from tests.images import encode, photo
 
 

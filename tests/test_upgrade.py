@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from lookalike.db import apply_migrations, connect, scratch_database
+from lookalike.store.db import apply_migrations, connect, scratch_database
 from tests.test_migrate import FUNCTIONS
 from tests.upgrade.make_fixture import FIXTURE, copy_out, lookalike, stored_columns
 

@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 from psycopg import conninfo, sql
 
-from lookalike.db import connect
+from lookalike.store.db import connect
 from tests.web_support import TcpRelay, running_app
 
 DHASH = {"dhash": "0123456789abcdef"}

@@ -33,10 +33,9 @@ from crawler.frontier import pending_requests as frontier_pending
 from crawler.items import IMAGE, PAGE, PageDone, Pending, RequestFailed
 from crawler.pipelines import DATABASE_ERRORS, ImageFetched
 from crawler.workers import SharedFrontier
-from lookalike import crawls
 from lookalike.config import database_url
-from lookalike.db import open_pool, with_statement_timeout
-from lookalike.store import Store
+from lookalike.store import Store, crawls
+from lookalike.store.db import open_pool, with_statement_timeout
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest
 
-from lookalike.banks import DEFAULT_BANK, Entry, FlagTarget
+from lookalike.store.banks import DEFAULT_BANK, Entry, FlagTarget
 from searchweb.extensions import timed
 from searchweb.moderation.auth import api_key_required
 from searchweb.moderation.banks import (

@@ -8,7 +8,7 @@ from typing import Any
 from flask import request
 from werkzeug.exceptions import BadRequest
 
-from lookalike.banks import Banks
+from lookalike.store.banks import Banks
 from searchweb.extensions import get_store
 
 ENTRIES_PER_PAGE = 50

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from lookalike.banks import MAX_RADIUS
+from lookalike.store.banks import MAX_RADIUS
 from searchweb.extensions import csrf, timed
 from searchweb.moderation.auth import key_required, request_has_moderator_key
 from searchweb.moderation.banks import bank_option, get_banks

@@ -17,7 +17,7 @@ from flask import (
 )
 from werkzeug.exceptions import NotFound
 
-from lookalike.banks import DEFAULT_BANK
+from lookalike.store.banks import DEFAULT_BANK
 from searchweb.extensions import get_store, timed
 from searchweb.moderation.auth import login_required
 from searchweb.moderation.banks import ENTRIES_PER_PAGE, bank_option, get_banks, short_text

@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from lookalike.db import connect, scratch_database
+from lookalike.store.db import connect, scratch_database
 from tests.crawl_site import FAST_SETTINGS, Site, linked_routes
 from tests.images import encode, photo
 

@@ -11,7 +11,7 @@ from psycopg import conninfo, sql
 from psycopg_pool import ConnectionPool
 
 from lookalike.config import DatabaseUnavailable
-from lookalike.migrate import Schema, bring_up_to_date
+from lookalike.store.migrate import Schema, bring_up_to_date
 
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -38,7 +38,7 @@ def connect(url: str, **kwargs: object) -> psycopg.Connection:
 def apply_migrations(
     url: str, schema: Schema | None = None, on_step: Callable[[str], None] | None = None
 ) -> list[str]:
-    """Bring the database up to date (see lookalike.migrate); what was done, one line each.
+    """Bring the database up to date (see lookalike.store.migrate); what was done, one line each.
 
     Raises :class:`DatabaseUnavailable` in one line when it cannot connect or apply a step
     (e.g. no CREATE privilege, an edited migration, a database migrated by a newer Lookalike).

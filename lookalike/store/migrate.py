@@ -1,6 +1,6 @@
 """Numbered schema migrations, and schema.sql's functions and views kept current.
 
-Tables change only through the files in ``lookalike/migrations/``: each is applied once, in
+Tables change only through the files in ``lookalike/store/migrations/``: each is applied once, in
 order, in its own transaction, and recorded in ``schema_migrations`` with its checksum. A
 migration is ``NNNN_name.sql``, or ``NNNN_name.py`` defining ``upgrade(conn)`` where the DDL is
 derived rather than written out (a hash kind's tables, from its bit length).
@@ -136,7 +136,7 @@ class Schema:
 @functools.cache
 def shipped_schema() -> Schema:
     """The migrations and schema.sql installed with this package."""
-    package = resources.files("lookalike")
+    package = resources.files("lookalike.store")
     schema_sql = package.joinpath("schema.sql").read_text(encoding="utf-8")
     return Schema.read(package.joinpath("migrations"), schema_sql)
 
