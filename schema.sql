@@ -332,43 +332,94 @@ END
 $$;
 
 -- Rows of a hash kind's table (images, or bank entries with `bank` set) whose hash is within
--- max_distance bits of query, found by probing each chunk's index within `radii`. Exact
--- whenever the sum of (radii[i] + 1) is at least max_distance + 1. Where each kind's hashes
--- and chunk columns live is in hash_kinds, so one probe serves every kind and both tables.
--- The functions on the search path are PL/pgSQL rather than SQL: PostgreSQL < 18 plans a SQL
--- function's body on every call, PL/pgSQL keeps the plans of its static statements.
+-- max_distance bits of query, found by probing each chunk's index within `radii` (-1: that
+-- chunk is not probed). Exact whenever the sum of (radii[i] + 1) is at least max_distance + 1.
+-- Each kind has its own probe functions, made from its hash_kinds row by
+-- hash_kind_create_functions() below; this calls the one for `kind`.
 CREATE OR REPLACE FUNCTION hash_kind_probe(
     kind text, query bigint, max_distance integer, radii integer[], bank bigint DEFAULT NULL)
 RETURNS TABLE (id bigint, hash bigint, distance integer)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-DECLARE
-    k           hash_kinds;
-    layout      integer[];
-    neighbours  integer[];
-    probes      integer[] := '{}';  -- every chunk's values, one after another
-    branches    text[] := '{}';
 BEGIN
-    k := hash_kind(kind, searchable => true);
-    layout := hash_chunk_layout(k.bits);
-    FOR i IN 1 .. cardinality(layout) LOOP
-        CONTINUE WHEN coalesce(radii[i], -1) < 0;
-        neighbours := hash_chunk_neighbours(hash_chunk(query, layout, i - 1), layout[i], radii[i]);
-        branches := branches || format(
-            'SELECT t.%I, t.%I FROM %I t WHERE t.%I = ANY (($4)[%s:%s])%s',
-            CASE WHEN bank IS NULL THEN k.image_key ELSE k.bank_key END, k.hash_column,
-            CASE WHEN bank IS NULL THEN k.image_table ELSE k.bank_table END,
-            k.chunk_prefix || (i - 1), cardinality(probes) + 1, cardinality(probes) + cardinality(neighbours),
-            CASE WHEN bank IS NULL THEN '' ELSE ' AND t.active AND t.bank_id = $3' END);
-        probes := probes || neighbours;
+    PERFORM hash_kind(kind, searchable => true);  -- a clear error for an unknown kind
+    RETURN QUERY EXECUTE format('SELECT * FROM %I($1, $2, $3, $4)',
+                                format('hash_probe_%s_%s', kind, CASE WHEN bank IS NULL
+                                       THEN 'images' ELSE 'bank' END))
+        USING query, max_distance, radii, bank;
+END
+$$;
+
+-- A searchable kind's own functions, with its tables and chunk columns written out, so their
+-- plans are kept for the session like any static PL/pgSQL statement's (text run with EXECUTE
+-- is planned on every call, which folds and estimates thousands of probe values):
+--   hash_probe_<kind>_images(query, max_distance, radii, bank) and hash_probe_<kind>_bank(…),
+--   the probes of hash_kind_probe(), and hash_density_<kind>(query), the rows sharing each of
+--   the query's chunk values (up to 10,000), for hash_kind_radii().
+-- Run for every searchable kind at the end of this file, which is applied again after every
+-- migration, so a kind's migration only has to make its tables and its hash_kinds row.
+CREATE OR REPLACE FUNCTION hash_kind_create_functions(kind text) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
+AS $$
+DECLARE
+    k           hash_kinds := hash_kind(kind, searchable => true);
+    layout      integer[] := hash_chunk_layout(k.bits);
+    target      record;
+    probes      text;
+    branches    text;
+    counts      text;
+BEGIN
+    SELECT string_agg(format('c%s integer[] := hash_chunk_neighbours('
+                             'hash_chunk(query, %L, %s), %s, coalesce(radii[%s], -1));',
+                             i - 1, layout, i - 1, layout[i], i), E'\n    ' ORDER BY i),
+           string_agg(format('(SELECT count(*) FROM (SELECT FROM %I t WHERE t.%I = '
+                             'hash_chunk(query, %L, %s) LIMIT 10000) AS n)',
+                             k.image_table, k.chunk_prefix || (i - 1), layout, i - 1),
+                      ', ' ORDER BY i)
+    INTO probes, counts
+    FROM generate_series(1, cardinality(layout)) AS i;
+    FOR target IN
+        SELECT * FROM (VALUES ('images', k.image_table, k.image_key, ''),
+                              ('bank', k.bank_table, k.bank_key,
+                               ' AND t.active AND t.bank_id = bank')) AS v (name, tab, key, filter)
+    LOOP
+        SELECT string_agg(format('SELECT t.%I, t.%I FROM %I t WHERE t.%I = ANY (c%s)%s',
+                                 target.key, k.hash_column, target.tab,
+                                 k.chunk_prefix || (i - 1), i - 1, target.filter),
+                          E'\n            UNION ' ORDER BY i)
+        INTO branches
+        FROM generate_series(1, cardinality(layout)) AS i;
+        -- dropped first, so that the function made is a new object (migrate records those)
+        EXECUTE format('DROP FUNCTION IF EXISTS %I(bigint, integer, integer[], bigint)',
+                       format('hash_probe_%s_%s', kind, target.name));
+        EXECUTE format($body$
+CREATE FUNCTION %I(query bigint, max_distance integer, radii integer[], bank bigint)
+RETURNS TABLE (id bigint, hash bigint, distance integer)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $probe$
+DECLARE
+    %s
+BEGIN
+    RETURN QUERY
+        SELECT u.i, u.h, hamming(u.h, query)
+        FROM (
+            %s
+        ) AS u (i, h)
+        WHERE hamming(u.h, query) <= max_distance;
+END
+$probe$
+$body$, format('hash_probe_%s_%s', kind, target.name), probes, branches);
     END LOOP;
-    IF cardinality(branches) = 0 THEN
-        RETURN;
-    END IF;
-    RETURN QUERY EXECUTE format(
-        'SELECT c.id, c.hash, hamming(c.hash, $1) FROM (%s) AS c (id, hash)'
-        ' WHERE hamming(c.hash, $1) <= $2', array_to_string(branches, ' UNION '))
-        USING query, max_distance, bank, probes;
+    EXECUTE format('DROP FUNCTION IF EXISTS %I(bigint)', format('hash_density_%s', kind));
+    EXECUTE format($body$
+CREATE FUNCTION %I(query bigint) RETURNS float8[]
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $density$
+BEGIN
+    RETURN ARRAY[%s]::float8[];
+END
+$density$
+$body$, format('hash_density_%s', kind), counts);
 END
 $$;
 
@@ -404,7 +455,6 @@ AS $$
 DECLARE
     k           hash_kinds := hash_kind(kind, searchable => true);
     layout      integer[] := hash_chunk_layout(k.bits);
-    counts      text[] := '{}';
     densities   float8[];
     split       record;
 BEGIN
@@ -414,14 +464,10 @@ BEGIN
                      / current_setting('block_size')::float8
                 ELSE pg_relation_size(c.oid) / 150.0 END  -- an images row takes ~150 bytes
     INTO table_rows FROM pg_class c WHERE c.oid = k.image_table::regclass;
-    FOR i IN 1 .. cardinality(layout) LOOP
-        counts := counts || format(
-            '%s + (SELECT count(*) FROM (SELECT FROM %I t WHERE t.%I = hash_chunk($1, $2, %s)'
-            ' LIMIT 10000) AS n)',
-            table_rows / 2 ^ layout[i], k.image_table, k.chunk_prefix || (i - 1), i - 1);
+    EXECUTE format('SELECT %I($1)', format('hash_density_%s', kind)) INTO densities USING query;
+    FOR i IN 1 .. cardinality(layout) LOOP  -- on top of what a uniform spread puts there
+        densities[i] := densities[i] + table_rows / 2 ^ layout[i];
     END LOOP;
-    EXECUTE format('SELECT ARRAY[%s]::float8[]', array_to_string(counts, ', '))
-        INTO densities USING query, layout;
     split := hash_radius_split(max_distance, layout, densities);
     radii := split.radii;
     cost := split.cost;
@@ -653,3 +699,6 @@ JOIN images i ON i.id = m.image_id
 JOIN image_sightings s ON s.image_id = m.image_id
 WHERE e.active
   AND bank_rule_matches(m.distance, hamming(i.phash, e.phash), b.dhash_radius, b.phash_radius);
+
+-- Every searchable kind's own probe and density functions (hash_kind_create_functions).
+SELECT hash_kind_create_functions(name) FROM hash_kinds WHERE indexed ORDER BY name;

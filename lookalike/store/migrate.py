@@ -6,9 +6,11 @@ migration is ``NNNN_name.sql``, or ``NNNN_name.py`` defining ``upgrade(conn)`` w
 derived rather than written out (a hash kind's tables, from its bit length).
 
 Functions and views are the last part of schema.sql instead: CREATE OR REPLACE
-cannot change a function's arguments or return type, so whenever that text changes the ones
-made before are dropped and the new ones created, in one transaction (``schema_functions``
-records which). A start that finds nothing to do costs two queries and takes no lock.
+cannot change a function's arguments or return type, so whenever that text changes, or a
+migration has been applied since (some functions are made from tables: each hash kind's
+probes), the ones made before are dropped and the new ones created, in one transaction
+(``schema_functions`` records which). A start that finds nothing to do costs two queries and
+takes no lock.
 """
 
 from __future__ import annotations
@@ -55,10 +57,19 @@ CREATE TABLE IF NOT EXISTS schema_functions (
 _OBJECTS_HERE = """
 SELECT ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p
              WHERE p.pronamespace = current_schema()::regnamespace
-               AND (%(names)s::text[] IS NULL OR p.proname = ANY (%(names)s)) ORDER BY 1),
+               AND p.proname = ANY (%(names)s) ORDER BY 1),
        ARRAY(SELECT c.oid::regclass::text FROM pg_class c
              WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'v'
-               AND (%(names)s::text[] IS NULL OR c.relname = ANY (%(names)s)) ORDER BY 1)
+               AND c.relname = ANY (%(names)s) ORDER BY 1)
+"""
+# Every function and view in that schema by object id: one dropped and created again gets a
+# new id, so comparing ids before and after tells what the functions part made.
+_OBJECT_IDS_HERE = """
+SELECT p.oid, p.oid::regprocedure::text, false FROM pg_proc p
+WHERE p.pronamespace = current_schema()::regnamespace
+UNION ALL
+SELECT c.oid, c.oid::regclass::text, true FROM pg_class c
+WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'v'
 """
 _RECORDED_STILL_THERE = """
 SELECT ARRAY(SELECT to_regprocedure(f)::text FROM unnest(%s::text[]) f
@@ -170,7 +181,13 @@ class State:
         return [m for m in schema.migrations if m.version not in self.applied]
 
     def functions_current(self, schema: Schema) -> bool:
-        return self.all_present and self.functions_checksum == checksum(schema.functions)
+        return self.all_present and self.functions_checksum == self.functions_wanted(schema)
+
+    def functions_wanted(self, schema: Schema) -> str:
+        """The checksum of the functions part as made after the applied migrations: a new
+        migration makes them again, as some are made from tables (each hash kind's probes)."""
+        applied = ",".join(f"{version:04d}" for version in sorted(self.applied))
+        return checksum(f"{schema.functions}\n-- after migrations {applied}\n")
 
     def unknown(self, schema: Schema) -> list[int]:
         """Versions applied by a newer Lookalike."""
@@ -320,16 +337,18 @@ def _apply_functions(conn: psycopg.Connection, where: str, schema: Schema) -> st
             if state.functions_current(schema):
                 return None
             dropped = _drop_previous(conn, state, schema)
-            before = _objects_here(conn)
+            before = {oid for oid, _, _ in conn.execute(_OBJECT_IDS_HERE)}
             conn.execute(schema.functions.encode())
-            after = _objects_here(conn)
-            functions = sorted(set(after[0]) - set(before[0]))
-            views = sorted(set(after[1]) - set(before[1]))
+            made = [
+                row for row in conn.execute(_OBJECT_IDS_HERE).fetchall() if row[0] not in before
+            ]
+            functions = sorted(name for _, name, is_view in made if not is_view)
+            views = sorted(name for _, name, is_view in made if is_view)
             conn.execute(
                 "INSERT INTO schema_functions (checksum, functions, views) VALUES (%s, %s, %s)"
                 " ON CONFLICT (singleton) DO UPDATE SET checksum = excluded.checksum,"
                 " functions = excluded.functions, views = excluded.views, applied_at = now()",
-                (checksum(schema.functions), functions, views),
+                (state.functions_wanted(schema), functions, views),
             )
     except psycopg.errors.DependentObjectsStillExist as error:
         # e.g. "view my_view depends on view image_sightings": say which, and never CASCADE
@@ -347,9 +366,9 @@ def _apply_functions(conn: psycopg.Connection, where: str, schema: Schema) -> st
     )
 
 
-def _objects_here(conn: psycopg.Connection, names: Iterable[str] | None = None) -> tuple:
-    listed = None if names is None else list(names)
-    return conn.execute(_OBJECTS_HERE, {"names": listed}).fetchone()
+def _objects_here(conn: psycopg.Connection, names: Iterable[str]) -> tuple:
+    """Our functions and views called ``names``, as the catalog prints them."""
+    return conn.execute(_OBJECTS_HERE, {"names": list(names)}).fetchone()
 
 
 def _drop_previous(conn: psycopg.Connection, state: State, schema: Schema) -> int:
