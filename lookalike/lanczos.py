@@ -35,7 +35,8 @@ _UNIT = 1.0 / (1 << _PRECISION_BITS)
 _SINGLE_CORE_PRODUCT = 4 * 65536
 # Matrices are cached up to this many bytes in all: pictures come in many sizes (each crawled or
 # cropped photo its own), and one side's three hash matrices take (8 + 9 + 32) × 8 bytes per
-# pixel of it, 118 kB for a 300 px side, so this keeps ~280 such sides, or 10 of 8192 px.
+# pixel of it, 118 kB for a 300 px side, so this keeps ~280 such sides, or 10 of 8192 px. A
+# matrix over an eighth of it (a side over 16,384 px) is built per call instead.
 _CACHE_BYTES = 32 * 1024 * 1024
 
 

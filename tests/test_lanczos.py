@@ -67,3 +67,5 @@ def test_the_cache_keeps_the_latest_matrices_within_its_bytes(monkeypatch) -> No
         assert sum(matrix.nbytes for matrix in lanczos._cache.values()) <= 1_600_000
     assert (400, 32) in lanczos._cache  # the last picture's
     assert (100, 32) not in lanczos._cache
+    resize(np.zeros((120, 1000), dtype=np.uint8), 32, 32)  # 256 kB: over an eighth
+    assert (1000, 32) not in lanczos._cache
