@@ -33,8 +33,9 @@ def test_the_data_set_is_distinct_jpegs_of_caltech_size(tmp_path: Path) -> None:
 
 def test_bench_index_times_both_in_turn_on_the_same_files(tmp_path: Path, database_url) -> None:
     folder = _sources(tmp_path / "src")
+    command = ["bench", "index", str(folder), "--images", "12", "--repeat", "1", "--breakdown"]
     done = subprocess.run(
-        [sys.executable, "-m", "lookalike", "bench", "index", str(folder), "--images", "12"],
+        [sys.executable, "-m", "lookalike", *command],
         capture_output=True,
         text=True,
         timeout=300,
@@ -44,7 +45,7 @@ def test_bench_index_times_both_in_turn_on_the_same_files(tmp_path: Path, databa
     lines = done.stdout.splitlines()
     assert lines[0].startswith("data: 12 JPEGs from 3 photos in src, median ")
     assert lines[1].startswith("article's index.py (imagehash + shelve)    median ")
-    assert lines[2].startswith("lookalike index (")
+    assert lines[2].startswith("lookalike index                            median ")
     assert lines[3].startswith("lookalike index --no-thumbnails")
     assert all("(range " in line and "images/s" in line for line in lines[1:4])
     assert "× the article's speed" in lines[4]
@@ -53,3 +54,6 @@ def test_bench_index_times_both_in_turn_on_the_same_files(tmp_path: Path, databa
         "rejected 0"
     )
     assert lines[6] == "dHash equal to the article's for 12 of 12 files"
+    stages = [line.split("  ")[1].strip() for line in lines[7:]]
+    assert "thumbnail: WebP encode, quality 75" in stages
+    assert all(line.endswith(" ms a file") for line in lines[7:]) and len(stages) == 11
