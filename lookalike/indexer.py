@@ -10,6 +10,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -93,17 +94,43 @@ def fingerprint_files(
     paths: list[Path], workers: int | None = None, *, with_thumbnails: bool = True
 ) -> Iterator[FileResult]:
     """Fingerprint ``paths`` on ``workers`` processes (default: every core), in order."""
+    with fingerprinting(paths, workers, with_thumbnails=with_thumbnails) as results:
+        yield from results
+
+
+@contextmanager
+def fingerprinting(
+    paths: list[Path], workers: int | None = None, *, with_thumbnails: bool = True
+) -> Iterator[Iterator[FileResult]]:
+    """Start fingerprinting ``paths`` at once; yields their results, in order, as they come.
+
+    The workers start on entry, so they hash while the caller opens the database (applying
+    the schema took up to 0.6 s, as long as hashing 1,000 small photos); on exit the files not
+    yet started are dropped, so a failed database stops the run at once.
+    """
     workers = workers or os.cpu_count() or 1
     work = partial(fingerprint_file, with_thumbnail=with_thumbnails)
     if workers == 1 or len(paths) < 2:
-        yield from map(work, paths)
+        yield map(work, paths)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(work, paths, chunksize=8)
+        try:
+            yield pool.map(work, paths, chunksize=8)
+        finally:
+            pool.shutdown(cancel_futures=True)
 
 
-def sighting_for(path: Path, fp: Fingerprint) -> Sighting:
-    absolute = path.resolve()
+def sighting_for(path: Path, fp: Fingerprint, folders: dict[Path, Path]) -> Sighting:
+    """The file's sighting; ``folders`` holds the folders resolved so far in this run.
+
+    Resolving a path reads every folder on it (four ``lstat`` calls a file here), so each
+    folder is resolved once and only a symlinked file itself is followed again.
+    """
+    if (folder := folders.get(path.parent)) is None:
+        folder = folders[path.parent] = path.parent.resolve()
+    absolute = folder / path.name
+    if absolute.is_symlink():
+        absolute = absolute.resolve()
     return Sighting(
         fingerprint=fp,
         image_url=absolute.as_uri(),
@@ -121,6 +148,7 @@ def index_files(
     summary = IndexSummary()
     batch: list[Sighting] = []
     contents_seen: set[str] = set()
+    folders: dict[Path, Path] = {}
 
     def flush() -> None:
         summary.new_images += store.record(batch).new_images
@@ -135,7 +163,7 @@ def index_files(
         if result.fingerprint.sha256 in contents_seen:
             summary.duplicates += 1
         contents_seen.add(result.fingerprint.sha256)
-        batch.append(sighting_for(result.path, result.fingerprint))
+        batch.append(sighting_for(result.path, result.fingerprint, folders))
         if len(batch) >= BATCH_SIZE:
             flush()
     if batch:

@@ -187,7 +187,7 @@ def test_a_bank_checks_by_a_plugin_kind(plugin_url: str) -> None:
 def test_a_kind_without_its_migration_is_a_one_line_error(
     database_url: str, plugin_kind: None
 ) -> None:
-    sighting = indexer.sighting_for(Path("/photos/a.jpg"), fingerprint(encode(photo(1))))
+    sighting = indexer.sighting_for(Path("/photos/a.jpg"), fingerprint(encode(photo(1))), {})
     with Store(open_pool(database_url, init_schema=False)) as store:
         with pytest.raises(KindNotInDatabase, match="run `lookalike migrate`"):
             store.record([sighting])
@@ -197,7 +197,7 @@ def test_a_kind_without_its_migration_is_a_one_line_error(
 def test_the_site_searches_and_compares_by_a_plugin_kind(plugin_url: str) -> None:
     original = encode(photo(3))
     with Store(open_pool(plugin_url, init_schema=False)) as store:
-        store.record([indexer.sighting_for(Path("/photos/three.jpg"), fingerprint(original))])
+        store.record([indexer.sighting_for(Path("/photos/three.jpg"), fingerprint(original), {})])
     query = fingerprint(encode(photo(3).resize((320, 240)), quality=70))
     with running_app(plugin_url, WTF_CSRF_ENABLED=False) as app:
         client = app.test_client()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lookalike import lanczos
 from lookalike.lanczos import resize
 from tests.images import photo
 
@@ -40,3 +41,31 @@ def test_saturated_pixels_clip_like_pillow() -> None:
     stripes[::25, :] = 255
     for target in TARGETS:
         assert np.array_equal(resize(stripes, *target), _pillow(stripes, target))
+
+
+def test_each_matrix_is_built_once_however_many_sizes_pictures_come_in(monkeypatch) -> None:
+    built: list[tuple[int, int]] = []
+    build = lanczos._dense_coefficients
+    monkeypatch.setattr(
+        lanczos, "_dense_coefficients", lambda *key: built.append(key) or build(*key)
+    )
+    monkeypatch.setattr(lanczos, "_cache", type(lanczos._cache)())
+    sizes = [(200 + n, 100 + n) for n in range(60)]  # 240 matrices: crops, each its own size
+    for _ in range(2):
+        for width, height in sizes:
+            resize(np.zeros((height, width), dtype=np.uint8), 9, 8)
+            resize(np.zeros((height, width), dtype=np.uint8), 32, 32)
+    assert len(built) == len(set(built)) == 240
+
+
+def test_the_cache_keeps_the_latest_matrices_within_its_bytes(monkeypatch) -> None:
+    monkeypatch.setattr(lanczos, "_CACHE_BYTES", 1_600_000)
+    monkeypatch.setattr(lanczos, "_cache", type(lanczos._cache)())
+    for width in range(100, 401, 10):
+        pixels = np.asarray(photo(width, (width, 120)).convert("L"))
+        assert np.array_equal(resize(pixels, 32, 32), _pillow(pixels, (32, 32)))
+        assert sum(matrix.nbytes for matrix in lanczos._cache.values()) <= 1_600_000
+    assert (400, 32) in lanczos._cache  # the last picture's
+    assert (100, 32) not in lanczos._cache
+    resize(np.zeros((120, 1000), dtype=np.uint8), 32, 32)  # 256 kB: over an eighth
+    assert (1000, 32) not in lanczos._cache

@@ -88,7 +88,7 @@ def record_sightings(conn: psycopg.Connection, sightings: Sequence[Sighting]) ->
         conn.execute(
             """
             INSERT INTO thumbnails (image_id, webp)
-            SELECT * FROM unnest(%s::bigint[], %s::bytea[])
+            SELECT * FROM unnest(%b::bigint[], %b::bytea[])
             ON CONFLICT (image_id) DO NOTHING
             """,
             _columns(
