@@ -26,7 +26,6 @@ from typing import Any
 import click
 import imagehash
 import numpy as np
-from lookalike.store.db import apply_migrations, connect, open_pool, scratch_database
 from PIL import Image
 
 from benchmarks.bench import Report, image_files, record_option, repeat_option
@@ -35,6 +34,7 @@ from lookalike.config import database_url
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import from_bigint, hash_to_hex
 from lookalike.store import Store
+from lookalike.store.db import apply_migrations, connect, open_pool, scratch_database
 
 ARTICLE_IMAGES = 7_876  # the article's Caltech-101 data set
 ARTICLE_SCRIPT = Path(__file__).with_name("article_index.py")
