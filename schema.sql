@@ -354,8 +354,10 @@ $$;
 -- plans are kept for the session like any static PL/pgSQL statement's (text run with EXECUTE
 -- is planned on every call, which folds and estimates thousands of probe values):
 --   hash_probe_<kind>_images(query, max_distance, radii, bank) and hash_probe_<kind>_bank(…),
---   the probes of hash_kind_probe(), and hash_density_<kind>(query), the rows sharing each of
---   the query's chunk values (up to 10,000), for hash_kind_radii().
+--   the probes of hash_kind_probe(); hash_density_<kind>(query), the rows sharing each of the
+--   query's chunk values (up to 10,000), for hash_kind_radii(); and
+--   hash_bank_matches_<kind>(…), one bank's entries matching by the bank rule, for
+--   bank_hash_matches().
 -- Run for every searchable kind at the end of this file, which is applied again after every
 -- migration, so a kind's migration only has to make its tables and its hash_kinds row.
 CREATE OR REPLACE FUNCTION hash_kind_create_functions(kind text) RETURNS void
@@ -363,12 +365,16 @@ LANGUAGE plpgsql VOLATILE STRICT
 AS $$
 DECLARE
     k           hash_kinds := hash_kind(kind, searchable => true);
+    confirmer   hash_kinds;
     layout      integer[] := hash_chunk_layout(k.bits);
     target      record;
     probes      text;
     branches    text;
     counts      text;
 BEGIN
+    IF k.confirmed_by IS NOT NULL THEN
+        confirmer := hash_kind(k.confirmed_by);
+    END IF;
     SELECT string_agg(format('c%s integer[] := hash_chunk_neighbours('
                              'hash_chunk(query, %L, %s), %s, coalesce(radii[%s], -1));',
                              i - 1, layout, i - 1, layout[i], i), E'\n    ' ORDER BY i),
@@ -420,6 +426,29 @@ BEGIN
 END
 $density$
 $body$, format('hash_density_%s', kind), counts);
+    EXECUTE format('DROP FUNCTION IF EXISTS %I(bigint, bigint, bigint, text, integer, integer, '
+                   'integer[])', format('hash_bank_matches_%s', kind));
+    EXECUTE format($body$
+CREATE FUNCTION %I(
+    query bigint, confirm_query bigint, in_bank bigint, in_bank_name text, radius integer,
+    confirm_radius integer, radii integer[])
+RETURNS TABLE (entry_id bigint, bank text, distance integer, reason text,
+               flagged_at timestamptz)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $matches$
+BEGIN
+    RETURN QUERY
+        SELECT e.id, in_bank_name, p.distance, e.reason, e.flagged_at
+        FROM %I(query, radius, radii, in_bank) AS p
+        JOIN bank_entries e ON e.id = p.id%s
+        WHERE bank_rule_matches(p.distance, %s, radius, confirm_radius);
+END
+$matches$
+$body$, format('hash_bank_matches_%s', kind), format('hash_probe_%s_bank', kind),
+        CASE WHEN confirmer.name IS NULL THEN '' ELSE format(
+            E'\n        LEFT JOIN %I c ON c.%I = e.id', confirmer.bank_table, confirmer.bank_key) END,
+        CASE WHEN confirmer.name IS NULL THEN 'NULL'
+             ELSE format('hamming(c.%I, confirm_query)', confirmer.hash_column) END);
 END
 $$;
 
@@ -606,9 +635,13 @@ RETURN distance <= radius AND coalesce(confirm_distance <= confirm_radius, true)
 -- A bank's radius for a kind: its <kind>_radius column (banks.dhash_radius, phash_radius),
 -- or the kind's default for a kind the banks table has no column for.
 CREATE OR REPLACE FUNCTION bank_radius(bank banks, kind text) RETURNS integer
-LANGUAGE sql STABLE STRICT PARALLEL SAFE
-RETURN coalesce((to_jsonb(bank) ->> (kind || '_radius'))::integer,
-                (SELECT h.default_radius FROM hash_kinds h WHERE h.name = kind));
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+BEGIN
+    RETURN coalesce((to_jsonb(bank) ->> (kind || '_radius'))::integer,
+                    (SELECT h.default_radius FROM hash_kinds h WHERE h.name = kind));
+END
+$$;
 
 -- Active entries whose `kind` hash matches query by the bank rule: within max_distance (NULL:
 -- each bank's radius), confirmed by confirm_query, the query's hash of the kind that confirms
@@ -627,31 +660,17 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
 DECLARE
     k           hash_kinds := hash_kind(kind, searchable => true);
-    confirmer   hash_kinds;
     layout      integer[] := hash_chunk_layout(k.bits);
     b           banks;
     radius      integer;
-    matching    text;
 BEGIN
-    IF k.confirmed_by IS NULL THEN
-        matching := 'bank_rule_matches(p.distance, NULL, $3, NULL)';
-    ELSE
-        confirmer := hash_kind(k.confirmed_by);
-        matching := format('bank_rule_matches(p.distance, hamming(c.%I, $7), $3, $8)',
-                           confirmer.hash_column);
-    END IF;
     FOR b IN SELECT * FROM banks WHERE bank_name IS NULL OR banks.name = bank_name LOOP
         radius := coalesce(max_distance, bank_radius(b, kind));
-        RETURN QUERY EXECUTE format(
-            'SELECT e.id, $5, p.distance, e.reason, e.flagged_at'
-            ' FROM hash_kind_probe($1, $2, $3, $4, $6) AS p'
-            ' JOIN bank_entries e ON e.id = p.id %s WHERE %s',
-            CASE WHEN confirmer IS NULL THEN '' ELSE format(
-                'LEFT JOIN %I c ON c.%I = e.id', confirmer.bank_table, confirmer.bank_key) END,
-            matching)
-            USING kind, query, radius,
-                  (hash_radius_split(radius, layout, array_fill(0::float8, ARRAY[cardinality(layout)]))).radii,
-                  b.name, b.id, confirm_query, bank_radius(b, k.confirmed_by);
+        RETURN QUERY EXECUTE format('SELECT * FROM %I($1, $2, $3, $4, $5, $6, $7)',
+                                    format('hash_bank_matches_%s', kind))
+            USING query, confirm_query, b.id, b.name, radius, bank_radius(b, k.confirmed_by),
+                  (hash_radius_split(radius, layout,
+                                     array_fill(0::float8, ARRAY[cardinality(layout)]))).radii;
     END LOOP;
 END
 $$;
