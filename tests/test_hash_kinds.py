@@ -235,3 +235,20 @@ def test_the_site_searches_and_compares_by_a_plugin_kind(plugin_url: str) -> Non
         )
         not_searchable = client.get("/search?kind=phash&phash=0000000000000000")
         assert not_searchable.status_code == 400
+
+
+def test_every_module_of_the_kinds_package_that_defines_a_kind_is_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "average48.py").write_text("from tests.plugin_kind import KIND\n")
+    (tmp_path / "helpers.py").write_text("VALUE = 1\n")  # no KIND: not a kind
+    monkeypatch.setattr(kinds, "__path__", [*kinds.__path__, str(tmp_path)])
+    kinds._registry.cache_clear()
+    try:
+        assert [kind.name for kind in kinds.all_kinds()] == ["dhash", "phash", KIND.name]
+        assert [kind.name for kind in kinds.indexed_kinds()] == ["dhash", KIND.name]
+        assert set(fingerprint(encode(photo(2))).hashes) == {"dhash", "phash", KIND.name}
+    finally:
+        monkeypatch.undo()
+        kinds._registry.cache_clear()
+    assert [kind.name for kind in kinds.all_kinds()] == ["dhash", "phash"]
