@@ -25,7 +25,6 @@ from tqdm import tqdm
 from lookalike import indexer, kinds
 from lookalike.config import DatabaseUnavailable, database_url, embedded_pgdata
 from lookalike.fingerprint import ImageRejected, Rejection
-from lookalike.moderation_cli import MODERATION_COMMANDS
 from lookalike.plugins import PluginGroup
 from lookalike.store import DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE, Store, crawls, migrate
 from lookalike.store.db import apply_migrations, connect, describe_server, open_pool
@@ -50,7 +49,15 @@ class LookalikeGroup(PluginGroup):
 @click.group(
     cls=LookalikeGroup,
     plugin_group="lookalike.commands",
-    lazy_commands={"bench": "benchmarks.bench:bench"},
+    lazy_commands={
+        "bench": "benchmarks.bench:bench",
+        # the moderation commands load the banks only when one of them runs
+        "flag": "lookalike.moderation_cli:flag_command",
+        "unflag": "lookalike.moderation_cli:unflag_command",
+        "check": "lookalike.moderation_cli:check_command",
+        "banks": "lookalike.moderation_cli:banks_command",
+        "moderator-key": "lookalike.moderation_cli:moderator_key_command",
+    },
     missing_hint=BENCH_EXTRA_HINT,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -267,10 +274,6 @@ def _human_bytes(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     return f"{count:.1f} TB"
-
-
-for command in MODERATION_COMMANDS:
-    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

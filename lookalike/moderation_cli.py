@@ -268,12 +268,3 @@ def moderator_key_command(name: str) -> None:
     digest = hashlib.sha256(key.encode()).hexdigest()
     click.echo(f"key for {name} (shown once): {key}")
     click.echo(f"site setting: LOOKALIKE_MODERATOR_KEYS='{json.dumps({name: digest})}'")
-
-
-MODERATION_COMMANDS = (
-    flag_command,
-    unflag_command,
-    check_command,
-    banks_command,
-    moderator_key_command,
-)

@@ -2,8 +2,8 @@
 
 The crawler and the site register commands (``crawl``, ``serve``) under an entry-point group,
 so the core lists and runs them without importing Scrapy or Flask itself. ``lookalike bench``
-and its subcommands are named in the code (``module:attribute``), so the benchmarks and SciPy
-are never imported by the other commands.
+and its subcommands, and the moderation commands, are named in the code (``module:attribute``),
+so the benchmarks and SciPy, and the banks, are never imported by the other commands.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ from tests.images import encode, photo
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ("lookalike", "crawler", "searchweb")
 
-# Heavy packages a command that fingerprints must not load (SciPy alone took ~0.5 s a start).
-NOT_AT_START = ("scipy", "scrapy", "flask", "benchmarks")
+# What a command that fingerprints must not load: heavy packages (SciPy alone took ~0.5 s a
+# start), and the moderation commands with the banks, which load only when one of them runs.
+NOT_AT_START = ("scipy", "scrapy", "flask", "benchmarks", "lookalike.moderation_cli")
 WITHOUT_SCIPY = "import sys; sys.modules['scipy'] = None; from lookalike.cli import main; main()"
 
 
