@@ -3,9 +3,9 @@
 A kind says what it is called, how many bits it has, how it is computed from the one decoded
 image, its default search radius and whether it is searched through the multi-index (or only
 kept to confirm a match). The store, the SQL functions, the CLI, the site and the banks take a
-kind as a parameter; none of them names one. Every module of this package that defines
-``KIND`` is registered, dHash and pHash first: adding a kind is one module here plus one
-migration that creates its tables (:func:`lookalike.store.kind_tables.create_tables`).
+kind as a parameter, dHash (DEFAULT_KIND) when none is given. Every module of this package
+that defines ``KIND`` is registered, dHash and pHash first: adding a kind is one module here
+plus one migration that creates its tables (:func:`lookalike.store.kind_tables.create_tables`).
 
 Where a kind's hashes live in PostgreSQL is recorded in the ``hash_kinds`` table, which the
 store reads; that is the one place the database and the program agree on it.
