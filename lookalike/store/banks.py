@@ -198,10 +198,11 @@ class Banks:
             bank_id = self._ensure_bank(conn, bank)
             if target.image_id is None and target.sha256 is not None:
                 target = _linked_to_stored_image(conn, target)
-            existing = _active_entry_id(conn, bank_id, target)
+            places = kind_tables.storages(conn)
+            existing = _active_entry_id(conn, bank_id, target, places)
             if existing is not None:  # checked first: a failed INSERT would use up an id
                 return FlagResult(self._entry(conn, existing), created=False)
-            in_row = _in_entry_row(kind_tables.storages(conn))
+            in_row = _in_entry_row(places)
             row = conn.execute(
                 sql.SQL("""
                 INSERT INTO bank_entries
@@ -224,11 +225,11 @@ class Banks:
                 ),
             ).fetchone()
             if row is None:  # lost a race to another moderator flagging the same fingerprint
-                entry_id = _active_entry_id(conn, bank_id, target)
+                entry_id = _active_entry_id(conn, bank_id, target, places)
                 if entry_id is None:
                     raise BankError("the bank already has an active entry for this fingerprint")
                 return FlagResult(self._entry(conn, entry_id), created=False)
-            _store_own_table_hashes(conn, row[0], bank_id, target)
+            _store_own_table_hashes(conn, row[0], bank_id, target, places)
             return FlagResult(self._entry(conn, row[0]), created=True)
 
     def target_from_image(self, image_id: int) -> FlagTarget:
@@ -440,9 +441,13 @@ def _in_own_tables(places: list[KindStorage]) -> list[KindStorage]:
 
 
 def _store_own_table_hashes(
-    conn: psycopg.Connection, entry_id: int, bank_id: int, target: FlagTarget
+    conn: psycopg.Connection,
+    entry_id: int,
+    bank_id: int,
+    target: FlagTarget,
+    places: list[KindStorage],
 ) -> None:
-    for place in _in_own_tables(kind_tables.storages(conn)):
+    for place in _in_own_tables(places):
         if place.name in target.hashes:
             conn.execute(
                 sql.SQL(
@@ -460,12 +465,14 @@ def _optional_bigint(value: int | None) -> int | None:
     return None if value is None else to_bigint(value)
 
 
-def _active_entry_id(conn: psycopg.Connection, bank_id: int, target: FlagTarget) -> int | None:
+def _active_entry_id(
+    conn: psycopg.Connection, bank_id: int, target: FlagTarget, places: list[KindStorage]
+) -> int | None:
     """The active entry of ``bank_id`` with ``target``'s fingerprint, if there is one: the same
     hashes in bank_entries' own columns (which its unique index covers)."""
     same: list[sql.Composable] = []
     values: list[int] = []
-    for place in _in_entry_row(kind_tables.storages(conn)):
+    for place in _in_entry_row(places):
         column = sql.Identifier(place.hash_column)
         if place.name in target.hashes:
             same.append(sql.SQL("{} = %s").format(column))
