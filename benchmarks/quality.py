@@ -138,8 +138,8 @@ def _load(files: list[Path]) -> tuple[list[Photo], list[str]]:
     """
     skipped, read, seen = [], [], set()
     for path in files:
-        data = path.read_bytes()
         try:
+            data = indexer.read_image_file(path)
             fp = fingerprint(data)
         except ImageRejected as error:
             skipped.append(f"{path}: {error}")
@@ -156,7 +156,7 @@ def _load(files: list[Path]) -> tuple[list[Photo], list[str]]:
 
 
 def _originals(photos: list[Photo]) -> list[int]:
-    """The index of each group's largest file (first by path on a tie): the one edited."""
+    """The index of each group's largest file: the one edited."""
     best: dict[int, int] = {}
     for index, photo in enumerate(photos):
         if photo.group not in best or photo.pixels > photos[best[photo.group]].pixels:
@@ -165,7 +165,7 @@ def _originals(photos: list[Photo]) -> list[int]:
 
 
 def _rgb(data: bytes) -> Image.Image:
-    """Upright RGB pixels, transparency on white as Lookalike hashes it."""
+    """Upright RGB pixels, transparent ones white, as Lookalike's fingerprint sees them."""
     with Image.open(io.BytesIO(data)) as opened:
         image = ImageOps.exif_transpose(opened)
         if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
@@ -254,7 +254,10 @@ class Lookalike:
         indexer.index_files(store, indexer.fingerprint_files(paths, with_thumbnails=False))
 
     def found(self, data: bytes) -> set[int]:
-        query = fingerprint(data).hashes[kinds.DEFAULT_KIND]
+        try:
+            query = fingerprint(data).hashes[kinds.DEFAULT_KIND]
+        except ImageRejected:  # a copy over Lookalike's size limits is not found
+            return set()
         # every match within the radius, not just a page of them, so none is left uncounted
         matches = self.store.search(
             query, max_distance=DEFAULT_MAX_DISTANCE, limit=len(self.by_sha)

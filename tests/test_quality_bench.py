@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from PIL import Image
 
-from benchmarks.quality import EDITS
+from benchmarks.quality import EDITS, _rgb
 from lookalike.cli import cli
 from tests.images import encode, photo
 
@@ -50,3 +50,9 @@ def test_bench_quality_refuses_a_folder_without_photos(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "skipped" in result.output
     assert f"Error: no JPEG or PNG file in {tmp_path} could be read" in result.output
+
+
+def test_edits_start_from_transparent_pixels_made_white() -> None:
+    clear = Image.new("LA", (4, 4), (0, 0))  # black, fully transparent
+
+    assert _rgb(encode(clear, "PNG")).getcolors() == [(16, (255, 255, 255))]
