@@ -106,6 +106,7 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
         "web": "benchmarks.web:bench_web",
         "crawl": "benchmarks.crawl:bench_crawl",
         "index": "benchmarks.index:bench_index",
+        "quality": "benchmarks.quality:bench_quality",
     },
     missing_hint=BENCH_EXTRA_HINT,
 )

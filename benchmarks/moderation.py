@@ -76,7 +76,7 @@ class Sample:
     phash: int
 
 
-def _group_files(hashes: list[int]) -> list[int]:
+def group_files(hashes: list[int]) -> list[int]:
     """Union files whose dHashes are within SAME_PHOTO_BITS: which copies show one photo."""
     parent = list(range(len(hashes)))
 
@@ -102,7 +102,7 @@ def _samples(files: list[Path]) -> tuple[list[Sample], list[str]]:
             prints.append((path, fingerprint(path.read_bytes())))
         except (OSError, ImageRejected) as error:
             skipped.append(f"{path}: {error}")
-    groups = _group_files([fp.hashes["dhash"] for _, fp in prints])
+    groups = group_files([fp.hashes["dhash"] for _, fp in prints])
     samples = []
     for index, ((path, fp), group) in enumerate(zip(prints, groups, strict=True)):
         samples.append(Sample(group, index, "file", fp.hashes["dhash"], fp.hashes["phash"]))
