@@ -173,5 +173,7 @@ def test_a_hostile_crawl_ends_on_its_caps_in_bounded_memory(
     dropped = LINKS_ON_A_PAGE - 1000
     assert f"{dropped} links over the per-page cap" in result.stderr, result.stderr[-3000:]
     print(f"hostile crawl: {crawl.seconds:.1f} s, peak RSS {crawl.peak_rss_mb:.0f} MB")
-    assert crawl.seconds < TIMEOUT + 20, crawl.seconds  # start-up and the million links
+    # Start-up and the million links take 7-15 s alone and 40 s on a loaded 2-core machine;
+    # before the caps this crawl took 114 s, so a minute still tells the two apart.
+    assert crawl.seconds < 60, crawl.seconds
     assert crawl.peak_rss_mb < PEAK_RSS_MB, crawl.peak_rss_mb
