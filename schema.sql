@@ -207,6 +207,23 @@ VALUES ('phash', 64, false, 12, NULL, 'images', 'id', 'bank_entries', 'id', 'pha
        ('dhash', 64, true, 10, 'phash', 'images', 'id', 'bank_entries', 'id', 'dhash', 'dhash_chunk')
 ON CONFLICT (name) DO NOTHING;
 
+-- Local features (0003): mirrored, turned, cropped, framed and captioned copies.
+-- ORB features of an image (lookalike.features.orb): a 5-byte header, then 4 bytes of
+-- position and 32 of descriptor per feature, 100 features at most (3,605 bytes).
+CREATE TABLE IF NOT EXISTS image_features (
+    image_id  bigint PRIMARY KEY REFERENCES images (id) ON DELETE CASCADE,
+    features  bytea NOT NULL
+);
+-- Descriptors are noise to a compressor: store them as they are, without trying.
+ALTER TABLE image_features ALTER COLUMN features SET STORAGE EXTERNAL;
+
+-- The same, for a flagged picture of a moderation bank.
+CREATE TABLE IF NOT EXISTS bank_entry_features (
+    entry_id  bigint PRIMARY KEY REFERENCES bank_entries (id) ON DELETE CASCADE,
+    features  bytea NOT NULL
+);
+ALTER TABLE bank_entry_features ALTER COLUMN features SET STORAGE EXTERNAL;
+
 -- Functions and views --------------------------------------------------------------------------
 
 -- Number of differing bits between two 64-bit hashes.

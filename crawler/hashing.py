@@ -102,7 +102,9 @@ def fingerprint_or_kind(data: bytes, max_pixels: int, thumbnail: bool) -> Finger
     """The core's fingerprint, or the kind of rejection (a :class:`Rejection`): the crawler
     counts and records failures by kind, without their details."""
     try:
-        return fingerprint(data, max_pixels=max_pixels, with_thumbnail=thumbnail)
+        return fingerprint(
+            data, max_pixels=max_pixels, with_thumbnail=thumbnail, with_features=True
+        )
     except ImageRejected as error:
         return error.kind
 

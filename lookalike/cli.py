@@ -214,15 +214,30 @@ def index_command(paths: tuple[Path, ...], workers: int | None, no_thumbnails: b
     show_default=True,
     help="Most matching images to list.",
 )
+@click.option(
+    "--hash-only",
+    is_flag=True,
+    help="Only copies near in the hash itself: no mirrored, turned, cropped or framed ones.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list of matches.")
-def search_command(image: Path, max_distance: int, kind: str, limit: int, as_json: bool) -> None:
-    """List stored images that look like IMAGE, best match first."""
-    result = indexer.fingerprint_file(image)
+def search_command(
+    image: Path, max_distance: int, kind: str, limit: int, hash_only: bool, as_json: bool
+) -> None:
+    """List stored images that show IMAGE, edited or not, best match first."""
+    result = indexer.fingerprint_file(image, as_query=not hash_only)
     if result.fingerprint is None:
         raise click.ClickException(f"{image}: {result.reason}")
     query = result.fingerprint.hashes[kind]
     with open_store() as store:
-        matches = store.search(query, kind=kind, max_distance=max_distance, limit=limit)
+        if not hash_only:
+            store.refresh_features()
+        matches = store.search(
+            query,
+            kind=kind,
+            max_distance=max_distance,
+            limit=limit,
+            robust=result.fingerprint.query,
+        )
     if as_json:
         click.echo(json.dumps([match.to_json() for match in matches], indent=2))
         return
@@ -232,6 +247,7 @@ def search_command(image: Path, max_distance: int, kind: str, limit: int, as_jso
     click.echo(f"{'bits':>4}  {'size':>11}  image  on page")
     for match in matches:
         size = f"{match.width}×{match.height}"
+        edits = match.relation.edits if match.relation else []
         for sighting in match.sightings or [None]:
             where = (
                 f"{as_typed(sighting.image_url)}  on {as_typed(sighting.page_url)}"
@@ -239,6 +255,8 @@ def search_command(image: Path, max_distance: int, kind: str, limit: int, as_jso
                 else "(no sightings)"
             )
             click.echo(f"{match.distance:>4}  {size:>11}  {where}")
+        if edits:
+            click.echo(f"{'':>4}  {'':>11}  ({', '.join(edits)})")
 
 
 def as_typed(url: str) -> str:

@@ -21,6 +21,8 @@ import pillow_heif
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from lookalike import kinds
+from lookalike.features import orb
+from lookalike.features.query import QueryDescription, describe
 from lookalike.memory import MemoryBudget, return_freed_memory
 from lookalike.wording import first_line
 
@@ -140,6 +142,8 @@ class Fingerprint:
     height: int
     format: str
     thumbnail: bytes | None = None  # small WebP, when asked for: shows what matched later
+    features: bytes | None = None  # stored local features, when asked for (features.orb)
+    query: QueryDescription | None = None  # what the robust search needs, when asked for
 
     def hex(self, kind: str) -> str:
         return kinds.get(kind).to_hex(self.hashes[kind])
@@ -161,12 +165,16 @@ def fingerprint(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     with_thumbnail: bool = False,
+    with_features: bool = False,
+    as_query: bool = False,
     budget: MemoryBudget | None = None,
 ) -> Fingerprint:
     """Fingerprint encoded image bytes, or raise :class:`ImageRejected` saying why not.
 
-    ``with_thumbnail`` adds a small colour WebP. With a ``budget``, the decode first reserves
-    the memory it may take (:func:`decode_cost`) and waits while other decodes hold it.
+    ``with_thumbnail`` adds a small colour WebP; ``with_features`` the local features that are
+    stored; ``as_query`` what a robust search needs (:mod:`lookalike.features.query`). With a
+    ``budget``, the decode first reserves the memory it may take (:func:`decode_cost`) and
+    waits while other decodes hold it.
     """
     with _decoder_errors_rejected():
         _refuse_endless_png_chunks(data)
@@ -189,8 +197,10 @@ def fingerprint(
                 del colour
             gray = _gray_pixels(image, orientation)  # closes image: its pixels are done
         hashes = {kind.name: kind.compute(gray) for kind in kinds.all_kinds()}
+        width, height = declared[::-1] if orientation in _TURNED else declared
+        features = orb.extract(gray).to_bytes() if with_features else None
+        query = describe(gray, (width, height)) if as_query else None
         del gray  # before the memory is handed back
-    width, height = declared[::-1] if orientation in _TURNED else declared
     return Fingerprint(
         sha256=hashlib.sha256(data).hexdigest(),
         hashes=hashes,
@@ -198,6 +208,8 @@ def fingerprint(
         height=height,
         format=fmt,
         thumbnail=thumbnail,
+        features=features,
+        query=query,
     )
 
 

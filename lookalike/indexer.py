@@ -68,14 +68,20 @@ def _walk(folder: Path) -> Iterator[Path]:
                 yield Path(root, name)
 
 
-def fingerprint_file(path: Path, with_thumbnail: bool = False) -> FileResult:
+def fingerprint_file(
+    path: Path, with_thumbnail: bool = False, *, as_query: bool = False
+) -> FileResult:
     """Read and fingerprint one file; never raises, so one bad file cannot stop a run.
 
     ``with_thumbnail`` makes the small WebP the site shows from the same bytes, read once.
+    A file is described to be stored (its local features), or ``as_query`` to be searched for.
     """
     try:
         data = read_image_file(path)
-        return FileResult(path, fingerprint=fingerprint(data, with_thumbnail=with_thumbnail))
+        found = fingerprint(
+            data, with_thumbnail=with_thumbnail, with_features=not as_query, as_query=as_query
+        )
+        return FileResult(path, fingerprint=found)
     except ImageRejected as error:
         return FileResult(path, rejected=error)
 

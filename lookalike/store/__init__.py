@@ -8,16 +8,21 @@ kind's hashes live).
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from lookalike import kinds
-from lookalike.store import images, search
+from lookalike.features.index import FeatureIndex
+from lookalike.features.query import QueryDescription
+from lookalike.store import features, images, search
 from lookalike.store.images import Stats, StoredImage
+from lookalike.store.robust import find as find_robust
 from lookalike.store.search import (
     DEFAULT_LIMIT,
     DEFAULT_MAX_DISTANCE,
@@ -48,6 +53,7 @@ __all__ = [
 ]
 
 _DEADLOCK_RETRIES = 5
+FEATURE_REFRESH_SECONDS = 2.0
 _T = TypeVar("_T")
 
 
@@ -56,9 +62,33 @@ class Store:
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
+        self.features = FeatureIndex()  # derived from image_features: refresh_features()
+        self._stop_refreshing = threading.Event()
 
     def close(self) -> None:
+        self._stop_refreshing.set()
         self.pool.close()
+
+    def refresh_features(self) -> int:
+        """Bring the in-memory feature index up to date with PostgreSQL; the images added."""
+        with self.pool.connection() as conn:
+            return features.catch_up(conn, features.IMAGE_FEATURES, self.features)
+
+    def keep_features_fresh(self, every: float = FEATURE_REFRESH_SECONDS) -> threading.Thread:
+        """Refresh the feature index now and then ``every`` seconds, in a daemon thread, until
+        the store is closed: a server searches while the index is built, and sees what
+        crawlers write within seconds."""
+
+        def refresh() -> None:
+            while not self._stop_refreshing.is_set():
+                # the database is away: try again next time
+                with contextlib.suppress(psycopg.Error, PoolTimeout, PoolClosed):
+                    self.refresh_features()
+                self._stop_refreshing.wait(every)
+
+        thread = threading.Thread(target=refresh, name="feature-index", daemon=True)
+        thread.start()
+        return thread
 
     def __enter__(self) -> Store:
         return self
@@ -92,12 +122,27 @@ class Store:
         kind: str = kinds.DEFAULT_KIND,
         max_distance: int = DEFAULT_MAX_DISTANCE,
         limit: int = DEFAULT_LIMIT,
+        robust: QueryDescription | None = None,
     ) -> list[Match]:
         """Images whose ``kind`` hash is within ``max_distance`` bits of ``query``, best first,
-        with their sightings."""
+        with their sightings. With the query image's ``robust`` description (``fingerprint(…,
+        as_query=True).query``), also its edited copies (:mod:`lookalike.store.robust`)."""
         searched = kinds.get(kind, indexed=True)
         with self.pool.connection() as conn:
-            return search.search(conn, searched, query, max_distance=max_distance, limit=limit)
+            found = self._found(conn, searched, query, max_distance, robust)
+            return search.search(conn, found, limit=limit)
+
+    def _found(
+        self,
+        conn: psycopg.Connection,
+        kind: kinds.HashKind,
+        query: int,
+        max_distance: int,
+        robust: QueryDescription | None,
+    ) -> list[search.Found]:
+        if robust is None:
+            return search.found_by_hash(conn, kind, query, max_distance=max_distance)
+        return find_robust(conn, kind, robust, self.features, max_distance=max_distance)
 
     def search_page(
         self,
@@ -111,15 +156,16 @@ class Store:
         offset: int = 0,
         sightings_per_match: int = DEFAULT_SIGHTINGS_PER_MATCH,
         with_domains: bool = False,
+        robust: QueryDescription | None = None,
     ) -> SearchPage:
-        """One page of matches, sorted and filtered (see :func:`search.search_page`)."""
+        """One page of matches, sorted and filtered (see :func:`search.search_page`); with
+        ``robust``, edited copies too, as :meth:`search` finds them."""
         searched = kinds.get(kind, indexed=True)
         with self.pool.connection() as conn:
+            found = self._found(conn, searched, query, max_distance, robust)
             return search.search_page(
                 conn,
-                searched,
-                query,
-                max_distance=max_distance,
+                found,
                 sort=sort,
                 domain=domain,
                 limit=limit,

@@ -13,8 +13,8 @@ from typing import Protocol
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row
 
+from lookalike.features.relation import Relation
 from lookalike.hashes import to_bigint
 from lookalike.kinds import HashKind
 
@@ -25,7 +25,7 @@ DEFAULT_SIGHTINGS_PER_MATCH = 50
 # How search_page orders matches; ties always fall back to the best match first. Constants only:
 # the user picks a key, never SQL text.
 SORT_ORDERS = {
-    "best": "distance, image_id",
+    "best": "rank",
     "pages": "pages DESC, distance, image_id",
     "newest": "first_seen DESC, distance, image_id",
     "oldest": "first_seen, distance, image_id",
@@ -56,6 +56,15 @@ class PageSighting:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Found:
+    """An image a search found, before its details are read: best first in a list."""
+
+    image_id: int
+    distance: int  # bits from the query (from its nearest view, for an image query)
+    relation: Relation | None  # None for a search by hash alone
+
+
 class HasSightings(Protocol):
     image_id: int
     sightings: list[PageSighting]
@@ -70,6 +79,7 @@ class Match:
     height: int
     format: str
     sightings: list[PageSighting] = field(default_factory=list)
+    relation: Relation | None = None  # how it differs from the query, for an image query
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -79,6 +89,7 @@ class Match:
             "width": self.width,
             "height": self.height,
             "format": self.format,
+            "relation": self.relation.to_json() if self.relation else None,
             "sightings": [sighting.to_json() for sighting in self.sightings],
         }
 
@@ -101,34 +112,41 @@ class SearchPage:
     domains: list[tuple[str, int]]  # (domain, matching images seen there), most first
 
 
-def search(
-    conn: psycopg.Connection, kind: HashKind, query: int, *, max_distance: int, limit: int
-) -> list[Match]:
-    """Images within ``max_distance`` bits of ``query``, best first, with their sightings."""
-    matches = (
-        conn.cursor(row_factory=class_row(Match))
-        .execute(
-            """
-            SELECT m.image_id, m.distance, i.sha256, i.width, i.height, i.format
-            FROM similar_hashes(%s, %s::bigint, %s) AS m
-            JOIN images i ON i.id = m.image_id
-            ORDER BY m.distance, m.image_id
-            LIMIT %s
-            """,
-            (kind.name, to_bigint(query), max_distance, limit),
-        )
-        .fetchall()
-    )
+def search(conn: psycopg.Connection, found: Sequence[Found], *, limit: int) -> list[Match]:
+    """The first ``limit`` of the ``found`` images (best first), with their sightings."""
+    kept = list(found[:limit])
+    rows = conn.execute(
+        "SELECT id, sha256, width, height, format FROM images WHERE id = ANY(%s)",
+        ([match.image_id for match in kept],),
+    ).fetchall()
+    facts = {row[0]: row[1:] for row in rows}
+    matches = [
+        Match(match.image_id, match.distance, *facts[match.image_id], relation=match.relation)
+        for match in kept
+        if match.image_id in facts
+    ]
     attach_sightings(conn, matches)
     return matches
 
 
+def found_by_hash(
+    conn: psycopg.Connection, kind: HashKind, query: int, *, max_distance: int
+) -> list[Found]:
+    """Images within ``max_distance`` bits of ``query`` (the plain hash search), best first."""
+    rows = conn.execute(
+        """
+        SELECT image_id, distance FROM similar_hashes(%s, %s::bigint, %s)
+        ORDER BY distance, image_id
+        """,
+        (kind.name, to_bigint(query), max_distance),
+    ).fetchall()
+    return [Found(image_id, distance, None) for image_id, distance in rows]
+
+
 def search_page(
     conn: psycopg.Connection,
-    kind: HashKind,
-    query: int,
+    found: Sequence[Found],
     *,
-    max_distance: int,
     sort: str,
     domain: str | None,
     limit: int,
@@ -136,7 +154,7 @@ def search_page(
     sightings_per_match: int,
     with_domains: bool,
 ) -> SearchPage:
-    """Matches within ``max_distance``, ordered by ``sort`` (a key of SORT_ORDERS).
+    """The ``found`` images (best first), ordered by ``sort`` (a key of SORT_ORDERS).
 
     ``domain`` keeps only matches seen on that domain, and only those sightings.
     ``with_domains`` also lists the domains of all matches, for a filter menu.
@@ -144,16 +162,13 @@ def search_page(
     if sort not in SORT_ORDERS:
         raise ValueError(f"unknown sort {sort!r}: expected one of {', '.join(SORT_ORDERS)}")
     order = sql.SQL(SORT_ORDERS[sort])  # type: ignore[arg-type]
-    found = conn.execute(
-        "SELECT image_id, distance FROM similar_hashes(%s, %s::bigint, %s)",
-        (kind.name, to_bigint(query), max_distance),
-    ).fetchall()
-    ids = [image_id for image_id, _ in found]
+    ids = [match.image_id for match in found]
+    relations = {match.image_id: match.relation for match in found}
     rows = conn.execute(
         sql.SQL(_RANKED_PAGE_SQL).format(order=order),
         {
             "ids": ids,
-            "distances": [distance for _, distance in found],
+            "distances": [match.distance for match in found],
             "domain": domain,
             "limit": limit,
             "offset": offset,
@@ -161,7 +176,13 @@ def search_page(
     ).fetchall()
     total = rows[0][-1] if rows else 0
     matches = [
-        RankedMatch(*row[:6], pages=row[6], first_seen=row[7], has_thumbnail=row[8])
+        RankedMatch(
+            *row[:6],
+            relation=relations[row[0]],
+            pages=row[6],
+            first_seen=row[7],
+            has_thumbnail=row[8],
+        )
         for row in rows
         if row[0] is not None
     ]
@@ -172,20 +193,21 @@ def search_page(
 
 # One page of ranked matches, plus the count of all of them (a row of NULLs when the page is
 # past the end, so the total still comes back). The found (image_id, distance) pairs come in as
-# arrays, so similar_hashes() runs once per search.
+# arrays, best first: their position is the "best" order.
 _RANKED_PAGE_SQL = """
 WITH ranked AS (
-    SELECT f.image_id, f.distance, i.sha256, i.width, i.height, i.format,
+    SELECT f.image_id, f.distance, f.rank, i.sha256, i.width, i.height, i.format,
            count(DISTINCT s.page_id) AS pages,
            coalesce(min(s.first_seen), i.first_seen) AS first_seen,
            EXISTS (SELECT 1 FROM thumbnails t WHERE t.image_id = f.image_id) AS has_thumbnail,
            i.width::bigint * i.height AS pixels
-    FROM unnest(%(ids)s::bigint[], %(distances)s::int[]) AS f (image_id, distance)
+    FROM unnest(%(ids)s::bigint[], %(distances)s::int[]) WITH ORDINALITY
+        AS f (image_id, distance, rank)
     JOIN images i ON i.id = f.image_id
     LEFT JOIN sightings s ON s.image_id = f.image_id
         AND (%(domain)s::text IS NULL
              OR s.page_id IN (SELECT p.id FROM pages p WHERE p.domain = %(domain)s))
-    GROUP BY f.image_id, f.distance, i.id
+    GROUP BY f.image_id, f.distance, f.rank, i.id
     HAVING %(domain)s::text IS NULL OR count(s.id) > 0
 )
 SELECT r.image_id, r.distance, r.sha256, r.width, r.height, r.format, r.pages, r.first_seen,

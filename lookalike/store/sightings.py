@@ -83,6 +83,19 @@ def record_sightings(conn: psycopg.Connection, sightings: Sequence[Sighting]) ->
         if place.image_table != "images":
             _record_own_table_hashes(conn, place, images, image_ids)
 
+    with_features = [s for s in images if s.fingerprint.features]
+    if with_features:  # for known images too: one recorded before features were kept gets them
+        conn.execute(
+            """
+            INSERT INTO image_features (image_id, features)
+            SELECT * FROM unnest(%b::bigint[], %b::bytea[])
+            ON CONFLICT (image_id) DO NOTHING
+            """,
+            _columns(
+                (image_ids[s.fingerprint.sha256], s.fingerprint.features) for s in with_features
+            ),
+        )
+
     with_thumbnails = [s for s in images if s.fingerprint.thumbnail]
     if with_thumbnails:
         conn.execute(

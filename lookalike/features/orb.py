@@ -1,0 +1,101 @@
+"""ORB local features: what is stored per image, and what a query is described by.
+
+An image is described at one working size, 512 px on its longer side (where ORB costs ~4 ms):
+copies resized from one picture are then described at one scale, and a small copy gets enough
+pixels for ORB's corners.
+Stored images keep their 100 strongest features: 32-byte descriptors and positions to 1/8 px,
+3.6 KB an image. Queries keep more (500) and describe their mirror image too, because ORB
+descriptors are turned with the image but not mirrored with it.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+WORKING_SIDE = 512
+STORED_FEATURES = 100
+QUERY_FEATURES = 500
+DESCRIPTOR_BYTES = 32
+_POSITION_SCALE = 8  # positions in 1/8 px: 512 px fits in 16 bits
+_HEADER = struct.Struct("<BHH")  # format version, working width, working height
+_FORMAT_VERSION = 1
+
+
+class FeaturesUnreadable(ValueError):
+    """Stored feature bytes that are not in the format this code writes."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFeatures:
+    """Keypoint positions (n×2, x then y, in working-size pixels) and their descriptors (n×32).
+
+    ``width``/``height``: the working size; ``scale``: working size over the image's size.
+    """
+
+    points: np.ndarray
+    descriptors: np.ndarray
+    width: int
+    height: int
+
+    def __len__(self) -> int:
+        return len(self.descriptors)
+
+    def to_bytes(self) -> bytes:
+        positions = np.round(self.points * _POSITION_SCALE).astype("<u2")
+        return (
+            _HEADER.pack(_FORMAT_VERSION, self.width, self.height)
+            + positions.tobytes()
+            + np.ascontiguousarray(self.descriptors, dtype=np.uint8).tobytes()
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LocalFeatures:
+        if len(data) < _HEADER.size:
+            raise FeaturesUnreadable(f"{len(data)} bytes: shorter than the header")
+        version, width, height = _HEADER.unpack_from(data)
+        body = len(data) - _HEADER.size
+        if version != _FORMAT_VERSION or body % (4 + DESCRIPTOR_BYTES):
+            raise FeaturesUnreadable(f"format {version}, {body} bytes of features")
+        count = body // (4 + DESCRIPTOR_BYTES)
+        positions = np.frombuffer(data, "<u2", count * 2, _HEADER.size)
+        descriptors = np.frombuffer(data, np.uint8, offset=_HEADER.size + count * 4)
+        return cls(
+            positions.reshape(count, 2).astype(np.float32) / _POSITION_SCALE,
+            descriptors.reshape(count, DESCRIPTOR_BYTES),
+            width,
+            height,
+        )
+
+
+def extract(gray: np.ndarray, limit: int = STORED_FEATURES) -> LocalFeatures:
+    """The ``limit`` strongest ORB features of an upright 8-bit grayscale image."""
+    import cv2  # a quarter of a second to import: only programs that describe images pay it
+
+    working = _working_size(gray)
+    height, width = working.shape
+    # A low FAST threshold finds corners in soft, low-contrast photos too; the limit keeps only
+    # the strongest. A detector per call: OpenCV's are not safe to share between threads.
+    detector = cv2.ORB_create(nfeatures=limit, fastThreshold=10)
+    keypoints, descriptors = detector.detectAndCompute(working, None)
+    if descriptors is None:  # a flat or tiny picture has no corners to describe
+        return LocalFeatures(
+            np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8), width, height
+        )
+    points = np.array([keypoint.pt for keypoint in keypoints], dtype=np.float32)
+    strongest = np.argsort([-keypoint.response for keypoint in keypoints], kind="stable")[:limit]
+    return LocalFeatures(points[strongest], descriptors[strongest], width, height)
+
+
+def _working_size(gray: np.ndarray) -> np.ndarray:
+    import cv2
+
+    height, width = gray.shape
+    scale = WORKING_SIDE / max(height, width)
+    if scale == 1:
+        return np.ascontiguousarray(gray)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    shrink = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(gray, size, interpolation=shrink)

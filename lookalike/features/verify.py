@@ -1,0 +1,109 @@
+"""Geometric verification: is a candidate the query's picture, and how does it differ?
+
+Descriptors are paired by Lowe's ratio test, each candidate feature used once, and a
+similarity (turn, scale, shift) is fitted with RANSAC. Different photos of one scene share
+textures but not one rigid layout, so the count of features agreeing with the fit (inliers)
+separates copies from look-alikes: on real photos every one of 17 edits kept 23 or more of
+300, the best unrelated photo 24 at most (../shared/design.md); MIN_INLIERS is set from
+`lookalike bench quality` at the stored 100.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lookalike.features.orb import QUERY_FEATURES, LocalFeatures, extract
+from lookalike.features.relation import Relation, relation_from_transform
+
+MIN_INLIERS = 20
+RATIO = 0.8
+_REPROJECTION_PX = 4.0  # at the working size
+_SCALES = (0.1, 10.0)  # a fit outside these collapses features onto a few points
+_MIN_PAIRS = 6
+
+
+@dataclass(frozen=True, slots=True)
+class QueryFeatures:
+    """The query's features, upright and mirrored (ORB descriptors do not survive a mirror),
+    and the query's size in pixels."""
+
+    upright: LocalFeatures
+    mirrored: LocalFeatures
+    size: tuple[int, int]
+
+
+def describe_query(gray: np.ndarray, size: tuple[int, int]) -> QueryFeatures:
+    return QueryFeatures(
+        extract(gray, QUERY_FEATURES), extract(np.fliplr(gray), QUERY_FEATURES), size
+    )
+
+
+def relate(
+    query: QueryFeatures, candidate: LocalFeatures, candidate_size: tuple[int, int]
+) -> Relation | None:
+    """The relation of a candidate to the query, if a fit confirms it is the same picture."""
+    best: tuple[int, np.ndarray, bool] | None = None
+    for mirrored, described in ((False, query.upright), (True, query.mirrored)):
+        fitted = _fit(described, candidate)
+        if fitted is not None and (best is None or fitted[0] > best[0]):
+            best = (*fitted, mirrored)
+    if best is None or best[0] < MIN_INLIERS:
+        return None
+    inliers, working_map, mirrored = best
+    return relation_from_transform(
+        "features",
+        _in_image_pixels(working_map, query, candidate, candidate_size, mirrored=mirrored),
+        query.size,
+        candidate_size,
+        mirrored=mirrored,
+        inliers=inliers,
+    )
+
+
+def _fit(query: LocalFeatures, candidate: LocalFeatures) -> tuple[int, np.ndarray] | None:
+    import cv2
+
+    if len(query) < 2 or len(candidate) < 2:
+        return None
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(query.descriptors, candidate.descriptors, k=2)
+    closest: dict[int, tuple[float, int]] = {}  # candidate feature → (distance, query feature)
+    for pair in pairs:
+        if len(pair) == 2 and pair[0].distance < RATIO * pair[1].distance:
+            match = pair[0]
+            if match.trainIdx not in closest or match.distance < closest[match.trainIdx][0]:
+                closest[match.trainIdx] = (match.distance, match.queryIdx)
+    if len(closest) < _MIN_PAIRS:
+        return None
+    source = query.points[[q for _, q in closest.values()]]
+    target = candidate.points[list(closest)]
+    working_map, inlier_mask = cv2.estimateAffinePartial2D(
+        source, target, method=cv2.RANSAC, ransacReprojThreshold=_REPROJECTION_PX
+    )
+    if working_map is None:
+        return None
+    scale = float(np.hypot(working_map[0, 0], working_map[1, 0]))
+    if not _SCALES[0] < scale < _SCALES[1]:
+        return None
+    return int(inlier_mask.sum()), working_map
+
+
+def _in_image_pixels(
+    working_map: np.ndarray,
+    query: QueryFeatures,
+    candidate: LocalFeatures,
+    candidate_size: tuple[int, int],
+    *,
+    mirrored: bool,
+) -> np.ndarray:
+    """The working-size map re-expressed from query image pixels to match image pixels."""
+    width, height = query.size
+    into_query = np.diag([query.upright.width / width, query.upright.height / height, 1.0])
+    if mirrored:  # the mirrored description's x runs the other way
+        into_query = np.array([[-1.0, 0, query.upright.width], [0, 1, 0], [0, 0, 1]]) @ into_query
+    out_of_candidate = np.diag(
+        [candidate_size[0] / candidate.width, candidate_size[1] / candidate.height, 1.0]
+    )
+    full = out_of_candidate @ np.vstack([working_map, (0, 0, 1)]) @ into_query
+    return full[:2]
