@@ -151,3 +151,24 @@ def rejected_samples() -> dict[Rejection, bytes]:
         Rejection.RLE_BMP_TOO_LARGE: rle8_bmp(7000, 7000, b"\x01\x05" * 1_200_000),
         Rejection.TOO_MANY_PNG_CHUNKS: png_with_empty_chunks(100_001),
     }
+
+
+def scene(seed: int, size: tuple[int, int] = (640, 480), *, moved: float = 0.0) -> Image.Image:
+    """A busy photo-like picture: a smooth backdrop and 150 small shapes, corners for ORB.
+
+    ``moved`` shifts every shape by up to that share of the picture (same seed, same shapes
+    and colours): another shot of the same things, not a copy of the first.
+    """
+    rng = random.Random(seed)
+    jitter = random.Random(seed + 1_000_003)
+    image = photo(seed, size)
+    draw = ImageDraw.Draw(image)
+    width, height = size
+    for _ in range(150):
+        x, y = rng.uniform(0, 1) * width, rng.uniform(0, 1) * height
+        x += jitter.uniform(-moved, moved) * width
+        y += jitter.uniform(-moved, moved) * height
+        side = rng.uniform(0.01, 0.06) * width
+        points = [(x + rng.uniform(-side, side), y + rng.uniform(-side, side)) for _ in range(3)]
+        draw.polygon(points, fill=_colour(rng))
+    return image

@@ -112,6 +112,7 @@ def test_a_database_built_with_psql_is_then_migrated_in_place(built_both_ways) -
     assert apply_migrations(by_psql) == [
         "applied migration 0001_initial.sql",
         "applied migration 0002_hash_kinds.sql",
+        "applied migration 0003_local_features.sql",
         f"re-created the functions and views of schema.sql ({FUNCTIONS} functions, 2 views)",
     ]
     with connect(by_psql) as conn:

@@ -47,7 +47,7 @@ class Relation:
         return {
             "method": self.method,
             "mirrored": self.mirrored,
-            "rotation": round(self.rotation, 1),
+            "rotation": round(self.rotation, 1) + 0.0,  # never -0.0
             "scale": round(self.scale, 4),
             "query_overlap_percent": round(self.query_overlap_percent, 1),
             "target_overlap_percent": round(self.target_overlap_percent, 1),

@@ -22,6 +22,7 @@ RATIO = 0.8
 _REPROJECTION_PX = 4.0  # at the working size
 _SCALES = (0.1, 10.0)  # a fit outside these collapses features onto a few points
 _MIN_PAIRS = 6
+_DESCRIBED = 2 * MIN_INLIERS  # fewer features than this: their silence proves nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,14 @@ def relate(
         mirrored=mirrored,
         inliers=inliers,
     )
+
+
+def contradicts(
+    query: QueryFeatures, candidate: LocalFeatures, candidate_size: tuple[int, int]
+) -> bool:
+    """Whether both images are described well enough for the features to say no, and do."""
+    described = min(len(query.upright), len(candidate)) >= _DESCRIBED
+    return described and relate(query, candidate, candidate_size) is None
 
 
 def _fit(query: LocalFeatures, candidate: LocalFeatures) -> tuple[int, np.ndarray] | None:

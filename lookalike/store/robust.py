@@ -20,12 +20,16 @@ from psycopg import sql
 from lookalike.features.index import FeatureIndex
 from lookalike.features.query import QueryDescription
 from lookalike.features.relation import relation_from_transform
-from lookalike.features.verify import relate
+from lookalike.features.verify import contradicts, relate
 from lookalike.features.views import View
 from lookalike.hashes import from_bigint, to_bigint
 from lookalike.kinds import HashKind
 from lookalike.store import features, kind_tables
 from lookalike.store.search import Found
+
+# Copies resized or re-saved from one picture sit within this many dHash bits of each other
+# (docs/benchmarks.md, bench radius); beyond it a hash match must not be contradicted.
+TRUSTED_DISTANCE = 3
 
 
 def find(
@@ -36,48 +40,60 @@ def find(
     *,
     max_distance: int,
 ) -> list[Found]:
-    """Every image that the views' hashes or a confirmed feature fit find, best first."""
+    """Every image that the views' hashes or a confirmed feature fit find, best first.
+
+    A hash match more than TRUSTED_DISTANCE bits away is kept only if the local features do
+    not contradict it: other shots of one scene on one backdrop can be that near in dHash.
+    """
     views = [view for view in description.views if kind.name in view.hashes]
-    by_hash: dict[int, tuple[int, View]] = {}
-    for view in views:
-        for image_id, distance in conn.execute(
-            "SELECT image_id, distance FROM similar_hashes(%s, %s::bigint, %s)",
-            (kind.name, to_bigint(view.hashes[kind.name]), max_distance),
-        ):
-            if image_id not in by_hash or distance < by_hash[image_id][0]:
-                by_hash[image_id] = (distance, view)
+    by_hash = _hash_matches(conn, kind, views, max_distance)
     candidates = [] if index is None else index.candidates(_descriptor_sets(description))
     to_verify = [image_id for image_id in candidates if image_id not in by_hash]
-    stored = features.read(conn, features.IMAGE_FEATURES, to_verify)
-    facts = _image_facts(conn, kind, [*by_hash, *to_verify])
-    query_size = description.features.size
-
-    found = [
-        Found(
-            image_id,
-            distance,
-            relation_from_transform(
-                "hash",
-                view.transform(query_size, facts[image_id][0]),
-                query_size,
-                facts[image_id][0],
-                mirrored=view.mirrored,
-            ),
-        )
-        for image_id, (distance, view) in sorted(by_hash.items(), key=lambda item: item[1][0])
-        if image_id in facts
+    unsure = [
+        image_id for image_id, (distance, _) in by_hash.items() if distance > TRUSTED_DISTANCE
     ]
+    stored = features.read(conn, features.IMAGE_FEATURES, [*unsure, *to_verify])
+    facts = _image_facts(conn, kind, [*by_hash, *to_verify])
+    query = description.features
+
+    found = []
+    for image_id, (distance, view) in sorted(by_hash.items(), key=lambda item: item[1][0]):
+        if image_id not in facts:
+            continue
+        size = facts[image_id][0]
+        if image_id in stored and contradicts(query, stored[image_id], size):
+            continue
+        transform = view.transform(query.size, size)
+        relation = relation_from_transform(
+            "hash", transform, query.size, size, mirrored=view.mirrored
+        )
+        found.append(Found(image_id, distance, relation))
     confirmed = []
     for image_id in to_verify:
         if image_id not in stored or image_id not in facts:
             continue
         size, stored_hash = facts[image_id]
-        relation = relate(description.features, stored[image_id], size)
+        relation = relate(query, stored[image_id], size)
         if relation is not None:
             distance = min(kind.distance(view.hashes[kind.name], stored_hash) for view in views)
             confirmed.append(Found(image_id, distance, relation))
     confirmed.sort(key=lambda match: (-(match.relation.inliers or 0), match.image_id))
     return found + confirmed
+
+
+def _hash_matches(
+    conn: psycopg.Connection, kind: HashKind, views: list[View], max_distance: int
+) -> dict[int, tuple[int, View]]:
+    """Each image within ``max_distance`` of some view, with its nearest view."""
+    nearest: dict[int, tuple[int, View]] = {}
+    for view in views:
+        for image_id, distance in conn.execute(
+            "SELECT image_id, distance FROM similar_hashes(%s, %s::bigint, %s)",
+            (kind.name, to_bigint(view.hashes[kind.name]), max_distance),
+        ):
+            if image_id not in nearest or distance < nearest[image_id][0]:
+                nearest[image_id] = (distance, view)
+    return nearest
 
 
 def _descriptor_sets(description: QueryDescription) -> list[np.ndarray]:

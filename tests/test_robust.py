@@ -1,0 +1,254 @@
+"""The robust search: edited copies found and explained; other pictures not found.
+
+Photos are made by tests/images.py (a backdrop and 150 small shapes: corners for ORB), stored
+through the real store in PostgreSQL, and searched as the CLI and the site search.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageOps
+
+from lookalike.features.index import FeatureIndex
+from lookalike.features.orb import STORED_FEATURES, FeaturesUnreadable, LocalFeatures
+from lookalike.fingerprint import Fingerprint, fingerprint
+from lookalike.store import Match, Sighting, Store
+from lookalike.store.db import connect, open_pool
+from tests.conftest import _create_database, _drop_database
+from tests.images import encode, scene
+
+SIZE = (640, 480)
+SCENES = range(1, 9)
+
+
+def stored(seed: int) -> Fingerprint:
+    return fingerprint(encode(scene(seed, SIZE), "PNG"), with_features=True)
+
+
+def record(store: Store, prints: list[Fingerprint]) -> None:
+    store.record(
+        [Sighting(fp, f"https://pics.test/{fp.sha256}.png", "https://pics.test/") for fp in prints]
+    )
+
+
+def searched(store: Store, image: Image.Image) -> list[Match]:
+    query = fingerprint(encode(image, "PNG"), as_query=True)
+    return store.search(query.hashes["dhash"], robust=query.query, limit=50)
+
+
+@pytest.fixture(scope="module")
+def gallery(server_url: str, template_database: str) -> Iterator[tuple[Store, dict[int, int]]]:
+    """Eight scenes stored (module-wide: describing them is the slow part); scene → image id."""
+    name = f"lookalike_test_robust_{secrets.token_hex(4)}"
+    url = _create_database(server_url, name, template=template_database)
+    with Store(open_pool(url, init_schema=False)) as store:
+        prints = {seed: stored(seed) for seed in SCENES}
+        record(store, list(prints.values()))
+        with connect(url) as conn:
+            ids = dict(conn.execute("SELECT sha256, id FROM images").fetchall())
+        assert store.refresh_features() == len(SCENES)
+        yield store, {seed: ids[fp.sha256] for seed, fp in prints.items()}
+    _drop_database(server_url, name)
+
+
+def _crop(
+    left: float, top: float, right: float, bottom: float
+) -> Callable[[Image.Image], Image.Image]:
+    def crop(image: Image.Image) -> Image.Image:
+        w, h = image.size
+        return image.crop((round(left * w), round(top * h), round(right * w), round(bottom * h)))
+
+    return crop
+
+
+def _caption(image: Image.Image) -> Image.Image:
+    out = image.copy()
+    ImageDraw.Draw(out).rectangle((0, out.height * 7 // 8, out.width, out.height), fill="black")
+    return out
+
+
+# edit → (mirrored, rotation of the match relative to the query, query %, target %)
+EDITS: dict[str, tuple[Callable[[Image.Image], Image.Image], bool, float, float, float]] = {
+    "mirror": (ImageOps.mirror, True, 0, 100, 100),
+    "rotate 90° counterclockwise": (
+        lambda image: image.transpose(Image.Transpose.ROTATE_90),
+        False,
+        -90,
+        100,
+        100,
+    ),
+    "rotate 180°": (
+        lambda image: image.transpose(Image.Transpose.ROTATE_180),
+        False,
+        180,
+        100,
+        100,
+    ),
+    "mirror and rotate 270°": (
+        lambda image: ImageOps.mirror(image).transpose(Image.Transpose.ROTATE_270),
+        True,
+        None,
+        100,
+        100,
+    ),
+    "rotate 5°": (
+        lambda image: image.rotate(5, Image.Resampling.BICUBIC, expand=True),
+        False,
+        -5,
+        None,
+        100,
+    ),
+    "crop to the left 70%": (_crop(0, 0, 0.7, 1), False, 0, 100, 70),
+    "crop to the centre 75%": (_crop(0.125, 0.125, 0.875, 0.875), False, 0, 100, 56),
+    "5% white border": (
+        lambda image: ImageOps.expand(image, (32, 24, 32, 24), fill="white"),
+        False,
+        0,
+        100 / 1.1 / 1.1,
+        100,
+    ),
+    "letterbox to a square": (lambda image: ImageOps.pad(image, (640, 640)), False, 0, 75, 100),
+    "caption band": (_caption, False, 0, None, None),
+    "half size, JPEG": (lambda image: image.resize((320, 240)), False, 0, 100, 100),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_each_edit_is_found_first_and_explained(gallery, edit: str) -> None:
+    store, ids = gallery
+    make, mirrored, rotation, query_percent, target_percent = EDITS[edit]
+    matches = searched(store, make(scene(3, SIZE)))
+    assert [match.image_id for match in matches] == [ids[3]]
+    relation = matches[0].relation
+    assert relation is not None
+    assert relation.mirrored is mirrored
+    if rotation is not None:
+        assert abs((relation.rotation - rotation + 180) % 360 - 180) < 1.5
+    if query_percent is not None:
+        assert relation.query_overlap_percent == pytest.approx(query_percent, abs=4)
+    if target_percent is not None:
+        assert relation.target_overlap_percent == pytest.approx(target_percent, abs=4)
+
+
+def test_the_transform_takes_a_query_pixel_to_the_same_spot_of_the_match(gallery) -> None:
+    """A 70% crop, mirrored: the query's pixel (x, y) shows the match's (0.7w - x, y)."""
+    store, ids = gallery
+    query = ImageOps.mirror(scene(5, SIZE).crop((0, 0, 448, 480)))
+    (match,) = searched(store, query)
+    assert match.image_id == ids[5]
+    assert match.relation.method == "features"
+    assert match.relation.edits == ["mirrored", "the query is 70% of it"]
+    for x, y in [(10, 10), (400, 50), (200, 400)]:
+        mapped = match.relation.transform @ np.array([x, y, 1.0])
+        assert mapped == pytest.approx([448 - x, y], abs=4)
+    assert len(match.relation.match_region) >= 4
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param(lambda: scene(3, SIZE, moved=0.04), id="the same things, moved: another shot"),
+        pytest.param(lambda: scene(42, SIZE), id="an unrelated scene"),
+        pytest.param(
+            lambda: _on_white(scene(3, SIZE).crop((200, 150, 440, 330)), 11),
+            id="another item on the same white backdrop",
+        ),
+    ],
+)
+def test_other_pictures_are_not_found(gallery, other: Callable[[], Image.Image]) -> None:
+    store, _ = gallery
+    assert searched(store, other()) == []
+
+
+def _on_white(item: Image.Image, seed: int) -> Image.Image:
+    backdrop = Image.new("RGB", SIZE, "white")
+    backdrop.paste(scene(seed, item.size), (200, 150))
+    return backdrop
+
+
+def test_the_hash_alone_still_finds_the_plain_copy_only(gallery) -> None:
+    store, ids = gallery
+    copy = fingerprint(encode(scene(2, SIZE).resize((320, 240)), "JPEG"))
+    mirrored = fingerprint(encode(ImageOps.mirror(scene(2, SIZE)), "PNG"))
+    assert [match.image_id for match in store.search(copy.hashes["dhash"])] == [ids[2]]
+    assert store.search(mirrored.hashes["dhash"]) == []
+
+
+def test_images_recorded_later_are_found_within_seconds(store: Store) -> None:
+    record(store, [stored(1)])
+    store.keep_features_fresh(every=0.1)
+    deadline = time.monotonic() + 10
+    while len(store.features) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(store.features) == 1
+    record(store, [stored(2)])
+    cropped = scene(2, SIZE).crop((0, 0, 448, 480))
+    found: list[Match] = []
+    while not found and time.monotonic() < deadline:
+        found = searched(store, cropped)
+    assert [match.relation.method for match in found] == ["features"]
+
+
+def test_a_new_process_rebuilds_the_index_from_postgresql(store: Store, database_url: str) -> None:
+    record(store, [stored(seed) for seed in (1, 2, 3)])
+    with Store(open_pool(database_url, init_schema=False)) as fresh:
+        assert len(fresh.features) == 0
+        assert fresh.refresh_features() == 3
+        assert fresh.refresh_features() == 0
+        cropped = scene(3, SIZE).crop((0, 0, 448, 480))
+        assert [match.relation.method for match in searched(fresh, cropped)] == ["features"]
+
+
+def test_unreadable_stored_features_leave_the_image_to_its_hashes(
+    store: Store, database_url: str
+) -> None:
+    record(store, [stored(4)])
+    with connect(database_url) as conn:
+        conn.execute("UPDATE image_features SET features = '\\x0102'")
+    assert store.refresh_features() == 1
+    assert len(store.features) == 0
+    mirrored = searched(store, ImageOps.mirror(scene(4, SIZE)))
+    assert [match.relation.method for match in mirrored] == ["hash"]
+    assert searched(store, scene(4, SIZE).crop((0, 0, 448, 480))) == []
+
+
+def test_features_round_trip_and_refuse_other_bytes() -> None:
+    features = LocalFeatures.from_bytes(stored(6).features)
+    assert len(features) == STORED_FEATURES
+    again = LocalFeatures.from_bytes(features.to_bytes())
+    assert np.array_equal(again.descriptors, features.descriptors)
+    assert np.allclose(again.points, features.points, atol=1 / 16)
+    with pytest.raises(FeaturesUnreadable):
+        LocalFeatures.from_bytes(b"\x02" + features.to_bytes()[1:])
+    with pytest.raises(FeaturesUnreadable):
+        LocalFeatures.from_bytes(features.to_bytes()[:-1])
+
+
+def test_a_flat_picture_is_stored_without_features_and_found_by_hash(store: Store) -> None:
+    flat = Image.new("RGB", SIZE, (90, 140, 200))
+    fp = fingerprint(encode(flat, "PNG"), with_features=True)
+    assert len(LocalFeatures.from_bytes(fp.features)) == 0
+    record(store, [fp])
+    store.refresh_features()
+    assert len(searched(store, ImageOps.mirror(flat))) == 1
+
+
+def test_the_index_finds_each_image_after_many_batches_merge() -> None:
+    rng = np.random.default_rng(5)
+    index = FeatureIndex()
+    descriptors = {
+        image_id: rng.integers(0, 256, (100, 32), dtype=np.uint8) for image_id in range(60)
+    }
+    for start in range(0, 60, 3):  # 20 batches: more than the segments kept before merging
+        batch = range(start, start + 3)
+        index.add(list(batch), [descriptors[image_id] for image_id in batch])
+    index.add([0], [descriptors[0]])  # known already: not added twice
+    assert len(index) == 60
+    assert len(index._segments) < 8
+    for image_id in (0, 31, 59):
+        assert index.candidates([descriptors[image_id]], limit=1) == [image_id]
