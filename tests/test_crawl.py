@@ -149,6 +149,14 @@ def test_crawl_records_every_image_form(
     ) == [("Home", "A plain photo"), ("Second", "again")]
     assert rows(database_url, "SELECT count(*) FROM images") == [(12,)]
     assert rows(database_url, "SELECT count(*) FROM thumbnails") == [(12,)]
+    # every crawled image is described for the robust search, exactly as the core describes it
+    assert rows(database_url, "SELECT count(*) FROM image_features") == [(12,)]
+    assert rows(
+        database_url,
+        "SELECT f.features FROM image_features f JOIN images i ON i.id = f.image_id"
+        " WHERE i.sha256 = %s",
+        (plain.sha256,),
+    ) == [(fingerprint(site.routes["/img/plain.jpg"].body, with_features=True).features,)]  # type: ignore[union-attr]
 
     outcome, pages, images_seen, new_images, new_sightings, errors = crawl_row(database_url)
     assert (outcome, pages, images_seen, new_images, new_sightings) == ("finished", 3, 12, 12, 13)

@@ -21,6 +21,7 @@ from lookalike.store import Match, Sighting, Store
 from lookalike.store.db import connect, open_pool
 from tests.conftest import _create_database, _drop_database
 from tests.images import encode, scene
+from tests.test_cli import run
 
 SIZE = (640, 480)
 SCENES = range(1, 9)
@@ -218,7 +219,9 @@ def test_unreadable_stored_features_leave_the_image_to_its_hashes(
 
 
 def test_features_round_trip_and_refuse_other_bytes() -> None:
-    features = LocalFeatures.from_bytes(stored(6).features)
+    data = stored(6).features
+    assert len(data) == 5 + STORED_FEATURES * 36 == 3_605
+    features = LocalFeatures.from_bytes(data)
     assert len(features) == STORED_FEATURES
     again = LocalFeatures.from_bytes(features.to_bytes())
     assert np.array_equal(again.descriptors, features.descriptors)
@@ -252,3 +255,18 @@ def test_the_index_finds_each_image_after_many_batches_merge() -> None:
     assert len(index._segments) < 8
     for image_id in (0, 31, 59):
         assert index.candidates([descriptors[image_id]], limit=1) == [image_id]
+
+
+def test_the_cli_lists_an_edited_copy_with_how_it_differs(cli_env, tmp_path) -> None:
+    (tmp_path / "photos").mkdir()
+    for seed in (1, 2):
+        scene(seed, SIZE).save(tmp_path / "photos" / f"scene{seed}.png")
+    ImageOps.mirror(scene(2, SIZE).crop((0, 0, 448, 480))).save(tmp_path / "query.png")
+    assert run(cli_env, "index", str(tmp_path / "photos")).returncode == 0
+    found = run(cli_env, "search", str(tmp_path / "query.png")).stdout.splitlines()
+    assert found[0] == "bits         size  image  on page"
+    assert found[1].endswith("scene2.png  on " + str(tmp_path / "photos") + "/")
+    assert found[2].strip() == "(mirrored, the query is 70% of it)"
+    assert len(found) == 3
+    plain = run(cli_env, "search", "--hash-only", str(tmp_path / "query.png"))
+    assert plain.stdout.startswith("no matches within 10 bits of ")
