@@ -86,7 +86,11 @@ class _Segment:
             # Rare keys say more: weigh each key by log(N / images holding it).
             weight = np.log1p(total_images / lengths)
             hits = _ranges(begin, lengths)
-            np.add.at(votes, self.postings[table][hits], np.repeat(weight, lengths))
+            votes += np.bincount(
+                self.postings[table][hits],
+                weights=np.repeat(weight, lengths),
+                minlength=len(self.image_ids),
+            )
         return votes
 
 
