@@ -393,6 +393,8 @@ def test_strangers_see_the_relation_without_its_inlier_count(banks: Banks) -> No
     (match,) = _robust_check(banks, DISGUISED["rotate 5°"])
     assert match.relation is not None and match.relation.method == "features"
     assert match.detail()["relation"] == match.relation.to_json()
+    # in the flagged picture's working size, 512 px wide for this 640 x 480 picture
+    assert max(x for x, _ in match.relation.match_region) == pytest.approx(512, abs=1)
     public = match.public()["relation"]
     assert "inliers" not in public
     assert public == {k: v for k, v in match.relation.to_json().items() if k != "inliers"}

@@ -577,7 +577,8 @@ def _eligible_candidates(
             for entry_id, name, reason, flagged_at, dhash in rows
         }
         if len(active) >= CANDIDATES or len(proposed) < limit:  # enough, or no more
-            return {entry: active[entry] for entry in ranked if entry in active}
+            best = [entry for entry in ranked if entry in active][:CANDIDATES]
+            return {entry: active[entry] for entry in best}
         limit *= 4
 
 
