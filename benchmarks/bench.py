@@ -103,6 +103,7 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     lazy_commands={
         "radius": "benchmarks.moderation:bench_radius",
         "check": "benchmarks.moderation:bench_check",
+        "moderation": "benchmarks.moderation:bench_moderation",
         "web": "benchmarks.web:bench_web",
         "crawl": "benchmarks.crawl:bench_crawl",
         "index": "benchmarks.index:bench_index",

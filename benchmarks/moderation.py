@@ -1,8 +1,10 @@
-"""``lookalike bench radius`` and ``lookalike bench check``: the numbers behind moderation banks.
+"""``lookalike bench radius``, ``check`` and ``moderation``: the numbers behind moderation banks.
 
 ``radius`` measures how far re-saved copies of real photos drift (recall) and how close
 unrelated photos come (false positives) for each hash kind, which is what the banks' default
-radius is chosen from. ``check`` measures a bank check against a large bank.
+radius is chosen from. ``check`` measures a bank check against a large bank. ``moderation``
+measures each route of a check (plain hash, the upload's views, local features) on banned
+photos disguised the ways re-uploaders disguise them, and on unrelated uploads.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -25,7 +27,7 @@ from benchmarks.bench import Report, image_files, percentile, record_option
 from benchmarks.data import clustered_hashes, indexes_dropped
 from lookalike.config import database_url
 from lookalike.fingerprint import ImageRejected, fingerprint
-from lookalike.store.banks import Banks
+from lookalike.store.banks import BankMatch, Banks, FlagTarget
 from lookalike.store.db import apply_migrations, connect, open_pool, scratch_database
 
 RADII = range(17)
@@ -356,3 +358,152 @@ def bench_check(
                 f"over {seconds:g} s on {os.cpu_count()} cores"
             )
     report.record(record)
+
+
+def disguises() -> dict[str, Callable[[Image.Image], bytes]]:
+    """How re-uploaders disguise a banned picture to beat plain hashes: edits of
+    ``lookalike bench quality``, with the crop cut deeper, to the centre 60%."""
+    from benchmarks import quality  # here, not at the top: quality imports this module
+
+    kept = ("mirror", "rotate 90°", "rotate 5°", "5% white border", "caption band")
+    chosen = {name: quality.EDITS[name] for name in kept}
+    return {**chosen, "crop centre 60%": quality._png(quality._crop_centre(0.6))}
+
+
+# "features": entries only the local features found (a check verifies features only for
+# entries no view's hash matched).
+ROUTES = ("plain", "views", "features", "robust")
+
+
+@dataclass
+class RouteTally:
+    """Per route: hits per disguise and entries of other photos returned, over all checks."""
+
+    disguises: list[str]
+    hits: dict[str, dict[str, int]] = field(default_factory=dict)  # route → disguise → hits
+    false_positives: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROUTES, 0))
+    false_pairs: list[str] = field(default_factory=list)  # the robust route's, described
+    plain_ms: list[float] = field(default_factory=list)
+    robust_ms: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.hits = {route: dict.fromkeys(self.disguises, 0) for route in ROUTES}
+
+
+def _routes(plain: list[BankMatch], robust: list[BankMatch]) -> dict[str, set[int]]:
+    """The entries each route returned."""
+    by_method = {
+        method: {m.entry_id for m in robust if m.relation and m.relation.method == method}
+        for method in ("hash", "features")
+    }
+    return {
+        "plain": {m.entry_id for m in plain},
+        "views": by_method["hash"],
+        "features": by_method["features"],
+        "robust": {m.entry_id for m in robust},
+    }
+
+
+def _checked(banks: Banks, data: bytes, tally: RouteTally) -> dict[str, set[int]]:
+    """Check an upload the plain way and the robust way, timing each."""
+    upload = fingerprint(data, as_query=True)
+    started = time.perf_counter()
+    plain = banks.check(upload.hashes)
+    tally.plain_ms.append((time.perf_counter() - started) * 1000)
+    started = time.perf_counter()
+    robust = banks.check(upload.hashes, query=upload.query)
+    tally.robust_ms.append((time.perf_counter() - started) * 1000)
+    return _routes(plain, robust)
+
+
+def _flag_all(banks: Banks, photos: list[bytes]) -> dict[int, int]:
+    """Flag each photo with its local features: entry id → the photo's index."""
+    entry_of = {}
+    for index, data in enumerate(photos):
+        target = FlagTarget.from_fingerprint(fingerprint(data, with_features=True))
+        flagged = banks.flag(target, bank=BENCH_BANK, reason=None, flagged_by="bench")
+        entry_of[flagged.entry.id] = index
+    return entry_of
+
+
+@click.command("moderation")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@record_option
+def bench_moderation(folder: Path, record: Path | None) -> None:
+    """Recall per disguise and false positives per check, for each route of a bank check.
+
+    The largest file of each distinct photo under FOLDER (files within 8 dHash bits are one
+    photo) is flagged into one bank with its local features, as `lookalike flag` does. Every
+    flagged photo is then checked as it is and disguised 6 ways (mirror, rotate 90° and 5°,
+    crop to the centre 60%, a 5% border, a caption band). A hit: the check of a disguised copy
+    returns the photo's own entry. A false positive: any entry of another photo returned, so
+    every check is an unrelated upload to all the other entries. Routes: plain (the upload's
+    own hashes, the check before robust checks), views (the bank's hash rule on each view:
+    mirrored, turned, trimmed), features (local features confirmed by a fit, for entries no
+    view found), robust (either: what `lookalike check` and /api/check do).
+    """
+    from benchmarks import quality  # here, not at the top: quality imports this module
+
+    photos, skipped = quality._load(image_files(folder))
+    for reason in skipped:
+        click.echo(f"skipped {reason}", err=True)
+    flagged = [photos[index] for index in quality._originals(photos)]
+    if len(flagged) < 2:
+        raise click.ClickException(f"{folder} has fewer than 2 distinct photos to compare")
+    edits = disguises()
+    tally = RouteTally(list(edits))
+    with (
+        scratch_database(database_url(), "lookalike_bench_moderation") as url,
+        closing(open_pool(url, max_size=2)) as pool,
+    ):
+        banks = Banks(pool)
+        entry_of = _flag_all(banks, [photo.data for photo in flagged])
+        for index, photo in enumerate(flagged):
+            image = quality._rgb(photo.data)
+            uploads = {"as it is": photo.data} | {name: make(image) for name, make in edits.items()}
+            for name, data in uploads.items():
+                found = _checked(banks, data, tally)
+                for route, entries in found.items():
+                    others = {entry for entry in entries if entry_of[entry] != index}
+                    if name in edits:
+                        tally.hits[route][name] += len(others) < len(entries)
+                    tally.false_positives[route] += len(others)
+                tally.false_pairs += [
+                    f"{photo.path.name} ({name}) matched the entry of "
+                    f"{flagged[entry_of[entry]].path.name}"
+                    for entry in sorted(found["robust"])
+                    if entry_of[entry] != index
+                ]
+    checks = len(flagged) * len(uploads)
+    report = Report(
+        f"bench moderation, {len(flagged)} flagged photos x {len(uploads)} uploads from "
+        f"{folder.name}"
+    )
+    _report_routes(report, tally, len(flagged), checks)
+    report.record(record)
+
+
+def _report_routes(report: Report, tally: RouteTally, flagged: int, checks: int) -> None:
+    report.line(
+        f"{flagged} photos flagged with their local features; each checked as it is and "
+        f"disguised {len(tally.disguises)} ways = {checks} checks, each an unrelated upload "
+        f"to the other {flagged - 1} entries"
+    )
+    width = max(len(name) for name in tally.disguises) + 2
+    report.line(f"{'recall':<{width}}" + "".join(f"{route:>10}" for route in ROUTES))
+    for disguise in tally.disguises:
+        cells = "".join(f"{tally.hits[route][disguise] / flagged:>10.2f}" for route in ROUTES)
+        report.line(f"{disguise:<{width}}" + cells)
+    queries = flagged * len(tally.disguises)
+    means = "".join(
+        f"{sum(tally.hits[route][d] for d in tally.disguises) / queries:>10.3f}" for route in ROUTES
+    )
+    report.line(f"{'all disguises':<{width}}" + means)
+    falses = "".join(f"{tally.false_positives[route] / checks:>10.4f}" for route in ROUTES)
+    report.line(f"{'false pos./check':<{width}}" + falses)
+    report.line(
+        f"check p50: plain {percentile(tally.plain_ms, 0.5):.2f} ms, robust "
+        f"{percentile(tally.robust_ms, 0.5):.2f} ms (p99 {percentile(tally.robust_ms, 0.99):.2f})"
+    )
+    for pair in tally.false_pairs:
+        report.line(f"false positive: {pair}")

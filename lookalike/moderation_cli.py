@@ -1,7 +1,8 @@
 """``lookalike flag``, ``unflag``, ``check`` and ``banks``: moderation banks from the shell.
 
 ``check`` is built for upload hooks: exit code 3 when a file matches an active entry, 0 when
-every file checked is clean, 1 when nothing could be checked, 2 for usage errors.
+every file checked is clean, 1 when nothing could be checked, 2 for usage errors. It finds
+flagged pictures mirrored, turned, cropped, framed or captioned too, and says how each differs.
 """
 
 from __future__ import annotations
@@ -75,9 +76,12 @@ by_option = click.option(
 
 
 def _read_target(path: Path) -> FlagTarget:
-    """Fingerprint a file with its thumbnail, so moderators see later what was flagged."""
+    """Fingerprint a file with its thumbnail, so moderators see later what was flagged, and its
+    local features, so checks find it however it was edited."""
     try:
-        return FlagTarget.from_fingerprint(fingerprint(path.read_bytes(), with_thumbnail=True))
+        return FlagTarget.from_fingerprint(
+            fingerprint(path.read_bytes(), with_thumbnail=True, with_features=True)
+        )
     except OSError as error:
         raise ImageRejected(Rejection.UNREADABLE, error.strerror or str(error)) from None
 
@@ -179,12 +183,12 @@ def unflag_command(
 def check_command(
     files: tuple[Path, ...], bank: str | None, max_distance: int | None, as_json: bool
 ) -> None:
-    """Check FILES against the active bank entries.
+    """Check FILES against the active bank entries, edited copies of them too.
 
     Exit code 3 when any file matches, 0 when every checked file is clean, 1 when no file
     could be checked.
     """
-    results = [indexer.fingerprint_file(path) for path in files]
+    results = [indexer.fingerprint_file(path, as_query=True) for path in files]
     report: list[dict[str, object]] = []
     with open_banks() as banks:
         if bank is not None and not banks.has_bank(bank):
@@ -195,12 +199,12 @@ def check_command(
                 click.echo(f"{result.path}: {result.reason}", err=True)
                 report.append({"file": str(result.path), "error": result.reason})
                 continue
-            matches = banks.check(fp.hashes, bank=bank, max_distance=max_distance)
+            matches = banks.check(fp.hashes, query=fp.query, bank=bank, max_distance=max_distance)
             report.append(
                 {
                     "file": str(result.path),
                     "flagged": bool(matches),
-                    "matches": [_match_json(m) for m in matches],
+                    "matches": [m.detail() for m in matches],
                 }
             )
             if not as_json:
@@ -213,10 +217,6 @@ def check_command(
         sys.exit(1)
 
 
-def _match_json(match: BankMatch) -> dict[str, object]:
-    return match.detail()
-
-
 def _describe(path: Path, matches: list[BankMatch]) -> str:
     if not matches:
         return f"{path}: clean"
@@ -225,10 +225,20 @@ def _describe(path: Path, matches: list[BankMatch]) -> str:
         when = match.flagged_at.strftime("%Y-%m-%d %H:%M %Z")
         reason = f" ({match.reason})" if match.reason else ""
         lines.append(
-            f"  {match.bank}: entry {match.entry_id}, {match.distance} bits, flagged {when}"
-            + reason
+            f"  {match.bank}: entry {match.entry_id}, {_how(match)}, flagged {when}" + reason
         )
     return "\n".join(lines)
+
+
+def _how(match: BankMatch) -> str:
+    """How it matched: the bits, or the features that agree, and the edits seen."""
+    relation = match.relation
+    if relation is not None and relation.method == "features":
+        how = f"{relation.inliers} features agree"
+    else:
+        how = f"{match.distance} bits"
+    edits = relation.edits if relation is not None else []
+    return ", ".join([how, *edits])
 
 
 @click.command("banks")

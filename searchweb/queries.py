@@ -103,9 +103,11 @@ def webp_data_url(webp: bytes | None) -> str | None:
     return "data:image/webp;base64," + base64.b64encode(webp).decode("ascii")
 
 
-def fingerprint_query(data: bytes) -> Fingerprint:
+def fingerprint_query(data: bytes, **wanted: bool) -> Fingerprint:
     """The core fingerprint, with a thumbnail to show the query, under the site's pixel limit
     and inside its decode memory budget (the time spent waiting for it counts as fingerprint).
+    ``wanted``: what else it should carry, as :func:`fingerprint` takes it (``as_query``,
+    ``with_features``).
     """
     with timed("fingerprint"):
         return fingerprint(
@@ -113,20 +115,21 @@ def fingerprint_query(data: bytes) -> Fingerprint:
             max_pixels=current_app.config["MAX_IMAGE_PIXELS"],
             with_thumbnail=True,
             budget=decode_budget(),
+            **wanted,
         )
 
 
-def query_from_upload(upload: FileStorage | None, kind: HashKind) -> ImageQuery:
+def query_from_upload(upload: FileStorage | None, kind: HashKind, **wanted: bool) -> ImageQuery:
     """An uploaded file (size already capped by ``MAX_CONTENT_LENGTH``)."""
     if upload is None:
         raise BadRequest("no image file was sent")
     data = upload.read()
     name = (upload.filename or "").strip() or "pasted image"
-    found = fingerprint_query(data)
+    found = fingerprint_query(data, **wanted)
     return ImageQuery(kind, found.hashes[kind.name], "upload", name, found)
 
 
-def query_from_url(url: str, kind: HashKind) -> ImageQuery:
+def query_from_url(url: str, kind: HashKind, **wanted: bool) -> ImageQuery:
     """Fetch the image server-side, checking every resolved address and redirect first."""
     url = url.strip()
     if not url:
@@ -140,7 +143,7 @@ def query_from_url(url: str, kind: HashKind) -> ImageQuery:
             max_redirects=config["FETCH_MAX_REDIRECTS"],
             allowed=[ipaddress.ip_address(a) for a in config["FETCH_ALLOWED_ADDRESSES"]],
         )
-    found = fingerprint_query(fetched.content)
+    found = fingerprint_query(fetched.content, **wanted)
     return ImageQuery(kind, found.hashes[kind.name], "url", url, found)
 
 
@@ -187,15 +190,17 @@ def raw_hash(values: Mapping[str, object], kind: HashKind) -> object:
     return values.get(kind.name) or values.get("hash")
 
 
-def query_from_request() -> tuple[dict[str, object], ImageQuery]:
+def query_from_request(**wanted: bool) -> tuple[dict[str, object], ImageQuery]:
     """(option values, query) from a JSON-API style request: a multipart or urlencoded form
     with an ``image`` file or ``url``/``dhash`` fields, or a JSON object with ``url``/``dhash``
-    (``kind`` picks another kind of hash, whose raw form is then named after it).
+    (``kind`` picks another kind of hash, whose raw form is then named after it). ``wanted``:
+    what else an image's fingerprint should carry (see :func:`fingerprint_query`).
     """
     if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         values: dict[str, object] = dict(request.form.items())
         if "image" in request.files:
-            return values, query_from_upload(request.files["image"], kind_option(values))
+            image = request.files["image"]
+            return values, query_from_upload(image, kind_option(values), **wanted)
     elif request.mimetype == "application/json":
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
@@ -208,7 +213,7 @@ def query_from_request() -> tuple[dict[str, object], ImageQuery]:
     kind = kind_option(values)
     url, raw = values.get("url"), raw_hash(values, kind)
     if isinstance(url, str) and url.strip():
-        return values, query_from_url(url, kind)
+        return values, query_from_url(url, kind, **wanted)
     if isinstance(raw, str) and raw.strip():
         return values, query_from_hash(raw, kind)
     raise BadRequest(

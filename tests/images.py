@@ -2,6 +2,8 @@
 
 ``photo(seed)`` draws a deterministic picture with smooth gradients and shapes: different seeds
 give unrelated pictures (dHashes ~32 bits apart), like different photos would.
+``textured_photo(seed)`` is busy with small sharp shapes instead, so it has the corners local
+features need (ORB finds its 100 strongest); the robust tests edit it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,21 @@ def photo(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
         shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
         shape((x, y, x + w, y + h), fill=_colour(rng))
     return image.filter(ImageFilter.GaussianBlur(radius=max(1, width // 200)))
+
+
+def textured_photo(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
+    rng = random.Random(seed)
+    width, height = size
+    image = Image.new("RGB", size, _colour(rng))
+    draw = ImageDraw.Draw(image)
+    for _ in range(300):
+        x, y, reach = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(4, 40)
+        spread = [rng.uniform(-reach, reach) for _ in range(2 * rng.randint(3, 5))]
+        draw.polygon(
+            [(x + dx, y + dy) for dx, dy in zip(spread[::2], spread[1::2], strict=True)],
+            fill=_colour(rng),
+        )
+    return image
 
 
 def _colour(rng: random.Random) -> tuple[int, int, int]:

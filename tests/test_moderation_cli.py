@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from PIL import ImageOps
 
+from benchmarks.moderation import disguises
 from lookalike.fingerprint import fingerprint
-from tests.images import encode, photo
+from tests.images import encode, photo, textured_photo
+from tests.test_banks import BANNED
 from tests.test_cli import run
 
 ORIGINAL = photo(21, (800, 600))
@@ -48,7 +51,7 @@ def test_check_exits_3_on_flagged_copies_0_when_clean_1_when_nothing_checked(
         assert item["flagged"] is True
         (match,) = item["matches"]
         assert (match["bank"], match["reason"]) == ("banned", "spam")
-        assert set(match) == {"bank", "distance", "reason", "flagged_at", "entry_id"}
+        assert set(match) == {"bank", "distance", "reason", "flagged_at", "entry_id", "relation"}
 
     clean = run(cli_env, "check", str(files["unrelated1.jpg"]), str(files["unrelated2.png"]))
     assert clean.returncode == 0, clean.stderr
@@ -115,3 +118,28 @@ def test_unflag_disables_an_entry_and_check_stops_matching(
         "1",
         "disabled",
     ]
+
+
+def test_check_catches_a_flagged_picture_mirrored_or_cropped_and_says_how(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    made = {"banned.png": encode(BANNED, "PNG"), "unrelated.png": encode(textured_photo(80), "PNG")}
+    made |= {f"{name}.png": make(BANNED) for name, make in disguises().items()}
+    for name, data in made.items():
+        (tmp_path / name).write_bytes(data)
+    assert run(cli_env, "flag", str(tmp_path / "banned.png"), "--reason", "banned").returncode == 0
+
+    mirrored, cropped = tmp_path / "mirror.png", tmp_path / "crop centre 60%.png"
+    checked = run(cli_env, "check", str(mirrored), str(cropped), "--json")
+    assert checked.returncode == 3, checked.stderr
+    relations = [item["matches"][0]["relation"] for item in json.loads(checked.stdout)]
+    assert [(r["method"], r["mirrored"]) for r in relations] == [
+        ("hash", True),
+        ("features", False),
+    ]
+    assert relations[1]["inliers"] >= 20
+
+    described = run(cli_env, "check", str(cropped)).stdout.splitlines()
+    assert described[0] == f"{cropped}: FLAGGED"
+    assert re.search(r"entry 1, \d+ features agree, the query is 3\d% of it, flagged", described[1])
+    assert run(cli_env, "check", str(tmp_path / "unrelated.png")).returncode == 0

@@ -13,10 +13,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import ImageOps
 
+from benchmarks.moderation import disguises
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import hash_to_hex
 from tests.concurrency import check_while_flagging
-from tests.images import encode, photo
+from tests.images import encode, photo, textured_photo
+from tests.test_banks import BANNED
 from tests.web_openapi import assert_matches_openapi
 from tests.web_support import Corpus, ImageServer, Route, running_app
 
@@ -75,7 +77,7 @@ def test_check_finds_flagged_copies_and_tells_strangers_only_bank_reason_time(
         body = _post(web, "/api/check", image=data).get_json()
         assert body["flagged"] is True, name
         (match,) = body["matches"]
-        assert set(match) == {"bank", "reason", "flagged_at"}
+        assert set(match) == {"bank", "reason", "flagged_at", "relation"}
         assert (match["bank"], match["reason"], match["flagged_at"]) == (
             "banned",
             "spam",
@@ -84,6 +86,28 @@ def test_check_finds_flagged_copies_and_tells_strangers_only_bank_reason_time(
     for seed in (42, 43, 44):
         clean = _post(web, "/api/check", image=encode(photo(seed)))
         assert clean.get_json() == {"flagged": False, "matches": []}
+
+
+def test_check_catches_disguised_reuploads_of_a_flagged_upload_until_it_is_unflagged(
+    web: FlaskClient,
+) -> None:
+    entry = _flag(web, encode(BANNED, "PNG"), reason="banned")
+    made = disguises()
+    for name, make in made.items():
+        body = _post(web, "/api/check", image=make(BANNED)).get_json()
+        assert body["flagged"] is True, name
+        (match,) = body["matches"]
+        assert "inliers" not in match["relation"] and "distance" not in match, name
+    cropped = made["crop centre 60%"](BANNED)
+    (keyed,) = _post(web, "/api/check", headers=AMY, image=cropped).get_json()["matches"]
+    assert keyed["entry_id"] == entry["id"]
+    assert (keyed["relation"]["method"], keyed["relation"]["inliers"] >= 20) == ("features", True)
+    unrelated = _post(web, "/api/check", image=encode(textured_photo(81), "PNG")).get_json()
+    assert unrelated == {"flagged": False, "matches": []}
+
+    _post(web, "/api/unflag", headers=AMY, entry_id=entry["id"])
+    for name, make in made.items():
+        assert _post(web, "/api/check", image=make(BANNED)).get_json()["flagged"] is False, name
 
 
 def test_check_by_dhash_with_bank_and_radius_options(web: FlaskClient) -> None:

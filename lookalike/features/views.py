@@ -2,7 +2,9 @@
 
 Global hashes stay exact for each view: a mirrored copy's dHash is not the query's bits
 reversed, so each view hashes transformed *pixels*. Searching nine hashes costs nine exact
-searches (`lookalike bench search` gives one at ~1 ms) and changes nothing stored.
+searches (`lookalike bench search` gives one at ~1 ms) and changes nothing stored. Each view
+has every kind's hash, the confirming ones too, so a bank check applies its rule (a dHash
+confirmed by a pHash) to every view.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def _plain_lines(rows: np.ndarray) -> int:
 
 
 def _hashes(pixels: np.ndarray) -> dict[str, int]:
-    return {kind.name: kind.compute(np.ascontiguousarray(pixels)) for kind in kinds.indexed_kinds()}
+    return {kind.name: kind.compute(np.ascontiguousarray(pixels)) for kind in kinds.all_kinds()}
 
 
 def _affine_from(

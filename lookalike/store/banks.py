@@ -1,15 +1,23 @@
 """Moderation banks: flag fingerprints, disable entries, check images against the active ones.
 
-The matching itself is the ``bank_hash_matches`` SQL function (multi-index hashing over a
+The hash matching is the ``bank_hash_matches`` SQL function (multi-index hashing over a
 kind's bank chunk indexes, each bank's radius and the confirming kind), so the CLI, the web
-site and psql users get the same answer. This module only turns requests into it. Every hash
-kind a fingerprint has is stored with its entry; a check searches each indexed kind.
+site and psql users get the same answer. Every hash kind a fingerprint has is stored with its
+entry; a check searches each indexed kind.
+
+Re-uploaders mirror, turn, crop, frame or caption a banned picture to beat plain hashes, so a
+check given the upload's robust description (:mod:`lookalike.features.query`) goes the two
+ways the robust search does (:mod:`lookalike.store.robust`): every view of the upload
+(mirrored, turned, trimmed) by the same hash rule, and the local features of entries flagged
+from an image (``bank_entry_features``), retrieved from an in-memory index and confirmed by a
+geometric fit. Each match says how the upload differs from the flagged picture.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import psycopg
@@ -18,9 +26,14 @@ from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
 
 from lookalike import kinds
+from lookalike.features.index import CANDIDATES, FeatureIndex
+from lookalike.features.query import QueryDescription
+from lookalike.features.relation import Relation, relation_from_transform
+from lookalike.features.verify import relate
+from lookalike.features.views import View
 from lookalike.fingerprint import Fingerprint
-from lookalike.hashes import to_bigint
-from lookalike.store import images, kind_tables
+from lookalike.hashes import from_bigint, to_bigint
+from lookalike.store import features, images, kind_tables
 from lookalike.store.kind_tables import KindStorage
 
 DEFAULT_BANK = "banned"
@@ -41,43 +54,68 @@ class FlagTarget:
     """What gets flagged: a fingerprint, from a file, a stored image or a raw hash.
 
     ``hashes`` maps kind names to unsigned hashes; a raw hash has only its own kind.
+    ``features``: the picture's stored local features (``fingerprint(…, with_features=True)``),
+    which let a check find it cropped, framed or captioned; without them (a raw hash) the
+    entry matches by its hashes only.
     """
 
     hashes: Mapping[str, int] = field(default_factory=dict)
     sha256: str | None = None
     image_id: int | None = None
     thumbnail: bytes | None = None
+    features: bytes | None = None
 
     @classmethod
     def from_fingerprint(cls, fp: Fingerprint) -> FlagTarget:
-        return cls(fp.hashes, fp.sha256, thumbnail=fp.thumbnail)
+        return cls(fp.hashes, fp.sha256, thumbnail=fp.thumbnail, features=fp.features)
 
 
 @dataclass(frozen=True, slots=True)
 class BankMatch:
-    """An active entry an image matched. Only bank, reason and flagged_at are public."""
+    """An active entry an image matched. Only bank, reason, flagged_at and most of the
+    relation are public.
+
+    ``distance``: bits between the entry's hash and the nearest view of the upload.
+    ``relation`` (robust checks only): how the flagged picture differs from the upload, in the
+    upload's pixels and the flagged picture's as its features describe it (512 px on the longer
+    side: a bank keeps no full-size picture); for an entry flagged by hash only, the view that
+    matched at the upload's scale.
+    """
 
     entry_id: int
     bank: str
     distance: int
     reason: str | None
     flagged_at: datetime
+    relation: Relation | None = None
 
     def public(self) -> dict[str, object]:
-        """What an anonymous checker may see. No distance: with it, a few dozen checks that flip
-        one bit at a time walk a query onto the entry's exact dHash.
+        """What an anonymous checker may see. No distance, and no inlier count: with either,
+        a few dozen checks that each change a little walk an upload just past the rule.
         """
-        return {"bank": self.bank, "reason": self.reason, "flagged_at": self.flagged_at.isoformat()}
+        shown: dict[str, object] = {
+            "bank": self.bank,
+            "reason": self.reason,
+            "flagged_at": self.flagged_at.isoformat(),
+        }
+        if self.relation is not None:
+            relation = self.relation.to_json()
+            del relation["inliers"]
+            shown["relation"] = relation
+        return shown
 
     def detail(self) -> dict[str, object]:
         """Everything about the match, for moderators and the local CLI."""
-        return {
+        shown: dict[str, object] = {
             "entry_id": self.entry_id,
             "bank": self.bank,
             "distance": self.distance,
             "reason": self.reason,
             "flagged_at": self.flagged_at.isoformat(),
         }
+        if self.relation is not None:
+            shown["relation"] = self.relation.to_json()
+        return shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,48 +179,97 @@ class Banks:
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
+        # Derived from bank_entry_features, every entry's, disabled ones too: a check keeps
+        # only the active entries of the banks it checks among what the index proposes.
+        self.features = FeatureIndex()
+        self._catching_up = threading.Lock()  # concurrent checks read the new rows once
 
     def check(
         self,
         hashes: Mapping[str, int],
         *,
+        query: QueryDescription | None = None,
         kind: str | None = None,
         bank: str | None = None,
         max_distance: int | None = None,
     ) -> list[BankMatch]:
-        """Active entries matching ``hashes`` (kind name → hash), closest first.
+        """Active entries matching an upload: hash matches nearest first, then feature
+        matches most inliers first.
 
-        Each indexed kind in ``hashes`` (or only ``kind``) is searched, confirmed by its
-        confirming kind when ``hashes`` has that too; an entry found by several kinds is listed
-        once, by the first. ``bank`` None checks every bank; ``max_distance`` None uses each
-        bank's radius.
+        ``hashes`` (kind name → hash): each indexed kind in them (or only ``kind``) is
+        searched, confirmed by its confirming kind when they have that too; an entry found by
+        several kinds is listed once, by the first. With ``query``, the upload's robust
+        description (``fingerprint(…, as_query=True).query``), every view of the upload is
+        searched so, and entries flagged from an image are matched by their local features
+        too; each match then has its ``relation``. ``bank`` None checks every bank;
+        ``max_distance`` None uses each bank's radius. Feature matches have no radius:
+        ``kind`` and ``max_distance`` bound the hash matches only.
         """
         searched = [kinds.get(kind, indexed=True)] if kind else _indexed_kinds_in(hashes)
         for each in searched:
             if max_distance is not None and not 0 <= max_distance <= each.max_radius:
                 raise BankError(f"max_distance must be 0 to {each.max_radius}, got {max_distance}")
-        found: dict[int, BankMatch] = {}
         with self.pool.connection() as conn:
-            if bank is not None:
-                self._bank_id(conn, bank)
-            cursor = conn.cursor(row_factory=class_row(BankMatch))
-            for each in searched:
-                confirm = hashes.get(each.confirmed_by) if each.confirmed_by else None
-                for match in cursor.execute(
-                    """
-                    SELECT * FROM bank_hash_matches(%s, %s::bigint, %s::bigint, %s::text,
-                                                    %s::integer)
-                    """,
-                    (
-                        each.name,
-                        to_bigint(hashes[each.name]),
-                        _optional_bigint(confirm),
-                        bank,
-                        max_distance,
-                    ),
-                ).fetchall():
-                    found.setdefault(match.entry_id, match)
-        return sorted(found.values(), key=lambda m: (m.distance, m.bank, m.entry_id))
+            bank_id = None if bank is None else self._bank_id(conn, bank)
+            if query is None:
+                found = _hash_matches(conn, searched, hashes, bank, max_distance)
+                return sorted(found.values(), key=_nearest_first)
+            by_view = self._view_matches(conn, searched, query, bank, max_distance)
+            by_features = self._feature_matches(conn, query, bank_id, skip=by_view.keys())
+            sizes = _sizes_of(conn, list(by_view))
+            by_hash = [
+                replace(match, relation=_view_relation(view, query, sizes.get(match.entry_id)))
+                for match, view in by_view.values()
+            ]
+        return [*sorted(by_hash, key=_nearest_first), *by_features]
+
+    @staticmethod
+    def _view_matches(
+        conn: psycopg.Connection,
+        searched: list[kinds.HashKind],
+        query: QueryDescription,
+        bank: str | None,
+        max_distance: int | None,
+    ) -> dict[int, tuple[BankMatch, View]]:
+        """Entry id → its nearest match over the upload's views, and that view."""
+        best: dict[int, tuple[BankMatch, View]] = {}
+        for view in query.views:
+            for entry_id, match in _hash_matches(
+                conn, searched, view.hashes, bank, max_distance
+            ).items():
+                if entry_id not in best or match.distance < best[entry_id][0].distance:
+                    best[entry_id] = (match, view)
+        return best
+
+    def _feature_matches(
+        self,
+        conn: psycopg.Connection,
+        query: QueryDescription,
+        bank_id: int | None,
+        *,
+        skip: Iterable[int],
+    ) -> list[BankMatch]:
+        """Entries whose stored features a geometric fit confirms, most inliers first.
+
+        The index is brought up to date first, so an entry flagged a moment ago is caught.
+        """
+        with self._catching_up:
+            features.catch_up(conn, features.BANK_ENTRY_FEATURES, self.features)
+        eligible = _eligible_candidates(conn, self.features, query, bank_id, set(skip))
+        stored = features.read(conn, features.BANK_ENTRY_FEATURES, eligible)
+        dhash = kinds.get(kinds.DEFAULT_KIND)
+        confirmed = []
+        for entry_id, (match, entry_dhash) in eligible.items():
+            described = stored.get(entry_id)
+            if described is None:
+                continue
+            relation = relate(query.features, described, (described.width, described.height))
+            if relation is not None:
+                distance = min(
+                    dhash.distance(view.hashes[dhash.name], entry_dhash) for view in query.views
+                )
+                confirmed.append(replace(match, distance=distance, relation=relation))
+        return sorted(confirmed, key=lambda m: (-(m.relation.inliers or 0), m.bank, m.entry_id))
 
     def has_bank(self, name: str) -> bool:
         with self.pool.connection() as conn:
@@ -230,16 +317,26 @@ class Banks:
                     raise BankError("the bank already has an active entry for this fingerprint")
                 return FlagResult(self._entry(conn, entry_id), created=False)
             _store_own_table_hashes(conn, row[0], bank_id, target, places)
+            _store_features(conn, row[0], target)
             return FlagResult(self._entry(conn, row[0]), created=True)
 
     def target_from_image(self, image_id: int) -> FlagTarget:
-        """The fingerprint (and thumbnail) of an image already in the database."""
+        """The fingerprint (thumbnail and local features) of an image already in the database."""
         with self.pool.connection() as conn:
             stored = images.fingerprints_by_id(conn, [image_id]).get(image_id)
             if stored is None:
                 raise UnknownBank(f"no image with id {image_id} in the database")
             thumbnail = images.thumbnail(conn, image_id)
-        return FlagTarget(stored.hashes, stored.sha256, image_id, thumbnail)
+            described = conn.execute(
+                "SELECT features FROM image_features WHERE image_id = %s", (image_id,), binary=True
+            ).fetchone()
+        return FlagTarget(
+            stored.hashes,
+            stored.sha256,
+            image_id,
+            thumbnail,
+            bytes(described[0]) if described else None,
+        )
 
     def disable(
         self,
@@ -415,12 +512,108 @@ class Banks:
         return entry
 
 
+def _hash_matches(
+    conn: psycopg.Connection,
+    searched: list[kinds.HashKind],
+    hashes: Mapping[str, int],
+    bank: str | None,
+    max_distance: int | None,
+) -> dict[int, BankMatch]:
+    """Entry id → its match by the bank rule for the first of the ``searched`` kinds that
+    finds it."""
+    found: dict[int, BankMatch] = {}
+    cursor = conn.cursor(row_factory=class_row(BankMatch))
+    for each in searched:
+        confirm = hashes.get(each.confirmed_by) if each.confirmed_by else None
+        for match in cursor.execute(
+            """
+            SELECT * FROM bank_hash_matches(%s, %s::bigint, %s::bigint, %s::text, %s::integer)
+            """,
+            (
+                each.name,
+                to_bigint(hashes[each.name]),
+                _optional_bigint(confirm),
+                bank,
+                max_distance,
+            ),
+        ).fetchall():
+            found.setdefault(match.entry_id, match)
+    return found
+
+
+def _nearest_first(match: BankMatch) -> tuple[int, str, int]:
+    return match.distance, match.bank, match.entry_id
+
+
+def _eligible_candidates(
+    conn: psycopg.Connection,
+    index: FeatureIndex,
+    query: QueryDescription,
+    bank_id: int | None,
+    skip: set[int],
+) -> dict[int, tuple[BankMatch, int]]:
+    """The best-voted CANDIDATES entries worth verifying (active, in the checked bank, not
+    matched by hash yet) → their match so far and their dHash, best first.
+
+    The index also holds disabled entries and other banks', which could crowd the eligible
+    ones out of a short list (a picture flagged and unflagged many times has many identical
+    entries), so the list is widened until enough are eligible or the index has no more.
+    """
+    descriptor_sets = [query.features.upright.descriptors, query.features.mirrored.descriptors]
+    limit = CANDIDATES
+    while True:
+        proposed = index.candidates(descriptor_sets, limit)
+        ranked = [entry for entry in proposed if entry not in skip]
+        rows = conn.execute(
+            """
+            SELECT e.id, b.name, e.reason, e.flagged_at, e.dhash
+            FROM bank_entries e JOIN banks b ON b.id = e.bank_id
+            WHERE e.id = ANY(%s) AND e.active AND (%s::bigint IS NULL OR e.bank_id = %s::bigint)
+            """,
+            (ranked, bank_id, bank_id),
+        ).fetchall()
+        active = {
+            entry_id: (BankMatch(entry_id, name, 0, reason, flagged_at), from_bigint(dhash))
+            for entry_id, name, reason, flagged_at, dhash in rows
+        }
+        if len(active) >= CANDIDATES or len(proposed) < limit:  # enough, or no more
+            best = [entry for entry in ranked if entry in active][:CANDIDATES]
+            return {entry: active[entry] for entry in best}
+        limit *= 4
+
+
+def _sizes_of(conn: psycopg.Connection, entry_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """The working size of each entry that has stored features."""
+    stored = features.read(conn, features.BANK_ENTRY_FEATURES, entry_ids)
+    return {entry_id: (found.width, found.height) for entry_id, found in stored.items()}
+
+
+def _view_relation(
+    view: View, query: QueryDescription, match_size: tuple[int, int] | None
+) -> Relation:
+    """The relation a matching view implies; without the entry's size, the view's own."""
+    query_size = query.features.size
+    size = match_size or _view_size(view, query_size)
+    return relation_from_transform(
+        "hash", view.transform(query_size, size), query_size, size, mirrored=view.mirrored
+    )
+
+
+def _view_size(view: View, query_size: tuple[int, int]) -> tuple[int, int]:
+    """The (width, height) of what a view shows, at the upload's scale."""
+    width, height = query_size
+    if view.box is not None:
+        left, top, right, bottom = view.box
+        width, height = right - left, bottom - top
+    return (height, width) if view.turns % 2 else (width, height)
+
+
 def _linked_to_stored_image(conn: psycopg.Connection, target: FlagTarget) -> FlagTarget:
     """The target with the id of the stored image of the same content, if there is one."""
     row = conn.execute("SELECT id FROM images WHERE sha256 = %s", (target.sha256,)).fetchone()
     if row is None:
         return target
-    return FlagTarget(target.hashes, target.sha256, row[0], target.thumbnail)
+    return replace(target, image_id=row[0])
 
 
 def _indexed_kinds_in(hashes: Mapping[str, int]) -> list[kinds.HashKind]:
@@ -459,6 +652,17 @@ def _store_own_table_hashes(
                 ),
                 (entry_id, bank_id, to_bigint(target.hashes[place.name])),
             )
+
+
+def _store_features(conn: psycopg.Connection, entry_id: int, target: FlagTarget) -> None:
+    if target.features is not None:
+        conn.execute(
+            """
+            INSERT INTO bank_entry_features (entry_id, features) VALUES (%s, %s)
+            ON CONFLICT (entry_id) DO NOTHING
+            """,
+            (entry_id, target.features),
+        )
 
 
 def _optional_bigint(value: int | None) -> int | None:

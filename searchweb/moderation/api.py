@@ -122,7 +122,7 @@ def _flag_target() -> tuple[Mapping[str, Any], FlagTarget]:
     if values.get("image_id") not in (None, ""):
         image_id = int_option(values, "image_id", 0, 2**62)
         return values, get_banks().target_from_image(image_id)
-    values, query = query_from_request()
+    values, query = query_from_request(with_features=True)
     if query.fingerprint is not None:
         return values, FlagTarget.from_fingerprint(query.fingerprint)
     return values, FlagTarget({query.kind.name: query.value})

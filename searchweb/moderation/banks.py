@@ -5,18 +5,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import request
+from flask import current_app, request
 from werkzeug.exceptions import BadRequest
 
 from lookalike.store.banks import Banks
 from searchweb.extensions import get_store
 
 ENTRIES_PER_PAGE = 50
+_BANKS_KEY = "lookalike_banks"
 
 
 def get_banks() -> Banks:
-    """The banks on the site's own connection pool."""
-    return Banks(get_store().pool)
+    """The banks on the site's own connection pool, one for the app: its feature index is
+    read from the database once, then only what was flagged since."""
+    pool = get_store().pool  # first: it answers 503 while the database is down
+    banks = current_app.extensions.get(_BANKS_KEY)
+    if banks is None:
+        banks = current_app.extensions.setdefault(_BANKS_KEY, Banks(pool))
+    return banks
 
 
 def json_or_form() -> Mapping[str, Any]:

@@ -1,6 +1,8 @@
 """The public check: ``POST /api/check`` tells an upload pipeline whether an image is flagged.
 
-Without a key it says only which banks match, why and since when (see ``searchweb.moderation``).
+Without a key it says only which banks match, why, since when and how the upload differs
+from the flagged picture (see ``searchweb.moderation``). An image (not a raw hash) is also
+checked for mirrored, turned, cropped, framed and captioned copies of flagged pictures.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ bp = Blueprint("check", __name__)
 @csrf.exempt
 def check() -> Response:
     """Is this image (multipart ``image``, or JSON ``url``/``dhash``) in a bank?"""
-    values, query = query_from_request()
-    hashes = query.fingerprint.hashes if query.fingerprint else {query.kind.name: query.value}
+    values, query = query_from_request(as_query=True)
+    fp = query.fingerprint
+    hashes = fp.hashes if fp else {query.kind.name: query.value}
     bank = bank_option(values)
     keyed = request_has_moderator_key()
     max_distance = _max_distance(values)
@@ -33,7 +36,9 @@ def check() -> Response:
             "max_distance needs a moderator key: checking at chosen radii tells the distance"
         )
     with timed("db"):
-        matches = get_banks().check(hashes, bank=bank, max_distance=max_distance)
+        matches = get_banks().check(
+            hashes, query=fp.query if fp else None, bank=bank, max_distance=max_distance
+        )
     if keyed:
         described = [m.detail() for m in matches]
     else:  # ordered by bank and date, not by distance, which the order would otherwise tell
