@@ -270,3 +270,16 @@ def test_the_cli_lists_an_edited_copy_with_how_it_differs(cli_env, tmp_path) -> 
     assert len(found) == 3
     plain = run(cli_env, "search", "--hash-only", str(tmp_path / "query.png"))
     assert plain.stdout.startswith("no matches within 10 bits of ")
+
+
+def test_a_large_jpeg_framed_reports_its_overlap_in_its_own_pixels(gallery) -> None:
+    """A JPEG is hashed from a reduced decode; the trimmed part is still told in full pixels."""
+    store, ids = gallery
+    large = scene(3, SIZE).resize((2000, 1500))
+    framed = ImageOps.expand(large, (100, 75, 100, 75), fill="white")
+    query = fingerprint(encode(framed, "JPEG", quality=90), as_query=True)
+    (match,) = store.search(query.hashes["dhash"], robust=query.query)
+    assert match.image_id == ids[3]
+    assert match.relation.query_overlap_percent == pytest.approx(100 / 1.1 / 1.1, abs=3)
+    left, top = match.relation.query_region[0]
+    assert (left, top) == pytest.approx((100, 75), abs=12)

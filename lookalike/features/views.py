@@ -30,13 +30,20 @@ class View:
 
     mirrored: bool
     turns: int
-    box: tuple[int, int, int, int] | None  # (left, top, right, bottom) in query pixels
+    # (left, top, right, bottom) as shares of the width and height: the pixels hashed may be
+    # a JPEG's reduced decode, the query's size is its full one
+    box: tuple[float, float, float, float] | None
     hashes: Mapping[str, int]
+
+    def box_in(self, query_size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """The part of the query this view shows, in query pixels."""
+        width, height = query_size
+        left, top, right, bottom = self.box or (0.0, 0.0, 1.0, 1.0)
+        return left * width, top * height, right * width, bottom * height
 
     def transform(self, query_size: tuple[int, int], match_size: tuple[int, int]) -> np.ndarray:
         """The 2×3 map from query pixels to match pixels that this view implies."""
-        width, height = query_size
-        left, top, right, bottom = self.box or (0, 0, width, height)
+        left, top, right, bottom = self.box_in(query_size)
         # Where the query's top-left, top-right and bottom-left corners land, as a share of
         # the match: mirror, then turn a quarter at a time (a corner moves to the next one).
         corners = [(left, top), (right, top), (left, bottom)]
@@ -59,7 +66,9 @@ def views(gray: np.ndarray) -> list[View]:
     box = border_box(gray)
     if box is not None:
         left, top, right, bottom = box
-        found.append(View(False, 0, box, _hashes(gray[top:bottom, left:right])))
+        height, width = gray.shape
+        shares = (left / width, top / height, right / width, bottom / height)
+        found.append(View(False, 0, shares, _hashes(gray[top:bottom, left:right])))
     return found
 
 

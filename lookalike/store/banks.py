@@ -601,10 +601,8 @@ def _view_relation(
 
 def _view_size(view: View, query_size: tuple[int, int]) -> tuple[int, int]:
     """The (width, height) of what a view shows, at the upload's scale."""
-    width, height = query_size
-    if view.box is not None:
-        left, top, right, bottom = view.box
-        width, height = right - left, bottom - top
+    left, top, right, bottom = view.box_in(query_size)
+    width, height = round(right - left), round(bottom - top)
     return (height, width) if view.turns % 2 else (width, height)
 
 
