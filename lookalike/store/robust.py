@@ -19,7 +19,7 @@ from psycopg import sql
 
 from lookalike.features.index import FeatureIndex
 from lookalike.features.query import QueryDescription
-from lookalike.features.relation import relation_from_transform
+from lookalike.features.relation import Relation, relation_from_transform
 from lookalike.features.verify import relate
 from lookalike.features.views import View
 from lookalike.hashes import from_bigint, to_bigint
@@ -53,17 +53,7 @@ def find(
     query_size = description.features.size
 
     found = [
-        Found(
-            image_id,
-            distance,
-            relation_from_transform(
-                "hash",
-                view.transform(query_size, facts[image_id][0]),
-                query_size,
-                facts[image_id][0],
-                mirrored=view.mirrored,
-            ),
-        )
+        Found(image_id, distance, _by_view(view, query_size, facts[image_id][0]))
         for image_id, (distance, view) in sorted(by_hash.items(), key=lambda item: item[1][0])
         if image_id in facts
     ]
@@ -78,6 +68,46 @@ def find(
             confirmed.append(Found(image_id, distance, relation))
     confirmed.sort(key=lambda match: (-(match.relation.inliers or 0), match.image_id))
     return found + confirmed
+
+
+def relate_one(
+    conn: psycopg.Connection,
+    kind: HashKind,
+    description: QueryDescription,
+    image_id: int,
+    *,
+    max_distance: int,
+) -> Relation | None:
+    """How one stored image differs from the query, related as :func:`find` relates what it
+    finds: by the nearest view within ``max_distance``, else by a confirmed fit of the image's
+    stored features; None if neither relates them."""
+    facts = _image_facts(conn, kind, [image_id])
+    if image_id not in facts:
+        return None
+    size, stored_hash = facts[image_id]
+    views = [view for view in description.views if kind.name in view.hashes]
+    distance, nearest = min(
+        ((kind.distance(view.hashes[kind.name], stored_hash), view) for view in views),
+        key=lambda pair: pair[0],
+        default=(max_distance + 1, None),
+    )
+    if nearest is not None and distance <= max_distance:
+        return _by_view(nearest, description.features.size, size)
+    stored = features.read(conn, features.IMAGE_FEATURES, [image_id])
+    if image_id not in stored:
+        return None
+    return relate(description.features, stored[image_id], size)
+
+
+def _by_view(view: View, query_size: tuple[int, int], match_size: tuple[int, int]) -> Relation:
+    """The relation of a match that a view's hash found."""
+    return relation_from_transform(
+        "hash",
+        view.transform(query_size, match_size),
+        query_size,
+        match_size,
+        mirrored=view.mirrored,
+    )
 
 
 def _descriptor_sets(description: QueryDescription) -> list[np.ndarray]:
