@@ -151,3 +151,18 @@ def rejected_samples() -> dict[Rejection, bytes]:
         Rejection.RLE_BMP_TOO_LARGE: rle8_bmp(7000, 7000, b"\x01\x05" * 1_200_000),
         Rejection.TOO_MANY_PNG_CHUNKS: png_with_empty_chunks(100_001),
     }
+
+
+def textured_photo(seed: int, size: tuple[int, int] = (800, 600)) -> Image.Image:
+    """``photo(seed)`` strewn with 300 small sharp polygons: corners enough for ORB's local
+    features (the 100 a stored image keeps), which smooth gradients and blurred shapes lack."""
+    rng = random.Random(seed)
+    image = photo(seed, size)
+    draw = ImageDraw.Draw(image)
+    width, height = size
+    for _ in range(300):
+        x, y, radius = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(3, width / 25)
+        angles = sorted(rng.uniform(0, 2 * np.pi) for _ in range(rng.randint(3, 6)))
+        corners = [(x + radius * np.cos(a), y + radius * np.sin(a)) for a in angles]
+        draw.polygon(corners, fill=_colour(rng))
+    return image.filter(ImageFilter.GaussianBlur(1))
