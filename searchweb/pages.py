@@ -59,7 +59,8 @@ def submit_search() -> Response:
 
 @bp.get("/search")
 def results() -> str:
-    """Matches for the hash in the query string, sorted, filtered and paged by it."""
+    """Matches for the hash in the query string, sorted, filtered and paged by it; while this
+    process remembers the query's picture (``q``), its edited copies too."""
     query = _recalled_query()
     per_page = current_app.config["RESULTS_PER_PAGE"]
     page_number = _page_number()

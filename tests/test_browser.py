@@ -279,6 +279,7 @@ def test_a_cropped_copy_is_named_in_the_results_and_outlined_on_both_images(
     with page.expect_navigation():
         match.locator("a.compare-link").click()
     assert "the query is 70% of it" in page.text_content("#relation")
+    assert page.locator(".side-by-side svg.outline polygon").count() == 2
     figures = [page.locator(".side-by-side figure").nth(n) for n in (0, 1)]
     query_box, stored_box = (figure.locator("img.thumb").bounding_box() for figure in figures)
     query_region, match_region = (

@@ -18,9 +18,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image, ImageOps
 
-from lookalike.features.orb import STORED_FEATURES, LocalFeatures
+from lookalike.features.orb import QUERY_FEATURES, STORED_FEATURES, LocalFeatures
 from lookalike.fingerprint import fingerprint
 from lookalike.store import Sighting, Store
+from searchweb.queries import fingerprint_query
 from tests.images import encode, textured_photo
 from tests.web_openapi import assert_matches_openapi
 
@@ -172,3 +173,16 @@ def test_results_say_how_a_match_differs_and_compare_outlines_the_shared_part(
     args = {name: value for name, value in parse_qsl(url.query) if name != "q"}
     by_hash = indexed.client.get(url.path, query_string=args)  # the query forgotten
     assert by_hash.status_code == 200 and "<polygon" not in by_hash.get_data(as_text=True)
+
+
+def test_a_remembered_query_holds_its_thumbnail_and_description_in_under_45_kb(
+    app: Flask,
+) -> None:
+    """What the query cache keeps per query (QUERY_CACHE_SIZE of them), for a busy picture."""
+    with app.test_request_context():
+        remembered = fingerprint_query(_jpeg(textured_photo(24, (1600, 1200))))
+    features = remembered.query.features
+    arrays = [features.upright.points, features.upright.descriptors]
+    arrays += [features.mirrored.points, features.mirrored.descriptors]
+    assert len(features.upright) == QUERY_FEATURES  # as many as a query keeps
+    assert len(remembered.thumbnail) + sum(array.nbytes for array in arrays) < 45_000
