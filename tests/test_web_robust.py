@@ -148,19 +148,24 @@ def _polygons(html: str) -> list[list[tuple[float, float]]]:
     ]
 
 
-def test_results_say_how_a_match_differs_and_compare_outlines_the_shared_part(
-    indexed: Indexed,
-) -> None:
-    cropped = EDITS["cropped"](ORIGINAL)
+def _listed(indexed: Indexed, query: Image.Image) -> tuple[str, str]:
+    """The original's item on the results page of a search for ``query`` through the form,
+    and the URL of its compare view."""
     results = indexed.client.post(
         "/search",
-        data={"image": (io.BytesIO(_jpeg(cropped)), "crop.jpg")},
+        data={"image": (io.BytesIO(_jpeg(query)), "query.jpg")},
         follow_redirects=True,
     ).get_data(as_text=True)
     item = results[results.index(f'data-image-id="{indexed.ids["original"]}"') :]
     item = item[: item.index("</li>")]
+    return item, unescape(re.search(r'class="compare-link" href="([^"]+)"', item).group(1))
+
+
+def test_results_say_how_a_match_differs_and_compare_outlines_the_shared_part(
+    indexed: Indexed,
+) -> None:
+    item, compare = _listed(indexed, EDITS["cropped"](ORIGINAL))
     assert '<p class="edits">the query is 70% of it</p>' in item
-    compare = unescape(re.search(r'class="compare-link" href="([^"]+)"', item).group(1))
     html = indexed.client.get(compare).get_data(as_text=True)
     assert "local features that agree on one fit" in html
     query_region, match_region = _polygons(html)
@@ -173,6 +178,18 @@ def test_results_say_how_a_match_differs_and_compare_outlines_the_shared_part(
     args = {name: value for name, value in parse_qsl(url.query) if name != "q"}
     by_hash = indexed.client.get(url.path, query_string=args)  # the query forgotten
     assert by_hash.status_code == 200 and "<polygon" not in by_hash.get_data(as_text=True)
+
+
+def test_compare_relates_a_copy_found_by_a_view_of_the_query(indexed: Indexed) -> None:
+    item, compare = _listed(indexed, EDITS["rotated"](ORIGINAL))
+    assert '<p class="edits">rotated 90° clockwise</p>' in item
+    html = indexed.client.get(compare).get_data(as_text=True)
+    assert '<p class="edits">rotated 90° clockwise</p>' in html and "Found by its dHash" in html
+    query_region, match_region = _polygons(html)  # each image whole: 600×800 and 800×600
+    assert max(x for x, _ in query_region) == pytest.approx(600, abs=1)
+    assert max(y for _, y in query_region) == pytest.approx(800, abs=1)
+    assert max(x for x, _ in match_region) == pytest.approx(800, abs=1)
+    assert max(y for _, y in match_region) == pytest.approx(600, abs=1)
 
 
 def test_a_remembered_query_holds_its_thumbnail_and_description_in_under_45_kb(
