@@ -100,6 +100,8 @@ def init_database_health(app: Flask) -> None:
 def get_store() -> Store:
     """The app's store, opened on first use so the site starts even before the database.
 
+    Opening it starts building its feature index in the background (``keep_features_fresh``):
+    searches run meanwhile, and find edited copies crawlers record within seconds.
     503 at once while the database is known to be down (see DatabaseHealth).
     """
     database_health().admit()
@@ -110,20 +112,22 @@ def get_store() -> Store:
             store = extensions.get(_STORE_KEY)
             if store is None:
                 store = extensions[_STORE_KEY] = Store(_open_site_pool())
+                store.keep_features_fresh()
     g.lookalike_store = store
     return store
 
 
 def _discard_store(store: Store | None) -> None:
-    """Close the pool of a store that failed, and forget it unless a fresh one replaced it:
-    requests still on it get PoolClosed (a 503) instead of waiting for a connection.
+    """Close a store that failed (its pool and its feature refresher), and forget it unless a
+    fresh one replaced it: requests still on it get PoolClosed (a 503) instead of waiting for a
+    connection.
     """
     if store is None:
         return
     with _store_lock:
         if current_app.extensions.get(_STORE_KEY) is store:
             del current_app.extensions[_STORE_KEY]
-    store.pool.close(timeout=1)
+    store.close(timeout=1)
 
 
 def _open_site_pool() -> ConnectionPool:

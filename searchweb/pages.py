@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest, NotFound
 
+from lookalike.features.relation import Relation
 from lookalike.fingerprint import IMAGE_MEDIA_TYPES
 from searchweb.extensions import get_store, timed
 from searchweb.queries import (
@@ -58,7 +59,8 @@ def submit_search() -> Response:
 
 @bp.get("/search")
 def results() -> str:
-    """Matches for the hash in the query string, sorted, filtered and paged by it."""
+    """Matches for the hash in the query string, sorted, filtered and paged by it; while this
+    process remembers the query's picture (``q``), its edited copies too."""
     query = _recalled_query()
     per_page = current_app.config["RESULTS_PER_PAGE"]
     page_number = _page_number()
@@ -83,7 +85,8 @@ def results() -> str:
 
 @bp.get("/compare/<int:image_id>")
 def compare(image_id: int) -> str:
-    """The query and one stored image side by side, with the searched hash's bits compared."""
+    """The query and one stored image side by side, with the searched hash's bits compared,
+    and for a query image how the match differs from it, the shared part outlined on both."""
     query = _recalled_query()
     with timed("db"):
         stored = get_store().image(image_id, sightings=current_app.config["SIGHTINGS_PER_MATCH"])
@@ -94,6 +97,7 @@ def compare(image_id: int) -> str:
         query=query,
         query_image=webp_data_url(query.thumbnail),
         stored=stored,
+        relation=_relation(query, image_id),
         distance=query.kind.distance(query.value, stored.hashes[query.kind.name]),
         bits=_bit_grid(query, stored.hashes[query.kind.name]),
         back_url=_results_url(),
@@ -114,6 +118,17 @@ def thumbnail(image_id: int) -> Response:
     response.cache_control.public = True
     response.cache_control.max_age = THUMBNAIL_CACHE_SECONDS
     return response
+
+
+def _relation(query: ImageQuery, image_id: int) -> Relation | None:
+    """How the stored image differs from the query image, at the results page's radius."""
+    if query.description is None:
+        return None
+    options = parse_search_options(request.args, default_limit=1)
+    with timed("db"):
+        return get_store().relate(
+            image_id, query.description, kind=query.kind.name, max_distance=options.max_distance
+        )
 
 
 def search_already_counted() -> bool:

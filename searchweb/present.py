@@ -6,6 +6,7 @@ Crawled strings are untrusted. Jinja escapes them, but escaping does not stop
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -57,6 +58,7 @@ def match_json(match: RankedMatch, kind: HashKind) -> dict[str, object]:
         "pages": match.pages,
         "first_seen": _iso(match.first_seen),
         "thumbnail_url": thumbnail_url(match, external=True),
+        "relation": match.relation.to_json() if match.relation else None,
         "sightings": [s.to_json() for s in match.sightings],
     }
 
@@ -75,9 +77,15 @@ def image_json(image: StoredImage) -> dict[str, object]:
     }
 
 
+def svg_points(polygon: Sequence[tuple[float, float]]) -> str:
+    """A polygon as an SVG ``points`` attribute: ``"0.0,0.0 448.0,0.0 …"``."""
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in polygon)
+
+
 def register_template_helpers(app: Flask) -> None:
     app.jinja_env.tests["web_url"] = is_web_url
     app.jinja_env.filters["similarity"] = similarity
+    app.jinja_env.filters["svg_points"] = svg_points
     app.jinja_env.filters["day"] = lambda moment: moment.strftime("%Y-%m-%d") if moment else ""
     app.jinja_env.globals.update(thumbnail_url=thumbnail_url, distinct_pages=distinct_pages)
 

@@ -6,7 +6,9 @@ the same way): import ``query_from_upload``/``query_from_url``/``query_from_hash
 werkzeug HTTP error or a core exception that ``searchweb.errors`` maps to its status.
 
 A search is by one kind of hash: ``kind`` (default dHash) picks it, and a raw hash is given
-in the parameter named after its kind (``dhash=HEX``).
+in the parameter named after its kind (``dhash=HEX``). A query by image is also searched for
+its edited copies (mirrored, turned, cropped: :mod:`lookalike.store.robust`); a raw hash has no
+picture to describe, so it finds only copies within its radius.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import BadRequest, ServiceUnavailable, UnsupportedMediaType
 
 from lookalike import kinds
+from lookalike.features.query import QueryDescription
 from lookalike.fetch import fetch
 from lookalike.fingerprint import Fingerprint, fingerprint
 from lookalike.kinds import HashKind, UnknownKind
@@ -59,6 +62,11 @@ class ImageQuery:
         when it is not the default kind)."""
         args = {self.kind.name: self.hash_hex}
         return args if self.kind.name == kinds.DEFAULT_KIND else {"kind": self.kind.name} | args
+
+    @property
+    def description(self) -> QueryDescription | None:
+        """What the robust search needs from the query image; None for a raw hash."""
+        return self.fingerprint.query if self.fingerprint else None
 
     @property
     def thumbnail(self) -> bytes | None:
@@ -104,10 +112,10 @@ def webp_data_url(webp: bytes | None) -> str | None:
 
 
 def fingerprint_query(data: bytes, **wanted: bool) -> Fingerprint:
-    """The core fingerprint, with a thumbnail to show the query, under the site's pixel limit
-    and inside its decode memory budget (the time spent waiting for it counts as fingerprint).
-    ``wanted``: what else it should carry, as :func:`fingerprint` takes it (``as_query``,
-    ``with_features``).
+    """The core fingerprint, with a thumbnail to show the query and its description for the
+    robust search, under the site's pixel limit and inside its decode memory budget (the time
+    spent waiting for it counts as fingerprint). ``wanted``: what else it should carry, as
+    :func:`fingerprint` takes it (``with_features``, for a picture to keep).
     """
     with timed("fingerprint"):
         return fingerprint(
@@ -115,7 +123,7 @@ def fingerprint_query(data: bytes, **wanted: bool) -> Fingerprint:
             max_pixels=current_app.config["MAX_IMAGE_PIXELS"],
             with_thumbnail=True,
             budget=decode_budget(),
-            **wanted,
+            **{"as_query": True, **wanted},
         )
 
 
@@ -254,6 +262,7 @@ def search_with(
             offset=options.offset,
             sightings_per_match=current_app.config["SIGHTINGS_PER_MATCH"],
             with_domains=with_domains,
+            robust=query.description,
         )
 
 

@@ -1,9 +1,11 @@
 """Recent queries kept in memory, so a results page (sorted, filtered, paged) can still show
-the picture that was searched for after the upload request is over.
+the picture that was searched for, and find its edited copies, after the upload request is over.
 
-Only the small re-encoded thumbnail is kept, never the uploaded bytes, and only the newest
-``QUERY_CACHE_SIZE`` queries. Results never depend on it: their URL carries the dHash, so a
-page whose query has been forgotten (or served by another process) still lists every match.
+Only the small re-encoded thumbnail and the query's description for the robust search are kept
+(up to ~45 KB a query), never the uploaded bytes, and only the newest ``QUERY_CACHE_SIZE``
+queries. Their URL carries the dHash, so a page whose query has been forgotten (or served by
+another process) still lists every match within the radius; only the edited copies that the
+description finds (mirrored, turned, cropped) need it remembered.
 """
 
 from __future__ import annotations

@@ -50,7 +50,8 @@ DEFAULTS: dict[str, object] = {
     "RESULTS_PER_PAGE": 10,
     "API_MAX_LIMIT": 100,
     "SIGHTINGS_PER_MATCH": 20,
-    # Query thumbnails kept in memory so a results page can show what was searched for.
+    # Queries kept in memory (thumbnail and robust description, up to ~45 KB each) so a
+    # results page can show what was searched for and find its edited copies.
     "QUERY_CACHE_SIZE": 1000,
     # Per-client rate limits (Flask-Limiter); memory:// is per process, use redis://… to share.
     "RATELIMIT_STORAGE_URI": "memory://",

@@ -25,7 +25,8 @@ from lookalike.fingerprint import fingerprint
 from lookalike.store import Sighting, Store
 from lookalike.store.banks import Banks, FlagTarget
 from lookalike.store.db import apply_migrations, open_pool, scratch_database
-from tests.images import encode, photo
+from tests.crawl_site import wait_for
+from tests.images import encode, photo, textured_photo
 from tests.web_support import SiteServer, running_app
 
 CHROMIUM = "/usr/bin/chromium"
@@ -41,6 +42,8 @@ SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshot-resul
 MODERATOR_KEY = "amy-browser-key-0123456789"
 PHONE, DESKTOP = 390, 1280  # viewport widths the layout tests look at
 LONG_NAME = "IMG_20261201_101010_HDR_portrait_mode_exported_from_the_phone_gallery_final.jpg"
+TEXTURED = textured_photo(31, (800, 600))  # stored with its local features: found when cropped
+CROPPED = encode(TEXTURED.crop((0, 0, round(0.7 * TEXTURED.width), TEXTURED.height)), "JPEG")
 
 
 @dataclass
@@ -58,7 +61,8 @@ def _with_caption_box(image: Image.Image) -> Image.Image:
 
 
 def _seed(store: Store) -> tuple[bytes, dict[str, int]]:
-    """A photo with copies across several sites, an unrelated one, and a hostile sighting."""
+    """A photo with copies across several sites, an unrelated one, a hostile sighting, and a
+    textured photo stored with its local features."""
     original = photo(7, (800, 600))
     copies = {
         "original": encode(original, "JPEG", quality=90),
@@ -68,6 +72,7 @@ def _seed(store: Store) -> tuple[bytes, dict[str, int]]:
         "captioned": encode(_with_caption_box(original), "JPEG"),
         "png": encode(original, "PNG"),
         "unrelated": encode(photo(8, (800, 600)), "JPEG"),
+        "textured": encode(TEXTURED, "JPEG", quality=90),
     }
     where = {
         "original": [("photos.example", "Sunset over the bay", 2021)],
@@ -81,10 +86,11 @@ def _seed(store: Store) -> tuple[bytes, dict[str, int]]:
         "captioned": [("memes.example", "When the sunset hits just right", 2025)],
         "png": [("archive.example", "<b>Mirror</b> of photos.example", 2022)],
         "unrelated": [("photos.example", "Another photo", 2021)],
+        "textured": [("art.example", "Shards", 2024)],
     }
     sightings = [
         Sighting(
-            fingerprint(copies[name], with_thumbnail=True),
+            fingerprint(copies[name], with_thumbnail=True, with_features=name == "textured"),
             f"https://{domain}/images/{name}.jpg",
             f"https://{domain}/{name}/{n}",
             title,
@@ -157,10 +163,10 @@ def page(browser: Browser, problems: list[str], request: pytest.FixtureRequest) 
     assert problems == []
 
 
-def _upload(page: Page, site: Site, name: str = "sunset.jpg") -> None:
+def _upload(page: Page, site: Site, name: str = "sunset.jpg", data: bytes | None = None) -> None:
     page.goto(site.url + "/")
     page.set_input_files(
-        "#image-input", {"name": name, "mimeType": "image/jpeg", "buffer": site.query}
+        "#image-input", {"name": name, "mimeType": "image/jpeg", "buffer": data or site.query}
     )
     with page.expect_navigation():
         page.click("#search-button")
@@ -231,6 +237,61 @@ def test_compare_view_puts_query_and_match_side_by_side(page: Page, site: Site) 
     assert f"dHash distance {expected} of 64 bits" in page.text_content("#compare-distance")
     assert _images_loaded(page, ".side-by-side img") == [True, True]
     assert page.locator("td.differs").count() == 2 * expected
+
+
+def _found_by_api(site: Site, data: bytes, image_id: int) -> bool:
+    boundary = "lookalike-test-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="q.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        site.url + "/api/search",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    with urllib.request.urlopen(request) as response:
+        return image_id in [match["image_id"] for match in json.load(response)["matches"]]
+
+
+# The box a polygon's points span on screen (its bounding_box() includes the stroke's miters).
+_ON_SCREEN = """polygon => {
+    const matrix = polygon.getScreenCTM();
+    const points = Array.from(polygon.points, point => point.matrixTransform(matrix));
+    const xs = points.map(point => point.x), ys = points.map(point => point.y);
+    const [x, y] = [Math.min(...xs), Math.min(...ys)];
+    return {x, y, width: Math.max(...xs) - x, height: Math.max(...ys) - y};
+}"""
+
+
+def test_a_cropped_copy_is_named_in_the_results_and_outlined_on_both_images(
+    page: Page, site: Site
+) -> None:
+    textured = site.ids["textured"]
+    wait_for(lambda: _found_by_api(site, CROPPED, textured), timeout=15)  # index built
+    _upload(page, site, "crop.jpg", CROPPED)
+    match = page.locator(f"li.match[data-image-id='{textured}']")
+    assert match.locator(".edits").text_content() == "the query is 70% of it"
+    with page.expect_navigation():
+        match.locator("a.compare-link").click()
+    assert "the query is 70% of it" in page.text_content("#relation")
+    assert page.locator(".side-by-side svg.outline polygon").count() == 2
+    figures = [page.locator(".side-by-side figure").nth(n) for n in (0, 1)]
+    query_box, stored_box = (figure.locator("img.thumb").bounding_box() for figure in figures)
+    query_region, match_region = (
+        figure.locator("polygon").evaluate(_ON_SCREEN) for figure in figures
+    )
+    # Each picture is contained in a square box: the 560×600 query fills its height, the
+    # 800×600 match its width. The query is outlined whole, the match's left 70%.
+    assert query_region["height"] == pytest.approx(query_box["height"] - 2, abs=3)
+    assert query_region["width"] == pytest.approx((query_box["height"] - 2) * 560 / 600, abs=3)
+    assert match_region["width"] == pytest.approx(0.7 * (stored_box["width"] - 2), abs=4)
+    assert match_region["height"] == pytest.approx((stored_box["width"] - 2) * 0.75, abs=3)
+    assert match_region["x"] == pytest.approx(stored_box["x"] + 1, abs=2)
 
 
 def fingerprint_of(site: Site, name: str) -> int:

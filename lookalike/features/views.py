@@ -21,6 +21,7 @@ _BORDER_TOLERANCE = 12
 _BORDER_SHARE = 0.98
 _MIN_TRIM = 0.01  # of a side: thinner edges are JPEG ringing, not a frame
 _MIN_KEPT = 0.4  # of a side: trimming more would be cutting into a plain picture
+_LINES_AT_A_TIME = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +91,19 @@ def border_box(gray: np.ndarray) -> tuple[int, int, int, int] | None:
 
 
 def _plain_lines(rows: np.ndarray) -> int:
-    """How many leading rows are one plain colour, the colour of the first row."""
+    """How many leading rows are one plain colour, the colour of the first row.
+
+    Rows are compared a few at a time, stopping at the first that is not plain: widened to
+    compare at once, a 49 MP picture took 750 MB, over twice its decode's bound.
+    """
     colour = float(np.median(rows[0]))
-    close = np.abs(rows.astype(np.int16) - colour) <= _BORDER_TOLERANCE
-    plain = close.mean(axis=1) >= _BORDER_SHARE
-    return int(np.argmin(plain)) if not plain.all() else len(rows)
+    for start in range(0, len(rows), _LINES_AT_A_TIME):
+        lines = rows[start : start + _LINES_AT_A_TIME]
+        close = np.abs(lines.astype(np.int16) - colour) <= _BORDER_TOLERANCE
+        plain = close.mean(axis=1) >= _BORDER_SHARE
+        if not plain.all():
+            return start + int(np.argmin(plain))
+    return len(rows)
 
 
 def _hashes(pixels: np.ndarray) -> dict[str, int]:

@@ -20,9 +20,11 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from lookalike import kinds
 from lookalike.features.index import FeatureIndex
 from lookalike.features.query import QueryDescription
+from lookalike.features.relation import Relation
 from lookalike.store import features, images, search
 from lookalike.store.images import Stats, StoredImage
 from lookalike.store.robust import find as find_robust
+from lookalike.store.robust import relate_one
 from lookalike.store.search import (
     DEFAULT_LIMIT,
     DEFAULT_MAX_DISTANCE,
@@ -65,9 +67,11 @@ class Store:
         self.features = FeatureIndex()  # derived from image_features: refresh_features()
         self._stop_refreshing = threading.Event()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop refreshing the feature index and close the pool, waiting up to ``timeout``
+        seconds for its connections."""
         self._stop_refreshing.set()
-        self.pool.close()
+        self.pool.close(timeout=timeout)
 
     def refresh_features(self) -> int:
         """Bring the in-memory feature index up to date with PostgreSQL; the images added."""
@@ -173,6 +177,21 @@ class Store:
                 sightings_per_match=sightings_per_match,
                 with_domains=with_domains,
             )
+
+    def relate(
+        self,
+        image_id: int,
+        description: QueryDescription,
+        *,
+        kind: str = kinds.DEFAULT_KIND,
+        max_distance: int = DEFAULT_MAX_DISTANCE,
+    ) -> Relation | None:
+        """How one stored image differs from the query whose ``description`` this is, worked
+        out as :meth:`search` with ``robust`` relates the matches it finds (for a compare view
+        of one of them); None when neither a view's hash nor a feature fit relates the two."""
+        searched = kinds.get(kind, indexed=True)
+        with self.pool.connection() as conn:
+            return relate_one(conn, searched, description, image_id, max_distance=max_distance)
 
     def image(
         self, image_id: int, *, sightings: int = DEFAULT_SIGHTINGS_PER_MATCH

@@ -19,7 +19,7 @@ from psycopg import sql
 
 from lookalike.features.index import FeatureIndex
 from lookalike.features.query import QueryDescription
-from lookalike.features.relation import relation_from_transform
+from lookalike.features.relation import Relation, relation_from_transform
 from lookalike.features.verify import contradicts, relate
 from lookalike.features.views import View
 from lookalike.hashes import from_bigint, to_bigint
@@ -63,11 +63,7 @@ def find(
         size = facts[image_id][0]
         if image_id in stored and contradicts(query, stored[image_id], size):
             continue
-        transform = view.transform(query.size, size)
-        relation = relation_from_transform(
-            "hash", transform, query.size, size, mirrored=view.mirrored
-        )
-        found.append(Found(image_id, distance, relation))
+        found.append(Found(image_id, distance, _by_view(view, query.size, size)))
     confirmed = []
     for image_id in to_verify:
         if image_id not in stored or image_id not in facts:
@@ -94,6 +90,47 @@ def _hash_matches(
             if image_id not in nearest or distance < nearest[image_id][0]:
                 nearest[image_id] = (distance, view)
     return nearest
+
+
+def relate_one(
+    conn: psycopg.Connection,
+    kind: HashKind,
+    description: QueryDescription,
+    image_id: int,
+    *,
+    max_distance: int,
+) -> Relation | None:
+    """How one stored image differs from the query, related as :func:`find` relates what it
+    finds: by the nearest view within ``max_distance``, else by a confirmed fit of the image's
+    stored features; None if neither relates them."""
+    facts = _image_facts(conn, kind, [image_id])
+    if image_id not in facts:
+        return None
+    size, stored_hash = facts[image_id]
+    views = [view for view in description.views if kind.name in view.hashes]
+    distance, nearest = min(
+        ((kind.distance(view.hashes[kind.name], stored_hash), view) for view in views),
+        key=lambda pair: pair[0],
+        default=(max_distance + 1, None),
+    )
+    stored = features.read(conn, features.IMAGE_FEATURES, [image_id]).get(image_id)
+    if nearest is not None and distance <= max_distance:
+        trusted = distance <= TRUSTED_DISTANCE or stored is None
+        if trusted or not contradicts(description.features, stored, size):
+            return _by_view(nearest, description.features.size, size)
+        return None
+    return None if stored is None else relate(description.features, stored, size)
+
+
+def _by_view(view: View, query_size: tuple[int, int], match_size: tuple[int, int]) -> Relation:
+    """The relation of a match that a view's hash found."""
+    return relation_from_transform(
+        "hash",
+        view.transform(query_size, match_size),
+        query_size,
+        match_size,
+        mirrored=view.mirrored,
+    )
 
 
 def _descriptor_sets(description: QueryDescription) -> list[np.ndarray]:
