@@ -199,7 +199,7 @@ def fingerprint(
         hashes = {kind.name: kind.compute(gray) for kind in kinds.all_kinds()}
         width, height = declared[::-1] if orientation in _TURNED else declared
         features = orb.extract(gray).to_bytes() if with_features else None
-        query = describe(gray, (width, height)) if as_query else None
+        query = describe(gray, (width, height), hashes) if as_query else None
         del gray  # before the memory is handed back
     return Fingerprint(
         sha256=hashlib.sha256(data).hexdigest(),

@@ -74,7 +74,7 @@ def extract(gray: np.ndarray, limit: int = STORED_FEATURES) -> LocalFeatures:
     """The ``limit`` strongest ORB features of an upright 8-bit grayscale image."""
     import cv2  # a quarter of a second to import: only programs that describe images pay it
 
-    working = _working_size(gray)
+    working = working_size(gray)
     height, width = working.shape
     # A low FAST threshold finds corners in soft, low-contrast photos too; the limit keeps only
     # the strongest. A detector per call: OpenCV's are not safe to share between threads.
@@ -89,7 +89,7 @@ def extract(gray: np.ndarray, limit: int = STORED_FEATURES) -> LocalFeatures:
     return LocalFeatures(points[strongest], descriptors[strongest], width, height)
 
 
-def _working_size(gray: np.ndarray) -> np.ndarray:
+def working_size(gray: np.ndarray) -> np.ndarray:
     import cv2
 
     height, width = gray.shape

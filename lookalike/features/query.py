@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,9 @@ class QueryDescription:
     features: QueryFeatures
 
 
-def describe(gray: np.ndarray, size: tuple[int, int]) -> QueryDescription:
-    """``gray``: the upright grayscale pixels every hash is taken from; ``size``: the image's."""
-    return QueryDescription(views(gray), describe_query(gray, size))
+def describe(
+    gray: np.ndarray, size: tuple[int, int], hashes: Mapping[str, int]
+) -> QueryDescription:
+    """``gray``: the upright grayscale pixels ``hashes`` were taken from; ``size``: the
+    image's."""
+    return QueryDescription(views(gray, hashes), describe_query(gray, size))

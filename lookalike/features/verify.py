@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lookalike.features.orb import QUERY_FEATURES, LocalFeatures, extract
+from lookalike.features.orb import QUERY_FEATURES, LocalFeatures, extract, working_size
 from lookalike.features.relation import Relation, relation_from_transform
 
 MIN_INLIERS = 20
@@ -36,8 +36,9 @@ class QueryFeatures:
 
 
 def describe_query(gray: np.ndarray, size: tuple[int, int]) -> QueryFeatures:
+    working = working_size(gray)  # once: a mirror of the small copy, not of the whole picture
     return QueryFeatures(
-        extract(gray, QUERY_FEATURES), extract(np.fliplr(gray), QUERY_FEATURES), size
+        extract(working, QUERY_FEATURES), extract(np.fliplr(working), QUERY_FEATURES), size
     )
 
 

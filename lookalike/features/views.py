@@ -17,6 +17,7 @@ import numpy as np
 from lookalike import kinds
 
 # A border line: nearly all of its pixels within this many levels of the line's median.
+VIEW_SIDE = 1024
 _BORDER_TOLERANCE = 12
 _BORDER_SHARE = 0.98
 _MIN_TRIM = 0.01  # of a side: thinner edges are JPEG ringing, not a frame
@@ -57,13 +58,20 @@ class View:
         return _affine_from(corners, target)
 
 
-def views(gray: np.ndarray) -> list[View]:
-    """The 8 mirrored and turned views of an upright grayscale image, then the trimmed one."""
-    found = []
+def views(gray: np.ndarray, hashes: Mapping[str, int]) -> list[View]:
+    """The 8 mirrored and turned views of an upright grayscale image, then the trimmed one.
+
+    ``hashes`` are the image's own (the upright view's). The others are taken from a copy
+    at most VIEW_SIDE px a side: a 9×8 or 32×32 shrink of it differs from one of the full
+    picture by a bit at most, and turning 49 MP eight times would cost seconds.
+    """
+    found = [View(False, 0, None, hashes)]
+    gray = _reduced(gray)
     for mirrored in (False, True):
         pixels = np.fliplr(gray) if mirrored else gray
         for turns in range(4):
-            found.append(View(mirrored, turns, None, _hashes(np.rot90(pixels, turns))))
+            if mirrored or turns:
+                found.append(View(mirrored, turns, None, _hashes(np.rot90(pixels, turns))))
     box = border_box(gray)
     if box is not None:
         left, top, right, bottom = box
@@ -71,6 +79,17 @@ def views(gray: np.ndarray) -> list[View]:
         shares = (left / width, top / height, right / width, bottom / height)
         found.append(View(False, 0, shares, _hashes(gray[top:bottom, left:right])))
     return found
+
+
+def _reduced(gray: np.ndarray) -> np.ndarray:
+    import cv2
+
+    height, width = gray.shape
+    scale = VIEW_SIDE / max(height, width)
+    if scale >= 1:
+        return gray
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
 
 
 def border_box(gray: np.ndarray) -> tuple[int, int, int, int] | None:
