@@ -65,7 +65,8 @@ def test_bench_robust_prints_each_target_and_stage(
     assert list(rows) == STAGES
     # the stages are parts of each search: their medians add up to no more than the slowest
     assert sum(map(float, rows.values())) <= int(robust.group(1)) + len(STAGES)
-    assert re.search(r"^refresh: 1,000 new images indexed in \d+ ms \(ids to look at", out, re.M)
+    refreshed = r"^refresh: 1,000 new images at a time, 8 times: median \d+ ms, slowest \d+ ms \("
+    assert re.search(refreshed, out, re.M)
     assert f"## bench robust, 300 images ({descriptors} synthetic features)" in record.read_text()
 
 
