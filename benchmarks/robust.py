@@ -17,7 +17,7 @@ import io
 import os
 import statistics
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -535,14 +535,25 @@ def _report_search(report: Report, store: Store, queries: list[Query], tally: Ke
         f"{_verdict(met)}); the edited photo found for {sum(robust.found_photo)}"
     )
     report.line(
-        f"  of which this process's CPU p50 {statistics.median(robust.cpu_ms):.0f} ms; "
+        f"  of that, this process's CPU p50 {statistics.median(robust.cpu_ms):.0f} ms; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
+    pairs = zip(queries, robust.found_photo, strict=True)
+    missed = Counter(query.edit for query, found in pairs if not found)
+    if missed:
+        report.line(
+            "  not found, by edit: " + ", ".join(f"{e} {n}" for e, n in missed.most_common())
+        )
     report.line(
         f"hash-only Store.search, the same queries' hashes: p50 "
         f"{statistics.median(hash_only.total_ms):.1f} ms, "
         f"p99 {percentile(hash_only.total_ms, 0.99):.1f} ms"
     )
+    _report_stages(report, robust)
+    _report_postings(report, queries, tally, len(store.features))
+
+
+def _report_stages(report: Report, robust: Timed) -> None:
     report.line(f"{'robust stage':<34}{'p50 ms':>8}{'p99 ms':>8}{'calls':>7}")
     for stage in (_VIEWS, _CANDIDATES, _READS, _FACTS, _VERIFY, _ROWS):
         values = [stages.get(stage, 0.0) for stages in robust.stages]
@@ -551,6 +562,13 @@ def _report_search(report: Report, store: Store, queries: list[Query], tally: Ke
         report.line(
             f"{stage:<34}{statistics.median(values):>8.1f}{percentile(values, 0.99):>8.1f}{counted}"
         )
+
+
+def _report_postings(
+    report: Report, queries: Sequence[Query], tally: KeyTally, images: int
+) -> None:
+    """How full the buckets a query reads are, and what tallying that many votes costs alone:
+    the floor of the candidates stage, whatever else it does."""
     read = [
         tally.postings(
             [
@@ -567,6 +585,20 @@ def _report_search(report: Report, store: Store, queries: list[Query], tally: Ke
         f"keys, ~{postings / distinct:,.0f} a key (estimated from 1 in {_SAMPLED_BLOCK} "
         "synthetic blocks)"
     )
+    report.line(
+        f"  floor: np.add.at of that many votes into {images:,} images takes "
+        f"{_vote_floor_ms(images, round(postings)):.0f} ms here"
+    )
+
+
+def _vote_floor_ms(images: int, postings: int) -> float:
+    rng = np.random.default_rng(5)
+    positions = rng.integers(0, images, size=postings)
+    weights = rng.random(postings)
+    votes = np.zeros(images)
+    started = time.perf_counter()
+    np.add.at(votes, positions, weights)
+    return (time.perf_counter() - started) * 1000
 
 
 def _report_refresh(report: Report, url: str, store: Store, synthetic: Synthetic) -> None:
