@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import io
 import os
+import resource
 import statistics
 import time
 from collections import Counter, defaultdict
@@ -502,17 +503,20 @@ def _report_storage(report: Report, url: str, images: int) -> None:
 
 def _report_build(report: Report, store: Store, images: int) -> None:
     before = _rss()
-    started = time.perf_counter()
-    added = store.refresh_features()
-    seconds = time.perf_counter() - started
+    total, ids, reads, add = _timed_refresh(store)
     grown = _rss() - before
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
+    indexed = len(store.features)
     report.line(
-        f"index build from PostgreSQL (refresh_features on an empty index): {added:,} images "
-        f"in {seconds:.1f} s ({added / seconds:,.0f} images/s)"
+        f"index build from PostgreSQL (refresh_features on an empty index): {indexed:,} "
+        f"images in {total / 1000:.1f} s ({indexed / total * 1000:,.0f} images/s; "
+        f"ids {ids / 1000:.1f} s, feature reads {reads / 1000:.1f} s, FeatureIndex.add with "
+        f"its merges {add / 1000:.1f} s)"
     )
     report.line(
         f"index in memory: arrays {store.features.nbytes / images:,.0f} B per image, "
-        f"process RSS +{grown / images:,.0f} B per image (+{grown / 2**20:,.0f} MB)"
+        f"process RSS +{grown / images:,.0f} B per image (+{grown / 2**20:,.0f} MB); "
+        f"process peak so far {peak / 2**30:.1f} GB"
     )
 
 
