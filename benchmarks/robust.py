@@ -40,7 +40,7 @@ from lookalike.config import database_url
 from lookalike.features.index import KEY_BITS, TABLES, keys
 from lookalike.features.orb import STORED_FEATURES, LocalFeatures
 from lookalike.features.query import QueryDescription
-from lookalike.fingerprint import Fingerprint, ImageRejected, fingerprint
+from lookalike.fingerprint import Fingerprint, fingerprint
 from lookalike.memory import return_freed_memory
 from lookalike.store import Sighting, Store
 from lookalike.store import features as stored_features
@@ -449,13 +449,7 @@ def _report_indexing(report: Report, blobs: list[bytes]) -> list[Fingerprint]:
         f"{_verdict(n / with_features >= IMAGES_PER_CORE_SECOND)}); "
         f"ORB adds {(with_features - plain) / n * 1000:.1f} ms an image"
     )
-    fingerprints = []
-    for blob in blobs:
-        try:
-            fingerprints.append(fingerprint(blob, with_features=True))
-        except ImageRejected:  # made from a readable photo: never expected
-            raise click.ClickException("a photo made at 1024x768 was rejected") from None
-    return fingerprints
+    return [fingerprint(blob, with_features=True) for blob in blobs]
 
 
 def _record_photos(store: Store, fingerprints: list[Fingerprint]) -> list[int]:

@@ -79,6 +79,15 @@ def test_bench_robust_needs_room_for_the_photos(cli_env: dict[str, str], tmp_pat
     assert "Error: --images must be at least the 3 photos" in result.output
 
 
+def test_bench_robust_refuses_a_folder_without_photos(tmp_path: Path) -> None:
+    (tmp_path / "notes.jpg").write_bytes(b"not an image")
+
+    result = CliRunner().invoke(cli, ["bench", "robust", str(tmp_path)])
+
+    assert result.exit_code == 1
+    assert f"Error: no JPEG or PNG file in {tmp_path} could be read" in result.output
+
+
 def test_perturbed_descriptors_are_the_flips_away() -> None:
     rng = np.random.default_rng(1)
     descriptors = rng.integers(0, 256, size=(500, 32), dtype=np.uint8)
