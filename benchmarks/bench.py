@@ -108,6 +108,7 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
         "crawl": "benchmarks.crawl:bench_crawl",
         "index": "benchmarks.index:bench_index",
         "quality": "benchmarks.quality:bench_quality",
+        "robust": "benchmarks.robust:bench_robust",
     },
     missing_hint=BENCH_EXTRA_HINT,
 )

@@ -67,6 +67,11 @@ class _Segment:
             postings.append(positions[order].astype(np.uint32))
         return cls(image_ids, unique_keys, starts, postings)
 
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.image_ids, *self.unique_keys, *self.starts, *self.postings]
+        return sum(array.nbytes for array in arrays)
+
     def table_keys(self, table: int) -> np.ndarray:
         """Each posting's key, in posting order (to merge segments)."""
         return np.repeat(self.unique_keys[table], np.diff(self.starts[table]))
@@ -120,6 +125,12 @@ class FeatureIndex:
     @property
     def highest_id(self) -> int | None:
         return self._highest
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes its segments' arrays hold (ids, keys, key offsets, postings): what grows with
+        the images indexed, besides the set of their ids."""
+        return sum(segment.nbytes for segment in self._segments)
 
     def add(self, image_ids: Sequence[int], descriptors: Sequence[np.ndarray]) -> None:
         """Index a batch: each image's descriptors (n×32 uint8). Known images are skipped."""
