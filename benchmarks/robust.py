@@ -510,7 +510,7 @@ def _report_build(report: Report, store: Store, images: int) -> None:
     report.line(
         f"index build from PostgreSQL (refresh_features on an empty index): {indexed:,} "
         f"images in {total / 1000:.1f} s ({indexed / total * 1000:,.0f} images/s; "
-        f"ids {ids / 1000:.1f} s, feature reads {reads / 1000:.1f} s, FeatureIndex.add with "
+        f"ids {ids / 1000:.1f} s, feature reads {reads / 1000:.1f} s, FeatureIndex.add_many with "
         f"its merges {add / 1000:.1f} s)"
     )
     report.line(
@@ -590,7 +590,7 @@ def _report_postings(
         "synthetic blocks)"
     )
     report.line(
-        f"  floor: np.add.at of that many votes into {images:,} images takes "
+        f"  floor: np.bincount of that many votes into {images:,} images takes "
         f"{_vote_floor_ms(images, round(postings)):.0f} ms here"
     )
 
@@ -601,7 +601,7 @@ def _vote_floor_ms(images: int, postings: int) -> float:
     weights = rng.random(postings)
     votes = np.zeros(images)
     started = time.perf_counter()
-    np.add.at(votes, positions, weights)
+    votes += np.bincount(positions, weights=weights, minlength=images)
     return (time.perf_counter() - started) * 1000
 
 
@@ -618,14 +618,14 @@ def _report_refresh(report: Report, url: str, store: Store, synthetic: Synthetic
     report.line(
         f"refresh: {REFRESH_BATCH:,} new images at a time, {REFRESH_ROUNDS} times: median "
         f"{median[0]:.0f} ms, slowest {worst:.0f} ms (ids to look at {parts[0]:.0f} ms, "
-        f"feature reads {parts[1]:.0f} ms, FeatureIndex.add with any merge {parts[2]:.0f} ms)"
+        f"feature reads {parts[1]:.0f} ms, FeatureIndex.add_many with any merge {parts[2]:.0f} ms)"
     )
 
 
 def _timed_refresh(store: Store) -> tuple[float, float, float, float]:
     """(total, ids, feature reads, index add) milliseconds of one refresh_features()."""
     watch = Stopwatch()
-    with watch.watching([(stored_features, "read", "read"), (store.features, "add", "add")]):
+    with watch.watching([(stored_features, "read", "read"), (store.features, "add_many", "add")]):
         started = time.perf_counter()
         store.refresh_features()
         total = (time.perf_counter() - started) * 1000

@@ -16,7 +16,7 @@ serves while it is built.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +26,11 @@ KEY_BITS = 20
 CANDIDATES = 20
 _SEED = 20261201  # fixed: the same keys in every process
 _MERGE_AT = 8  # segments before the small ones are merged
+SEGMENT_IMAGES = 100_000  # images per segment while catching up
+# Keys held by more postings than this share of the images (and than _CROWDED_MIN) are not
+# read: at 1M images they were a few of the keys and most of the 4.7M postings a query read.
+_CROWDED_SHARE = 0.001
+_CROWDED_MIN = 1_000
 
 
 def _sampled_bits() -> np.ndarray:
@@ -35,13 +40,17 @@ def _sampled_bits() -> np.ndarray:
 
 
 _BITS = _sampled_bits()
-_WEIGHTS = (1 << np.arange(KEY_BITS, dtype=np.uint32)).astype(np.uint32)
 
 
 def keys(descriptors: np.ndarray) -> np.ndarray:
-    """TABLES × n keys of n 32-byte descriptors."""
-    bits = np.unpackbits(descriptors, axis=1)
-    return np.stack([bits[:, sample].astype(np.uint32) @ _WEIGHTS for sample in _BITS])
+    """TABLES × n keys of n 32-byte descriptors (bit i of a descriptor: bit i % 8, most
+    significant first, of byte i // 8, as numpy's unpackbits counts them)."""
+    found = np.zeros((TABLES, len(descriptors)), dtype=np.uint32)
+    for table, sample in enumerate(_BITS):
+        for place, bit in enumerate(sample):
+            column = descriptors[:, bit // 8] >> (7 - bit % 8) & 1
+            found[table] |= column.astype(np.uint32) << place
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +97,9 @@ class _Segment:
             at = at[distinct[at] == wanted]
             begin, end = self.starts[table][at], self.starts[table][at + 1]
             lengths = end - begin
+            # A key shared by a crowd says nothing and costs the most to read: skip it.
+            telling = lengths <= max(_CROWDED_MIN, total_images * _CROWDED_SHARE)
+            begin, lengths = begin[telling], lengths[telling]
             # Rare keys say more: weigh each key by log(N / images holding it).
             weight = np.log1p(total_images / lengths)
             hits = _ranges(begin, lengths)
@@ -134,19 +146,54 @@ class FeatureIndex:
 
     def add(self, image_ids: Sequence[int], descriptors: Sequence[np.ndarray]) -> None:
         """Index a batch: each image's descriptors (n×32 uint8). Known images are skipped."""
-        with self._lock:
-            fresh = [
-                (image_id, found)
-                for image_id, found in zip(image_ids, descriptors, strict=True)
-                if image_id not in self._known
-            ]
+        self.add_many([(image_ids, descriptors)])
+
+    def add_many(
+        self,
+        batches: Iterable[tuple[Sequence[int], Sequence[np.ndarray]]],
+        segment_images: int = SEGMENT_IMAGES,
+    ) -> None:
+        """Index batches as they come (a database read in pages), as segments of up to
+        ``segment_images`` images: only the batches' keys are held meanwhile (800 bytes an
+        image, a quarter of their descriptors), and few segments means few merges."""
+        pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        held = 0
+        for image_ids, descriptors in batches:
+            with self._lock:
+                fresh = [
+                    (image_id, found)
+                    for image_id, found in zip(image_ids, descriptors, strict=True)
+                    if image_id not in self._known
+                ]
             if not fresh:
-                return
-            ids = np.array([image_id for image_id, _ in fresh], dtype=np.int64)
-            counts = np.array([len(found) for _, found in fresh])
-            positions = np.repeat(np.arange(len(fresh), dtype=np.uint32), counts)
+                continue
             stacked = np.concatenate([found for _, found in fresh]).reshape(-1, 32)
-            table_keys = keys(stacked) if len(stacked) else np.zeros((TABLES, 0), np.uint32)
+            pending.append(
+                (
+                    np.array([image_id for image_id, _ in fresh], dtype=np.int64),
+                    np.array([len(found) for _, found in fresh]),
+                    keys(stacked),
+                )
+            )
+            held += len(fresh)
+            if held >= segment_images:
+                self._add_segment(pending)
+                pending, held = [], 0
+        if pending:
+            self._add_segment(pending)
+
+    def _add_segment(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        ids = np.concatenate([part[0] for part in parts])
+        counts = np.concatenate([part[1] for part in parts])
+        table_keys = np.concatenate([part[2] for part in parts], axis=1)
+        with self._lock:
+            known = np.fromiter((image_id in self._known for image_id in ids.tolist()), bool)
+            if known.any():  # another writer added some meanwhile
+                keep = np.repeat(~known, counts)
+                ids, counts, table_keys = ids[~known], counts[~known], table_keys[:, keep]
+            if not len(ids):
+                return
+            positions = np.repeat(np.arange(len(ids), dtype=np.uint32), counts)
             segment = _Segment.build(ids, [(k, positions) for k in table_keys])
             self._segments = _merged_if_many((*self._segments, segment))
             self._known.update(ids.tolist())

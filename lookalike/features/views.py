@@ -37,6 +37,11 @@ class View:
     box: tuple[float, float, float, float] | None
     hashes: Mapping[str, int]
 
+    @property
+    def is_plain(self) -> bool:
+        """The query as it is: the view a plain hash search sees."""
+        return not self.mirrored and not self.turns and self.box is None
+
     def box_in(self, query_size: tuple[int, int]) -> tuple[float, float, float, float]:
         """The part of the query this view shows, in query pixels."""
         width, height = query_size

@@ -8,9 +8,10 @@ wrote since its last look.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import psycopg
 from psycopg import sql
 
@@ -47,9 +48,13 @@ def catch_up(conn: psycopg.Connection, source: FeatureTable, index: FeatureIndex
         )
         if key not in index
     ]
-    for start in range(0, len(ids), _BATCH):
-        batch = read(conn, source, ids[start : start + _BATCH])
-        index.add(list(batch), [features.descriptors for features in batch.values()])
+
+    def batches() -> Iterator[tuple[list[int], list[np.ndarray]]]:
+        for start in range(0, len(ids), _BATCH):
+            batch = read(conn, source, ids[start : start + _BATCH])
+            yield list(batch), [features.descriptors for features in batch.values()]
+
+    index.add_many(batches())
     return len(ids)
 
 
