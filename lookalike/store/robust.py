@@ -3,7 +3,8 @@
 Two ways in, one answer per image (best first):
 
 1. each view of the query (mirrored, turned, trimmed: :mod:`lookalike.features.views`) is
-   searched by its global hash through ``similar_hashes``, exact within the radius;
+   searched by its global hash through ``similar_hashes``, exact within the radius (a
+   narrower one for mirrored and turned views: :meth:`View.max_distance`);
 2. the feature index proposes candidates, and each is kept only if the geometric fit of its
    stored features confirms it (:mod:`lookalike.features.verify`).
 
@@ -42,7 +43,7 @@ def find(
     for view in views:
         for image_id, distance in conn.execute(
             "SELECT image_id, distance FROM similar_hashes(%s, %s::bigint, %s)",
-            (kind.name, to_bigint(view.hashes[kind.name]), max_distance),
+            (kind.name, to_bigint(view.hashes[kind.name]), view.max_distance(max_distance)),
         ):
             if image_id not in by_hash or distance < by_hash[image_id][0]:
                 by_hash[image_id] = (distance, view)
