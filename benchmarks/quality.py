@@ -1,4 +1,4 @@
-"""``lookalike bench quality DIR...``: which edited copies of a photo search finds, per edit.
+r"""``lookalike bench quality DIR...``: which edited copies of a photo search finds, per edit.
 
 Every photo under the folders is indexed as ``lookalike index`` records it (hashes and local
 features, in a scratch database); each photo (the largest file of each group of copies) is
@@ -8,7 +8,7 @@ search as the site runs it (``Store.search(..., robust=...)`` at the default rad
 ``pdqhash`` is importable, search the same files by brute force in the same run, so the
 columns compare like with like.
 
-A second public photo set, real photos bundled with scikit-image (not committed here)::
+A second public photo set: the real photos bundled with scikit-image 0.26 (not committed)::
 
     pip download --no-deps -d /tmp/dl scikit-image
     unzip -j /tmp/dl/scikit_image-*.whl -d /tmp/photos2 $(for name in astronaut brick camera \
