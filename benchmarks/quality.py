@@ -1,15 +1,29 @@
-"""``lookalike bench quality DIR``: which edited copies of a photo search finds, per edit.
+r"""``lookalike bench quality DIR...``: which edited copies of a photo search finds, per edit.
 
-Every photo under DIR is indexed; each photo (the largest file of each group of copies) is
-edited 17 ways, and every edited copy is searched for. Lookalike goes through the real store
-(a scratch database, ``Store.search`` at the default radius: the SQL of ``/api/search``);
-imagehash's dHash and pHash, and PDQ when ``pdqhash`` is importable, search the same files by
-brute force in the same run, so the columns compare like with like.
+Every photo under the folders is indexed as ``lookalike index`` records it (hashes and local
+features, in a scratch database); each photo (the largest file of each group of copies) is
+edited 17 ways, and every edited copy is searched for. The Lookalike column is the robust
+search as the site runs it (``Store.search(..., robust=...)`` at the default radius); the
+"hash-only" column is the plain hash search. imagehash's dHash and pHash, and PDQ when
+``pdqhash`` is importable, search the same files by brute force in the same run, so the
+columns compare like with like.
+
+A second public photo set: the real photos bundled with scikit-image 0.26 (not committed)::
+
+    pip download --no-deps -d /tmp/dl scikit-image
+    unzip -j /tmp/dl/scikit_image-*.whl -d /tmp/photos2 $(for name in astronaut brick camera \
+        chelsea coffee grass gravel motorcycle_left motorcycle_right rocket retina \
+        hubble_deep_field moon coins page text clock_motion color ihc cell; \
+        do echo "skimage/data/$name.*"; done)
+    lookalike bench quality /work/shared/datasets /tmp/photos2 --same-photo 'chair*' \
+        --same-scene 'motorcycle_*'
 """
 
 from __future__ import annotations
 
 import io
+import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +38,8 @@ from benchmarks.bench import Report, image_files, record_option
 from benchmarks.moderation import group_files
 from lookalike import indexer, kinds
 from lookalike.config import database_url
+from lookalike.features import index as feature_index
+from lookalike.features import orb, verify
 from lookalike.fingerprint import ImageRejected, fingerprint
 from lookalike.store import DEFAULT_MAX_DISTANCE, Store
 from lookalike.store.db import open_pool, scratch_database
@@ -127,14 +143,19 @@ class Photo:
     data: bytes
     sha256: str
     group: int  # which photo it shows: resized re-saves of one photo share a group
+    scene: int  # which scene or product: other shots of it are a class of false match
     pixels: int
 
 
-def _load(files: list[Path]) -> tuple[list[Photo], list[str]]:
+def _load(
+    files: list[Path], same_photo: Sequence[str], same_scene: Sequence[str]
+) -> tuple[list[Photo], list[str]]:
     """The distinct files Lookalike can read, grouped by content; and why others were skipped.
 
     Files within 8 dHash bits of each other are one photo (the datasets' resized copies sit
-    0-4 bits apart, unrelated photos 14 or more), so a copy never counts as a false match.
+    0-4 bits apart, unrelated photos 14 or more), so a copy never counts as a false match;
+    so are the files matching one ``same_photo`` glob (crops of one photo). The files matching
+    one ``same_scene`` glob show one scene or product, each shot still a photo of its own.
     """
     skipped, read, seen = [], [], set()
     for path in files:
@@ -147,12 +168,25 @@ def _load(files: list[Path]) -> tuple[list[Photo], list[str]]:
         if fp.sha256 not in seen:
             seen.add(fp.sha256)
             read.append((path, data, fp))
-    groups = group_files([fp.hashes[kinds.DEFAULT_KIND] for _, _, fp in read])
+    paths = [path for path, _, _ in read]
+    groups = _united(
+        group_files([fp.hashes[kinds.DEFAULT_KIND] for _, _, fp in read]), paths, same_photo
+    )
+    scenes = _united(groups, paths, same_scene)
     photos = [
-        Photo(path, data, fp.sha256, group, fp.width * fp.height)
-        for (path, data, fp), group in zip(read, groups, strict=True)
+        Photo(path, data, fp.sha256, group, scene, fp.width * fp.height)
+        for (path, data, fp), group, scene in zip(read, groups, scenes, strict=True)
     ]
     return photos, skipped
+
+
+def _united(labels: list[int], paths: list[Path], globs: Sequence[str]) -> list[int]:
+    """``labels`` with every label held by a file matching one glob made one label."""
+    for pattern in globs:
+        matched = {label for label, path in zip(labels, paths, strict=True) if path.match(pattern)}
+        if matched:
+            labels = [min(matched) if label in matched else label for label in labels]
+    return labels
 
 
 def _originals(photos: list[Photo]) -> list[int]:
@@ -242,99 +276,175 @@ def _baselines(photos: list[Photo]) -> tuple[list[Method], str | None]:
     return methods, None
 
 
+def _indexed(store: Store, photos: list[Photo]) -> dict[str, int]:
+    """Record the photos as ``lookalike index`` does; each one's index by its sha256."""
+    paths = [photo.path for photo in photos]
+    indexer.index_files(store, indexer.fingerprint_files(paths, with_thumbnails=False))
+    store.refresh_features()
+    return {photo.sha256: position for position, photo in enumerate(photos)}
+
+
 class Lookalike:
-    """The photos recorded through the real store; each query as ``/api/search`` runs it."""
+    """Each query searched through the real store as ``/api/search`` runs it: robust (its
+    mirrored, turned and trimmed views and its local features), or by its hash only."""
 
-    name = "Lookalike"
-
-    def __init__(self, store: Store, photos: list[Photo]) -> None:
+    def __init__(self, store: Store, by_sha: dict[str, int], *, robust: bool) -> None:
+        self.name = "Lookalike" if robust else "Lookalike hash-only"
         self.store = store
-        self.by_sha = {photo.sha256: index for index, photo in enumerate(photos)}
-        paths = [photo.path for photo in photos]
-        indexer.index_files(store, indexer.fingerprint_files(paths, with_thumbnails=False))
+        self.by_sha = by_sha
+        self.robust = robust
+        self.describe_seconds: list[float] = []
+        self.search_seconds: list[float] = []
 
     def found(self, data: bytes) -> set[int]:
+        started = time.perf_counter()
         try:
-            query = fingerprint(data).hashes[kinds.DEFAULT_KIND]
+            fp = fingerprint(data, as_query=self.robust)
         except ImageRejected:  # a copy over Lookalike's size limits is not found
             return set()
+        described = time.perf_counter()
         # every match within the radius, not just a page of them, so none is left uncounted
         matches = self.store.search(
-            query, max_distance=DEFAULT_MAX_DISTANCE, limit=len(self.by_sha)
+            fp.hashes[kinds.DEFAULT_KIND],
+            max_distance=DEFAULT_MAX_DISTANCE,
+            limit=len(self.by_sha),
+            robust=fp.query,
         )
+        self.search_seconds.append(time.perf_counter() - described)
+        self.describe_seconds.append(described - started)
         return {self.by_sha[match.sha256] for match in matches}
 
 
 @dataclass
 class Tally:
-    """Hits per edit and false matches over all queries, for one method."""
+    """Hits per edit and false matches (of unrelated photos, of the same scene), one method."""
 
     hits: dict[str, int]
-    false_matches: int = 0
+    unrelated: int = 0
+    same_scene: int = 0
 
 
 def _measure(photos: list[Photo], originals: list[int], methods: list[Method]) -> dict[str, Tally]:
     tallies = {method.name: Tally(dict.fromkeys(EDITS, 0)) for method in methods}
     for original in originals:
-        group = photos[original].group
-        image = _rgb(photos[original].data)
+        edited = photos[original]
+        image = _rgb(edited.data)
         for edit, make in EDITS.items():
             copy = make(image)
             for method in methods:
-                found = method.found(copy)
+                found = [photos[i] for i in method.found(copy)]
+                falses = [photo for photo in found if photo.group != edited.group]
                 tally = tallies[method.name]
-                tally.hits[edit] += original in found
-                tally.false_matches += sum(photos[i].group != group for i in found)
+                tally.hits[edit] += edited in found
+                tally.same_scene += sum(photo.scene == edited.scene for photo in falses)
+                tally.unrelated += sum(photo.scene != edited.scene for photo in falses)
     return tallies
 
 
 def _report(report: Report, tallies: dict[str, Tally], queries: int, originals: int) -> None:
     names = list(tallies)
+    columns = [max(13, len(name) + 2) for name in names]
     width = max(len(edit) for edit in EDITS) + 2
-    report.line(f"{'recall':<{width}}" + "".join(f"{name:>13}" for name in names))
+
+    def row(label: str, values: list[float], digits: int) -> None:
+        cells = "".join(
+            f"{value:>{column}.{digits}f}" for value, column in zip(values, columns, strict=True)
+        )
+        report.line(f"{label:<{width}}" + cells)
+
+    report.line(
+        f"{'recall':<{width}}" + "".join(f"{n:>{c}}" for n, c in zip(names, columns, strict=True))
+    )
     for edit in EDITS:
-        cells = "".join(f"{tallies[name].hits[edit] / originals:>13.2f}" for name in names)
-        report.line(f"{edit:<{width}}" + cells)
-    means = "".join(f"{sum(tallies[name].hits.values()) / queries:>13.3f}" for name in names)
-    report.line(f"{f'all {len(EDITS)} edits':<{width}}" + means)
-    falses = "".join(f"{tallies[name].false_matches / queries:>13.3f}" for name in names)
-    report.line(f"{'false matches/query':<{width}}" + falses)
+        row(edit, [tallies[name].hits[edit] / originals for name in names], 2)
+    row(f"all {len(EDITS)} edits", [sum(tallies[n].hits.values()) / queries for n in names], 3)
+    falses = [(tallies[n].unrelated, tallies[n].same_scene) for n in names]
+    row("false matches/query", [(unrelated + same) / queries for unrelated, same in falses], 3)
+    row("  unrelated photos", [unrelated / queries for unrelated, _ in falses], 3)
+    row("  same scene/product", [same / queries for _, same in falses], 3)
+
+
+def _settings() -> str:
+    return (
+        f"features: {orb.STORED_FEATURES} stored, {orb.QUERY_FEATURES} per query, at "
+        f"{orb.WORKING_SIDE} px; ratio {verify.RATIO}, >= {verify.MIN_INLIERS} inliers; "
+        f"{feature_index.CANDIDATES} candidates from {feature_index.TABLES} tables of "
+        f"{feature_index.KEY_BITS}-bit keys"
+    )
+
+
+def _timings(method: Lookalike) -> str:
+    describe = statistics.median(method.describe_seconds) * 1000
+    search = statistics.median(method.search_seconds) * 1000
+    return (
+        f"robust search per query, median: describing it {describe:.1f} ms "
+        f"(decode, views, features), Store.search {search:.1f} ms"
+    )
 
 
 @click.command("quality")
-@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument(
+    "folders",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
 @click.option(
     "--originals",
     "limit",
     type=click.IntRange(min=1),
     help="Edit only the first N photos (by path); the others are distractors only.",
 )
+@click.option(
+    "--same-photo",
+    multiple=True,
+    metavar="GLOB",
+    help="Files matching this glob (repeatable) are one photo, e.g. crops of it.",
+)
+@click.option(
+    "--same-scene",
+    multiple=True,
+    metavar="GLOB",
+    help="Files matching this glob (repeatable) are other shots of one scene or product.",
+)
 @record_option
-def bench_quality(folder: Path, limit: int | None, record: Path | None) -> None:
+def bench_quality(
+    folders: tuple[Path, ...],
+    limit: int | None,
+    same_photo: tuple[str, ...],
+    same_scene: tuple[str, ...],
+    record: Path | None,
+) -> None:
     """Recall per edit and false matches per query: Lookalike against imagehash and PDQ.
 
-    Every distinct JPEG/PNG under FOLDER (recursively) is indexed; files within 8 dHash bits
-    of each other are one photo, and the largest file of each photo gets the 17 edits. A hit:
-    the search for an edited copy returns the file it was made from. A false match: any
-    result showing another photo (other files of the same photo count as neither).
+    Every distinct JPEG/PNG under the FOLDERS (recursively) is indexed; files within 8 dHash
+    bits of each other, or matching one --same-photo glob, are one photo, and the largest file
+    of each photo gets the 17 edits. A hit: the search for an edited copy returns the file it
+    was made from. A false match: any result showing another photo (other files of the same
+    photo count as neither), counted apart when it shows the same scene (--same-scene).
     """
-    photos, skipped = _load(image_files(folder))
+    photos, skipped = _load(
+        [path for folder in folders for path in image_files(folder)], same_photo, same_scene
+    )
     for reason in skipped:
         click.echo(f"skipped {reason}", err=True)
+    named = ", ".join(str(folder) for folder in folders)
     if not photos:
-        raise click.ClickException(f"no JPEG or PNG file in {folder} could be read")
+        raise click.ClickException(f"no JPEG or PNG file in {named} could be read")
     originals = _originals(photos)[:limit]
     queries = len(originals) * len(EDITS)
-    report = Report(
-        f"bench quality, {len(originals)} photos x {len(EDITS)} edits from {folder.name}"
-    )
+    sources = " + ".join(folder.name for folder in folders)
+    report = Report(f"bench quality, {len(originals)} photos x {len(EDITS)} edits from {sources}")
     report.line(
         f"{len(photos)} files indexed showing {len({p.group for p in photos})} photos; "
         f"{len(originals)} edited {len(EDITS)} ways = {queries} queries"
     )
     report.line(
         f"Lookalike: Store.search at the default radius ({DEFAULT_MAX_DISTANCE}), "
-        f"{kinds.DEFAULT_KIND}; imagehash dHash/pHash radius {BASELINE_RADIUS}; "
+        f"{kinds.DEFAULT_KIND}, robust: {_settings()}"
+    )
+    report.line(
+        f"imagehash dHash/pHash radius {BASELINE_RADIUS}; "
         f"PDQ: any of its 8 dihedral variants within {PDQ_THRESHOLD} (brute force)"
     )
     baselines, missing = _baselines(photos)
@@ -342,9 +452,12 @@ def bench_quality(folder: Path, limit: int | None, record: Path | None) -> None:
         scratch_database(database_url(), "lookalike_bench_quality") as url,
         Store(open_pool(url)) as store,
     ):
-        methods = [Lookalike(store, photos), *baselines]
+        by_sha = _indexed(store, photos)
+        robust = Lookalike(store, by_sha, robust=True)
+        methods = [robust, Lookalike(store, by_sha, robust=False), *baselines]
         tallies = _measure(photos, originals, methods)
     if missing:
         report.line(missing)
     _report(report, tallies, queries, len(originals))
+    report.line(_timings(robust))
     report.record(record)

@@ -3,7 +3,8 @@
 Two ways in, one answer per image (best first):
 
 1. each view of the query (mirrored, turned, trimmed: :mod:`lookalike.features.views`) is
-   searched by its global hash through ``similar_hashes``, exact within the radius;
+   searched by its global hash through ``similar_hashes``, exact within the radius (a
+   narrower one for mirrored and turned views: :meth:`View.max_distance`);
 2. the feature index proposes candidates, and each is kept only if the geometric fit of its
    stored features confirms it (:mod:`lookalike.features.verify`).
 
@@ -30,10 +31,6 @@ from lookalike.store.search import Found
 # Copies resized or re-saved from one picture sit within this many dHash bits of each other
 # (docs/benchmarks.md, bench radius); beyond it a hash match must not be contradicted.
 TRUSTED_DISTANCE = 3
-# A mirrored, turned or trimmed view shows the copy's own pixels, re-saved at most: its hash
-# is searched within this radius (bench search: radius 6 costs about a fifth of radius 10), and
-# local features stand behind it for copies edited more.
-VIEW_RADIUS = 6
 
 
 def find(
@@ -87,10 +84,9 @@ def _hash_matches(
     """Each image within ``max_distance`` of some view, with its nearest view."""
     nearest: dict[int, tuple[int, View]] = {}
     for view in views:
-        radius = max_distance if view.is_plain else min(max_distance, VIEW_RADIUS)
         for image_id, distance in conn.execute(
             "SELECT image_id, distance FROM similar_hashes(%s, %s::bigint, %s)",
-            (kind.name, to_bigint(view.hashes[kind.name]), radius),
+            (kind.name, to_bigint(view.hashes[kind.name]), view.max_distance(max_distance)),
         ):
             if image_id not in nearest or distance < nearest[image_id][0]:
                 nearest[image_id] = (distance, view)
@@ -112,14 +108,16 @@ def relate_one(
     if image_id not in facts:
         return None
     size, stored_hash = facts[image_id]
-    views = [view for view in description.views if kind.name in view.hashes]
-    distance, nearest = min(
-        ((kind.distance(view.hashes[kind.name], stored_hash), view) for view in views),
-        key=lambda pair: pair[0],
-        default=(max_distance + 1, None),
-    )
+    within = [
+        (distance, view)
+        for view in description.views
+        if kind.name in view.hashes
+        and (distance := kind.distance(view.hashes[kind.name], stored_hash))
+        <= view.max_distance(max_distance)
+    ]
     stored = features.read(conn, features.IMAGE_FEATURES, [image_id]).get(image_id)
-    if nearest is not None and distance <= max_distance:
+    if within:
+        distance, nearest = min(within, key=lambda pair: pair[0])
         trusted = distance <= TRUSTED_DISTANCE or stored is None
         if trusted or not contradicts(description.features, stored, size):
             return _by_view(nearest, description.features.size, size)
