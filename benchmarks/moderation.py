@@ -26,6 +26,7 @@ from PIL import Image, ImageOps
 from benchmarks.bench import Report, image_files, percentile, record_option
 from benchmarks.data import clustered_hashes, indexes_dropped
 from lookalike.config import database_url
+from lookalike.features.orb import BANK_FEATURES
 from lookalike.fingerprint import ImageRejected, fingerprint
 from lookalike.store.banks import BankMatch, Banks, FlagTarget
 from lookalike.store.db import apply_migrations, connect, open_pool, scratch_database
@@ -420,7 +421,9 @@ def _flag_all(banks: Banks, photos: list[bytes]) -> dict[int, int]:
     """Flag each photo with its local features: entry id → the photo's index."""
     entry_of = {}
     for index, data in enumerate(photos):
-        target = FlagTarget.from_fingerprint(fingerprint(data, with_features=True))
+        target = FlagTarget.from_fingerprint(
+            fingerprint(data, with_features=True, feature_limit=BANK_FEATURES)
+        )
         flagged = banks.flag(target, bank=BENCH_BANK, reason=None, flagged_by="bench")
         entry_of[flagged.entry.id] = index
     return entry_of

@@ -166,15 +166,16 @@ def fingerprint(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     with_thumbnail: bool = False,
     with_features: bool = False,
+    feature_limit: int = orb.STORED_FEATURES,
     as_query: bool = False,
     budget: MemoryBudget | None = None,
 ) -> Fingerprint:
     """Fingerprint encoded image bytes, or raise :class:`ImageRejected` saying why not.
 
-    ``with_thumbnail`` adds a small colour WebP; ``with_features`` the local features that are
-    stored; ``as_query`` what a robust search needs (:mod:`lookalike.features.query`). With a
-    ``budget``, the decode first reserves the memory it may take (:func:`decode_cost`) and
-    waits while other decodes hold it.
+    ``with_thumbnail`` adds a small colour WebP; ``with_features`` the ``feature_limit``
+    strongest local features, to be stored; ``as_query`` what a robust search needs
+    (:mod:`lookalike.features.query`). With a ``budget``, the decode first reserves the memory
+    it may take (:func:`decode_cost`) and waits while other decodes hold it.
     """
     with _decoder_errors_rejected():
         _refuse_endless_png_chunks(data)
@@ -198,7 +199,7 @@ def fingerprint(
             gray = _gray_pixels(image, orientation)  # closes image: its pixels are done
         hashes = {kind.name: kind.compute(gray) for kind in kinds.all_kinds()}
         width, height = declared[::-1] if orientation in _TURNED else declared
-        features = orb.extract(gray).to_bytes() if with_features else None
+        features = orb.extract(gray, feature_limit).to_bytes() if with_features else None
         query = describe(gray, (width, height), hashes) if as_query else None
         del gray  # before the memory is handed back
     return Fingerprint(

@@ -21,6 +21,7 @@ import click
 
 from lookalike import indexer
 from lookalike.config import database_url
+from lookalike.features.orb import BANK_FEATURES
 from lookalike.fingerprint import ImageRejected, Rejection, fingerprint
 from lookalike.hashes import hash_from_hex, hash_to_hex
 from lookalike.kinds import DEFAULT_KIND
@@ -80,7 +81,12 @@ def _read_target(path: Path) -> FlagTarget:
     local features, so checks find it however it was edited."""
     try:
         return FlagTarget.from_fingerprint(
-            fingerprint(path.read_bytes(), with_thumbnail=True, with_features=True)
+            fingerprint(
+                path.read_bytes(),
+                with_thumbnail=True,
+                with_features=True,
+                feature_limit=BANK_FEATURES,
+            )
         )
     except OSError as error:
         raise ImageRejected(Rejection.UNREADABLE, error.strerror or str(error)) from None

@@ -111,11 +111,11 @@ def webp_data_url(webp: bytes | None) -> str | None:
     return "data:image/webp;base64," + base64.b64encode(webp).decode("ascii")
 
 
-def fingerprint_query(data: bytes, **wanted: bool) -> Fingerprint:
+def fingerprint_query(data: bytes, **wanted: bool | int) -> Fingerprint:
     """The core fingerprint, with a thumbnail to show the query and its description for the
     robust search, under the site's pixel limit and inside its decode memory budget (the time
     spent waiting for it counts as fingerprint). ``wanted``: what else it should carry, as
-    :func:`fingerprint` takes it (``with_features``, for a picture to keep).
+    :func:`fingerprint` takes it (``with_features`` and ``feature_limit``, for a picture to keep).
     """
     with timed("fingerprint"):
         return fingerprint(
@@ -127,7 +127,9 @@ def fingerprint_query(data: bytes, **wanted: bool) -> Fingerprint:
         )
 
 
-def query_from_upload(upload: FileStorage | None, kind: HashKind, **wanted: bool) -> ImageQuery:
+def query_from_upload(
+    upload: FileStorage | None, kind: HashKind, **wanted: bool | int
+) -> ImageQuery:
     """An uploaded file (size already capped by ``MAX_CONTENT_LENGTH``)."""
     if upload is None:
         raise BadRequest("no image file was sent")
@@ -137,7 +139,7 @@ def query_from_upload(upload: FileStorage | None, kind: HashKind, **wanted: bool
     return ImageQuery(kind, found.hashes[kind.name], "upload", name, found)
 
 
-def query_from_url(url: str, kind: HashKind, **wanted: bool) -> ImageQuery:
+def query_from_url(url: str, kind: HashKind, **wanted: bool | int) -> ImageQuery:
     """Fetch the image server-side, checking every resolved address and redirect first."""
     url = url.strip()
     if not url:
@@ -198,7 +200,7 @@ def raw_hash(values: Mapping[str, object], kind: HashKind) -> object:
     return values.get(kind.name) or values.get("hash")
 
 
-def query_from_request(**wanted: bool) -> tuple[dict[str, object], ImageQuery]:
+def query_from_request(**wanted: bool | int) -> tuple[dict[str, object], ImageQuery]:
     """(option values, query) from a JSON-API style request: a multipart or urlencoded form
     with an ``image`` file or ``url``/``dhash`` fields, or a JSON object with ``url``/``dhash``
     (``kind`` picks another kind of hash, whose raw form is then named after it). ``wanted``:

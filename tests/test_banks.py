@@ -14,6 +14,7 @@ from PIL import ImageOps
 
 from benchmarks.data import clustered_hashes
 from benchmarks.moderation import disguises
+from lookalike.features.orb import BANK_FEATURES
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import from_bigint, hamming, to_bigint
 from lookalike.store import Sighting, Store
@@ -288,7 +289,9 @@ BEATS_PLAIN = ("mirror", "rotate 90°", "rotate 5°", "crop centre 60%")
 
 
 def _flag_picture(banks: Banks, data: bytes, bank: str = "banned") -> int:
-    target = FlagTarget.from_fingerprint(fingerprint(data, with_features=True))
+    target = FlagTarget.from_fingerprint(
+        fingerprint(data, with_features=True, feature_limit=BANK_FEATURES)
+    )
     return banks.flag(target, bank=bank, reason="re-upload", flagged_by="mod").entry.id
 
 

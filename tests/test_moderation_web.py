@@ -14,8 +14,10 @@ from flask.testing import FlaskClient
 from PIL import ImageOps
 
 from benchmarks.moderation import disguises
+from lookalike.features.orb import BANK_FEATURES
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import hash_to_hex
+from lookalike.store.db import connect
 from tests.concurrency import check_while_flagging
 from tests.images import encode, photo, textured_photo
 from tests.test_banks import BANNED
@@ -92,6 +94,7 @@ def test_check_catches_disguised_reuploads_of_a_flagged_upload_until_it_is_unfla
     web: FlaskClient,
 ) -> None:
     entry = _flag(web, encode(BANNED, "PNG"), reason="banned")
+    assert _stored_feature_bytes(web) == [5 + BANK_FEATURES * 36]  # a flagged picture keeps more
     made = disguises()
     for name, make in made.items():
         body = _post(web, "/api/check", image=make(BANNED)).get_json()
@@ -440,3 +443,9 @@ def test_a_stranger_learns_nothing_about_an_entry_it_does_not_match(web: FlaskCl
     assert misses == [{"flagged": False, "matches": []}] * 5
     probing = _post(web, "/api/check", dhash=hash_to_hex(base), max_distance=2)
     assert probing.status_code == 401
+
+
+def _stored_feature_bytes(web: FlaskClient) -> list[int]:
+    with connect(web.application.config["DATABASE_URL"]) as conn:
+        rows = conn.execute("SELECT length(features) FROM bank_entry_features").fetchall()
+    return [length for (length,) in rows]

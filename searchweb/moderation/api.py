@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest
 
+from lookalike.features.orb import BANK_FEATURES
 from lookalike.store.banks import DEFAULT_BANK, Entry, FlagTarget
 from searchweb.extensions import timed
 from searchweb.moderation.auth import api_key_required
@@ -122,7 +123,7 @@ def _flag_target() -> tuple[Mapping[str, Any], FlagTarget]:
     if values.get("image_id") not in (None, ""):
         image_id = int_option(values, "image_id", 0, 2**62)
         return values, get_banks().target_from_image(image_id)
-    values, query = query_from_request(with_features=True)
+    values, query = query_from_request(with_features=True, feature_limit=BANK_FEATURES)
     if query.fingerprint is not None:
         return values, FlagTarget.from_fingerprint(query.fingerprint)
     return values, FlagTarget({query.kind.name: query.value})
