@@ -70,6 +70,12 @@ record_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Append the results, with this command line, to this Markdown file.",
 )
+same_photo_option = click.option(
+    "--same-photo",
+    multiple=True,
+    metavar="GLOB",
+    help="Files matching this glob (repeatable) are one photo, e.g. crops of it.",
+)
 
 
 FC = TypeVar("FC", bound=Callable[..., object])

@@ -23,7 +23,7 @@ import click
 import numpy as np
 from PIL import Image, ImageOps
 
-from benchmarks.bench import Report, image_files, percentile, record_option
+from benchmarks.bench import Report, image_files, percentile, record_option, same_photo_option
 from benchmarks.data import clustered_hashes, indexes_dropped
 from lookalike.config import database_url
 from lookalike.features.orb import BANK_FEATURES
@@ -431,8 +431,9 @@ def _flag_all(banks: Banks, photos: list[bytes]) -> dict[int, int]:
 
 @click.command("moderation")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@same_photo_option
 @record_option
-def bench_moderation(folder: Path, record: Path | None) -> None:
+def bench_moderation(folder: Path, same_photo: tuple[str, ...], record: Path | None) -> None:
     """Recall per disguise and false positives per check, for each route of a bank check.
 
     The largest file of each distinct photo under FOLDER (files within 8 dHash bits are one
@@ -440,14 +441,15 @@ def bench_moderation(folder: Path, record: Path | None) -> None:
     flagged photo is then checked as it is and disguised 6 ways (mirror, rotate 90° and 5°,
     crop to the centre 60%, a 5% border, a caption band). A hit: the check of a disguised copy
     returns the photo's own entry. A false positive: any entry of another photo returned, so
-    every check is an unrelated upload to all the other entries. Routes: plain (the upload's
+    every check is an unrelated upload to all the other entries (files matching one
+    ``--same-photo`` glob are one photo). Routes: plain (the upload's
     own hashes, the check before robust checks), views (the bank's hash rule on each view:
     mirrored, turned, trimmed), features (local features confirmed by a fit, for entries no
     view found), robust (either: what `lookalike check` and /api/check do).
     """
     from benchmarks import quality  # here, not at the top: quality imports this module
 
-    photos, skipped = quality._load(image_files(folder))
+    photos, skipped = quality._load(image_files(folder), same_photo, ())
     for reason in skipped:
         click.echo(f"skipped {reason}", err=True)
     flagged = [photos[index] for index in quality._originals(photos)]

@@ -34,7 +34,7 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
-from benchmarks.bench import Report, image_files, record_option
+from benchmarks.bench import Report, image_files, record_option, same_photo_option
 from benchmarks.moderation import group_files
 from lookalike import indexer, kinds
 from lookalike.config import database_url
@@ -395,12 +395,7 @@ def _timings(method: Lookalike) -> str:
     type=click.IntRange(min=1),
     help="Edit only the first N photos (by path); the others are distractors only.",
 )
-@click.option(
-    "--same-photo",
-    multiple=True,
-    metavar="GLOB",
-    help="Files matching this glob (repeatable) are one photo, e.g. crops of it.",
-)
+@same_photo_option
 @click.option(
     "--same-scene",
     multiple=True,
