@@ -283,3 +283,14 @@ def test_a_large_jpeg_framed_reports_its_overlap_in_its_own_pixels(gallery) -> N
     assert match.relation.query_overlap_percent == pytest.approx(100 / 1.1 / 1.1, abs=3)
     left, top = match.relation.query_region[0]
     assert (left, top) == pytest.approx((100, 75), abs=12)
+
+
+def test_a_framed_copy_in_the_store_is_found_from_the_plain_picture(store: Store) -> None:
+    """Trimming happens at query time; a copy stored with a frame is found by its features."""
+    framed = ImageOps.expand(scene(7, SIZE), (64, 48, 64, 48), fill="white")
+    record(store, [fingerprint(encode(framed, "PNG"), with_features=True)])
+    store.refresh_features()
+    (match,) = searched(store, scene(7, SIZE))
+    assert match.relation.method == "features"
+    assert match.relation.target_overlap_percent == pytest.approx(100 / 1.2 / 1.2, abs=4)
+    assert match.relation.query_overlap_percent == pytest.approx(100, abs=3)
