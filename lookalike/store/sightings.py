@@ -83,31 +83,11 @@ def record_sightings(conn: psycopg.Connection, sightings: Sequence[Sighting]) ->
         if place.image_table != "images":
             _record_own_table_hashes(conn, place, images, image_ids)
 
-    with_features = [s for s in images if s.fingerprint.features]
-    if with_features:  # for known images too: one recorded before features were kept gets them
-        conn.execute(
-            """
-            INSERT INTO image_features (image_id, features)
-            SELECT * FROM unnest(%b::bigint[], %b::bytea[])
-            ON CONFLICT (image_id) DO NOTHING
-            """,
-            _columns(
-                (image_ids[s.fingerprint.sha256], s.fingerprint.features) for s in with_features
-            ),
-        )
-
-    with_thumbnails = [s for s in images if s.fingerprint.thumbnail]
-    if with_thumbnails:
-        conn.execute(
-            """
-            INSERT INTO thumbnails (image_id, webp)
-            SELECT * FROM unnest(%b::bigint[], %b::bytea[])
-            ON CONFLICT (image_id) DO NOTHING
-            """,
-            _columns(
-                (image_ids[s.fingerprint.sha256], s.fingerprint.thumbnail) for s in with_thumbnails
-            ),
-        )
+    # for known images too: one recorded before features were kept gets them
+    features = [(image_ids[s.fingerprint.sha256], s.fingerprint.features) for s in images]
+    _insert_blobs(conn, "image_features", "features", features)
+    thumbnails = [(image_ids[s.fingerprint.sha256], s.fingerprint.thumbnail) for s in images]
+    _insert_blobs(conn, "thumbnails", "webp", thumbnails)
 
     pages = _unique_by(reversed(sightings), lambda s: s.page_url)  # the latest title wins
     page_ids = dict(
@@ -158,6 +138,22 @@ def record_sightings(conn: psycopg.Connection, sightings: Sequence[Sighting]) ->
         known_images=len(images) - len(inserted),
         new_sightings=sum(1 for (was_inserted,) in new_sightings if was_inserted),
     )
+
+
+def _insert_blobs(
+    conn: psycopg.Connection, table: str, column: str, rows: list[tuple[int, bytes | None]]
+) -> None:
+    """Each image's bytes of ``table`` (thumbnail, features) that it has, unless already kept."""
+    kept = [(image_id, blob) for image_id, blob in rows if blob]
+    if kept:
+        conn.execute(
+            sql.SQL("""
+            INSERT INTO {table} (image_id, {column})
+            SELECT * FROM unnest(%b::bigint[], %b::bytea[])
+            ON CONFLICT (image_id) DO NOTHING
+            """).format(table=sql.Identifier(table), column=sql.Identifier(column)),
+            _columns(kept),
+        )
 
 
 def _record_own_table_hashes(
