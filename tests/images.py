@@ -3,7 +3,7 @@
 ``photo(seed)`` draws a deterministic picture with smooth gradients and shapes: different seeds
 give unrelated pictures (dHashes ~32 bits apart), like different photos would.
 ``textured_photo(seed)`` is busy with small sharp shapes instead, so it has the corners local
-features need (ORB finds its 100 strongest); the robust tests edit it.
+features need (ORB keeps its strongest); the robust tests edit it.
 """
 
 from __future__ import annotations

@@ -279,7 +279,7 @@ def test_invalid_entry_state_is_refused_by_the_database(database_url: str) -> No
             )
 
 
-# A crop to the centre 60% keeps about a third of the 100 stored features, near the 20 a fit
+# A crop to the centre 60% keeps about a third of an image's stored features, near the 20 a fit
 # needs: on some pictures it is caught, on others not (`lookalike bench moderation`). This one
 # keeps 38.
 BANNED = textured_photo(59)

@@ -4,7 +4,7 @@
 -- Idempotent, like 0001, so a database built from schema.sql with psql is only recorded.
 
 -- ORB features of an image (lookalike.features.orb): a 5-byte header, then 4 bytes of
--- position and 32 of descriptor per feature, 100 features at most (3,605 bytes).
+-- position and 32 of descriptor per feature, 90 features at most (3,245 bytes).
 CREATE TABLE IF NOT EXISTS image_features (
     image_id  bigint PRIMARY KEY REFERENCES images (id) ON DELETE CASCADE,
     features  bytea NOT NULL
