@@ -279,9 +279,8 @@ def test_invalid_entry_state_is_refused_by_the_database(database_url: str) -> No
             )
 
 
-# A crop to the centre 60% keeps about a third of an image's stored features, near the 20 a fit
-# needs: on some pictures it is caught, on others not (`lookalike bench moderation`). This one
-# keeps 38.
+# A crop to the centre 60% keeps about a third of a picture's features: on some pictures
+# enough for a fit, on others not (`lookalike bench moderation`). This one is caught.
 BANNED = textured_photo(59)
 DISGUISED = {name: make(BANNED) for name, make in disguises().items()}
 # Disguises that beat the plain check: it sees none of them.

@@ -11,6 +11,7 @@ from PIL import ImageOps
 
 from benchmarks.moderation import disguises
 from lookalike.features.orb import BANK_FEATURES
+from lookalike.features.verify import MIN_INLIERS
 from lookalike.fingerprint import fingerprint
 from lookalike.store.db import connect
 from tests.images import encode, photo, textured_photo
@@ -142,7 +143,7 @@ def test_check_catches_a_flagged_picture_mirrored_or_cropped_and_says_how(
         ("hash", True),
         ("features", False),
     ]
-    assert relations[1]["inliers"] >= 20
+    assert relations[1]["inliers"] >= MIN_INLIERS
 
     described = run(cli_env, "check", str(cropped)).stdout.splitlines()
     assert described[0] == f"{cropped}: FLAGGED"

@@ -15,6 +15,7 @@ from PIL import ImageOps
 
 from benchmarks.moderation import disguises
 from lookalike.features.orb import BANK_FEATURES
+from lookalike.features.verify import MIN_INLIERS
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import hash_to_hex
 from lookalike.store.db import connect
@@ -104,7 +105,10 @@ def test_check_catches_disguised_reuploads_of_a_flagged_upload_until_it_is_unfla
     cropped = made["crop centre 60%"](BANNED)
     (keyed,) = _post(web, "/api/check", headers=AMY, image=cropped).get_json()["matches"]
     assert keyed["entry_id"] == entry["id"]
-    assert (keyed["relation"]["method"], keyed["relation"]["inliers"] >= 20) == ("features", True)
+    assert (keyed["relation"]["method"], keyed["relation"]["inliers"] >= MIN_INLIERS) == (
+        "features",
+        True,
+    )
     unrelated = _post(web, "/api/check", image=encode(textured_photo(81), "PNG")).get_json()
     assert unrelated == {"flagged": False, "matches": []}
 

@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 from PIL import Image, ImageOps
 
 from lookalike.features.orb import QUERY_FEATURES, STORED_FEATURES, LocalFeatures
+from lookalike.features.verify import MIN_INLIERS
 from lookalike.fingerprint import fingerprint
 from lookalike.store import Sighting, Store
 from searchweb.queries import fingerprint_query
@@ -121,7 +122,7 @@ def test_each_edited_copy_finds_the_original_and_says_how_they_differ(
     else:
         assert abs(relation["rotation"]) < 2
     if edit == "cropped":  # the original shows all of the query, and more
-        assert relation["method"] == "features" and relation["inliers"] >= 20
+        assert relation["method"] == "features" and relation["inliers"] >= MIN_INLIERS
         assert relation["query_overlap_percent"] > 95
         assert relation["target_overlap_percent"] == pytest.approx(70, abs=5)
         assert "the query is 70% of it" in relation["edits"]
