@@ -220,7 +220,7 @@ def test_unreadable_stored_features_leave_the_image_to_its_hashes(
 
 def test_features_round_trip_and_refuse_other_bytes() -> None:
     data = stored(6).features
-    assert len(data) == 5 + STORED_FEATURES * 36 == 3_245
+    assert len(data) == 5 + STORED_FEATURES * 36 == 3_605
     features = LocalFeatures.from_bytes(data)
     assert len(features) == STORED_FEATURES
     again = LocalFeatures.from_bytes(features.to_bytes())
