@@ -5,8 +5,8 @@ a 1024×768 JPEG's fingerprint, `lookalike bench robust`): copies resized from o
 then described at one scale, and a small copy gets enough pixels for ORB's corners.
 
 Stored images keep their 100 strongest features: 32-byte descriptors and positions to 1/8 px,
-3,605 bytes an image, two rows to a PostgreSQL page (`lookalike bench robust`). Queries keep more (500) and describe their mirror image too, because ORB
-descriptors are turned with the image but not mirrored with it.
+3,605 bytes an image, two rows to a PostgreSQL page. Queries keep more (500) and describe their
+mirror image too, because ORB descriptors are turned with the image but not mirrored with it.
 """
 
 from __future__ import annotations
