@@ -20,41 +20,47 @@ from psycopg import sql
 
 from lookalike.store.db import apply_migrations, connect, scratch_database
 from tests.test_migrate import FUNCTIONS
-from tests.upgrade.make_fixture import FIXTURE, copy_out, lookalike, stored_columns
+from tests.upgrade.make_fixture import FIXTURES, copy_out, lookalike, stored_columns
 
-OLD = json.loads(FIXTURE.read_text())
+
+@pytest.fixture(params=sorted(FIXTURES), ids=lambda commit: f"made by {commit}")
+def old(request: pytest.FixtureRequest) -> dict:
+    """What an earlier release wrote and answered: before numbered migrations (6043737), and
+    the release before this one's local features (eae3eaf)."""
+    return json.loads(FIXTURES[request.param].read_text())
 
 
 @pytest.fixture
-def old_database(server_url: str) -> Iterator[str]:
+def old_database(server_url: str, old: dict) -> Iterator[str]:
     """A fresh database with the old schema.sql applied and the old rows loaded."""
     with scratch_database(server_url, "lookalike_test_upgrade") as url:
         with connect(url) as conn:
             conn.execute("SET client_min_messages = warning")
-            conn.execute(OLD["schema_sql"].encode())
-            for dumped in OLD["tables"]:
+            conn.execute(old["schema_sql"].encode())
+            for dumped in old["tables"]:
                 columns = sql.SQL(", ").join(map(sql.Identifier, dumped["columns"]))
                 name = sql.Identifier(dumped["name"])
                 query = sql.SQL("COPY {} ({}) FROM STDIN").format(name, columns)
                 with conn.cursor().copy(query) as copy:
                     copy.write(dumped["rows"])
-            for table, last_value in OLD["sequences"].items():
+            for table, last_value in old["sequences"].items():
                 conn.execute(
                     "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", (table, last_value)
                 )
         yield url
 
 
-def test_the_fixture_was_made_by_the_old_release_and_is_small() -> None:
-    assert OLD["commit"] == "6043737"
-    assert "CREATE TABLE IF NOT EXISTS images" in OLD["schema_sql"]
-    assert "schema_migrations" not in OLD["schema_sql"]
-    assert FIXTURE.stat().st_size < 300_000
-    assert all(dumped["rows"] for dumped in OLD["tables"])  # every table has rows
+def test_the_fixture_was_made_by_the_old_release_and_is_small(old: dict) -> None:
+    assert FIXTURES[old["commit"]].stat().st_size < 300_000
+    assert "CREATE TABLE IF NOT EXISTS images" in old["schema_sql"]
+    assert ("CREATE TABLE IF NOT EXISTS hash_kinds" in old["schema_sql"]) == (
+        old["commit"] != "6043737"
+    )
+    assert all(dumped["rows"] for dumped in old["tables"])  # every table has rows
 
 
 def test_an_old_database_keeps_every_row_and_answers_the_same(
-    old_database: str, cli_env: dict[str, str], tmp_path: Path
+    old: dict, old_database: str, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     assert apply_migrations(old_database) == [
         "applied migration 0001_initial.sql",
@@ -63,15 +69,15 @@ def test_an_old_database_keeps_every_row_and_answers_the_same(
         f"re-created the functions and views of schema.sql ({FUNCTIONS} functions, 2 views)",
     ]
     with connect(old_database) as conn:
-        for dumped in OLD["tables"]:
+        for dumped in old["tables"]:
             table, columns = dumped["name"], dumped["columns"]
             assert stored_columns(conn, table) == columns, table
             assert copy_out(conn, table, columns) == dumped["rows"], table
     env = {**cli_env, "DATABASE_URL": old_database}
     (tmp_path / "queries").mkdir()
-    for name, data in OLD["queries"].items():
+    for name, data in old["queries"].items():
         (tmp_path / "queries" / name).write_bytes(base64.b64decode(data))
-    for name, before in OLD["answers"].items():
+    for name, before in old["answers"].items():
         query = f"queries/{name}"
         searched = lookalike(
             env, tmp_path, "search", "--json", "--hash-only", "--max-distance", "12", query
@@ -90,20 +96,20 @@ def test_an_old_database_keeps_every_row_and_answers_the_same(
 
 
 def test_old_images_are_found_mirrored_and_get_features_when_recorded_again(
-    old_database: str, cli_env: dict[str, str], tmp_path: Path
+    old: dict, old_database: str, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     """Rows from before local features: found by their hashes' views (a mirrored copy) at
     once, and described when the same picture is indexed again."""
     apply_migrations(old_database)
     env = {**cli_env, "DATABASE_URL": old_database}
-    original = Image.open(io.BytesIO(base64.b64decode(OLD["queries"]["original.jpg"])))
+    original = Image.open(io.BytesIO(base64.b64decode(old["queries"]["original.jpg"])))
     ImageOps.mirror(original).save(tmp_path / "mirrored.png")
     before = json.loads(lookalike(env, tmp_path, "search", "--json", "mirrored.png").stdout)
     assert before and before[0]["relation"]["mirrored"] is True
     assert before[0]["relation"]["method"] == "hash"
     with connect(old_database) as conn:
         assert conn.execute("SELECT count(*) FROM image_features").fetchone() == (0,)
-    data = base64.b64decode(OLD["queries"]["original.jpg"])
+    data = base64.b64decode(old["queries"]["original.jpg"])
     (tmp_path / "again").mkdir()
     (tmp_path / "again" / "original.jpg").write_bytes(data)
     lookalike(env, tmp_path, "index", "again")
@@ -114,10 +120,10 @@ def test_old_images_are_found_mirrored_and_get_features_when_recorded_again(
     assert described == [(hashlib.sha256(data).hexdigest(),)]
 
 
-def test_new_rows_after_the_upgrade_take_fresh_ids(old_database: str) -> None:
+def test_new_rows_after_the_upgrade_take_fresh_ids(old: dict, old_database: str) -> None:
     apply_migrations(old_database)
     with connect(old_database) as conn:
         (new_id,) = conn.execute(
             "INSERT INTO pages (url) VALUES ('https://new.example/') RETURNING id"
         ).fetchone()
-    assert new_id == OLD["sequences"]["pages"] + 1
+    assert new_id == old["sequences"]["pages"] + 1

@@ -1,6 +1,10 @@
-"""Regenerate ``fixture.json``: a database made and filled by Lookalike as of commit 6043737.
+"""Regenerate a fixture: a database made and filled by Lookalike as of an earlier commit.
 
-    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python -m tests.upgrade.make_fixture
+    export DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres
+    python -m tests.upgrade.make_fixture [COMMIT]
+
+``fixture.json`` is commit 6043737's, the last release before numbered migrations;
+``fixture-eae3eaf.json`` is eae3eaf's, the release before local features (migration 0003).
 
 Runs that release's own code (``git archive 6043737``, on PYTHONPATH) against a scratch
 database: it indexes a folder of generated photos, crawls a small local site, flags two
@@ -30,8 +34,10 @@ from lookalike.store.db import connect, scratch_database
 from tests.crawl_site import FAST_SETTINGS, Site, linked_routes
 from tests.images import encode, photo
 
-OLD_COMMIT = "6043737"
-FIXTURE = Path(__file__).with_name("fixture.json")
+FIXTURES = {
+    "6043737": Path(__file__).with_name("fixture.json"),
+    "eae3eaf": Path(__file__).with_name("fixture-eae3eaf.json"),
+}
 ROOT = Path(__file__).resolve().parents[2]
 # In dependency order; hash_flip_masks is left out: the old schema.sql fills it itself.
 TABLES = [
@@ -121,10 +127,10 @@ def answers(env: dict[str, str], work: Path, queries: dict[str, bytes]) -> dict[
     return recorded
 
 
-def old_code(into: Path) -> str:
-    """Unpack commit 6043737 into ``into``; returns its schema.sql."""
+def old_code(commit: str, into: Path) -> str:
+    """Unpack ``commit`` into ``into``; returns its schema.sql."""
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", OLD_COMMIT], capture_output=True, check=True
+        ["git", "-C", str(ROOT), "archive", commit], capture_output=True, check=True
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
@@ -157,12 +163,12 @@ def fill(env: dict[str, str], work: Path) -> None:
         assert done.returncode == 0, done.stderr
 
 
-def main() -> None:
+def main(commit: str) -> None:
     server = os.environ["DATABASE_URL"]
     with tempfile.TemporaryDirectory() as temp, scratch_database(server, "lookalike_old") as url:
         old, work = Path(temp) / "old", Path(temp) / "work"
         work.mkdir()
-        schema_sql = old_code(old)
+        schema_sql = old_code(commit, old)
         env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(old)}
         env["LOOKALIKE_HOME"] = str(Path(temp) / "home")
         fill(env, work)
@@ -173,15 +179,16 @@ def main() -> None:
             "unflagged.png": encode(photo(2, (200, 150)), "PNG"),  # its entry was disabled
         }
         fixture = {
-            "commit": OLD_COMMIT,
+            "commit": commit,
             "schema_sql": schema_sql,
             **dump_rows(url),
             "queries": {name: base64.b64encode(data).decode() for name, data in queries.items()},
             "answers": answers(env, work, queries),
         }
-    FIXTURE.write_text(json.dumps(fixture, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {FIXTURE} ({FIXTURE.stat().st_size:,} bytes)")
+    path = FIXTURES[commit]
+    path.write_text(json.dumps(fixture, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else "6043737")
