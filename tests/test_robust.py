@@ -294,3 +294,12 @@ def test_a_framed_copy_in_the_store_is_found_from_the_plain_picture(store: Store
     assert match.relation.method == "features"
     assert match.relation.target_overlap_percent == pytest.approx(100 / 1.2 / 1.2, abs=4)
     assert match.relation.query_overlap_percent == pytest.approx(100, abs=3)
+
+
+@pytest.mark.parametrize("size", [(65_535, 2), (2, 4_000)])
+def test_a_strip_is_described_by_no_features(size: tuple[int, int]) -> None:
+    strip = Image.effect_noise(size, 60)
+    stored = fingerprint(encode(strip, "PNG"), with_features=True)
+    assert len(LocalFeatures.from_bytes(stored.features)) == 0
+    query = fingerprint(encode(strip, "PNG"), as_query=True).query
+    assert len(query.features.upright) == len(query.features.mirrored) == 0

@@ -27,6 +27,9 @@ DESCRIPTOR_BYTES = 32
 _POSITION_SCALE = 8  # positions in 1/8 px: 512 px fits in 16 bits
 _HEADER = struct.Struct("<BHH")  # format version, working width, working height
 _FORMAT_VERSION = 1
+# ORB needs a 31 px patch around each corner at each of its 8 scales (1.2 apart): narrower
+# working images (a 65,535×2 strip) are described by no features.
+_MIN_SIDE = 64
 
 
 class FeaturesUnreadable(ValueError):
@@ -81,17 +84,23 @@ def extract(gray: np.ndarray, limit: int = STORED_FEATURES) -> LocalFeatures:
 
     working = working_size(gray)
     height, width = working.shape
+    if min(height, width) < _MIN_SIDE:  # a strip: ORB's pyramid would shrink it to nothing
+        return _none(width, height)
     # A low FAST threshold finds corners in soft, low-contrast photos too; the limit keeps only
     # the strongest. A detector per call: OpenCV's are not safe to share between threads.
     detector = cv2.ORB_create(nfeatures=limit, fastThreshold=10)
     keypoints, descriptors = detector.detectAndCompute(working, None)
     if descriptors is None:  # a flat or tiny picture has no corners to describe
-        return LocalFeatures(
-            np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8), width, height
-        )
+        return _none(width, height)
     points = np.array([keypoint.pt for keypoint in keypoints], dtype=np.float32)
     strongest = np.argsort([-keypoint.response for keypoint in keypoints], kind="stable")[:limit]
     return LocalFeatures(points[strongest], descriptors[strongest], width, height)
+
+
+def _none(width: int, height: int) -> LocalFeatures:
+    return LocalFeatures(
+        np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8), width, height
+    )
 
 
 def working_size(gray: np.ndarray) -> np.ndarray:
