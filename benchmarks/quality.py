@@ -365,11 +365,13 @@ def _report(report: Report, tallies: dict[str, Tally], queries: int, originals: 
 
 
 def _settings() -> str:
+    low, high = verify.PARALLAX_PX
     return (
         f"features: {orb.STORED_FEATURES} stored, {orb.QUERY_FEATURES} per query, at "
         f"{orb.WORKING_SIDE} px; ratio {verify.RATIO}, >= {verify.MIN_INLIERS} inliers; "
-        f"{feature_index.CANDIDATES} candidates from {feature_index.TABLES} tables of "
-        f"{feature_index.KEY_BITS}-bit keys"
+        f"another shot if >= {verify.PARALLAX_PAIRS} pairs and {verify.PARALLAX_SHARE:.0%} of "
+        f"the inliers land {low:g}-{high:g} px off; {feature_index.CANDIDATES} candidates "
+        f"from {feature_index.TABLES} tables of {feature_index.KEY_BITS}-bit keys"
     )
 
 

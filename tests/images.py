@@ -170,14 +170,23 @@ def rejected_samples() -> dict[Rejection, bytes]:
     }
 
 
-def scene(seed: int, size: tuple[int, int] = (640, 480), *, moved: float = 0.0) -> Image.Image:
+def scene(
+    seed: int,
+    size: tuple[int, int] = (640, 480),
+    *,
+    moved: float = 0.0,
+    step_aside: float = 0.0,
+) -> Image.Image:
     """A busy photo-like picture: a smooth backdrop and 150 small shapes, corners for ORB.
 
     ``moved`` shifts every shape by up to that share of the picture (same seed, same shapes
-    and colours): another shot of the same things, not a copy of the first.
+    and colours): another shot of the same things, not a copy of the first. ``step_aside``
+    is a shot from a step to the left: the nearer half of the shapes moves right by that
+    share of the width, the farther half stays (parallax, as in a stereo pair).
     """
     rng = random.Random(seed)
     jitter = random.Random(seed + 1_000_003)
+    depth = random.Random(seed + 2_000_003)
     image = photo(seed, size)
     draw = ImageDraw.Draw(image)
     width, height = size
@@ -185,6 +194,8 @@ def scene(seed: int, size: tuple[int, int] = (640, 480), *, moved: float = 0.0) 
         x, y = rng.uniform(0, 1) * width, rng.uniform(0, 1) * height
         x += jitter.uniform(-moved, moved) * width
         y += jitter.uniform(-moved, moved) * height
+        if depth.random() < 0.5:
+            x += step_aside * width
         side = rng.uniform(0.01, 0.06) * width
         points = [(x + rng.uniform(-side, side), y + rng.uniform(-side, side)) for _ in range(3)]
         draw.polygon(points, fill=_colour(rng))

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from lookalike.features.index import FeatureIndex
 from lookalike.features.orb import STORED_FEATURES, FeaturesUnreadable, LocalFeatures
+from lookalike.features.verify import describe_query, relate
 from lookalike.fingerprint import Fingerprint, fingerprint
 from lookalike.store import Match, Sighting, Store
 from lookalike.store.db import connect, open_pool
@@ -164,6 +165,17 @@ def test_the_transform_takes_a_query_pixel_to_the_same_spot_of_the_match(gallery
 def test_other_pictures_are_not_found(gallery, other: Callable[[], Image.Image]) -> None:
     store, _ = gallery
     assert searched(store, other()) == []
+
+
+@pytest.mark.parametrize("step", [0.03, 0.05])
+def test_a_shot_from_a_step_aside_is_not_confirmed_by_its_features(step: float) -> None:
+    """Its near half moved against its far half: one layer fits, the other shows parallax.
+    (Its dHash is this scene's, backdrop and all: only the features can tell.)"""
+    original = LocalFeatures.from_bytes(stored(3).features)
+    aside = np.asarray(scene(3, SIZE, step_aside=step).convert("L"))
+    cropped = np.asarray(scene(3, SIZE).crop((0, 0, 512, 480)).convert("L"))
+    assert relate(describe_query(aside, SIZE), original, SIZE) is None
+    assert relate(describe_query(cropped, (512, 480)), original, SIZE) is not None
 
 
 def _on_white(item: Image.Image, seed: int) -> Image.Image:

@@ -5,8 +5,12 @@ similarity (turn, scale, shift) is fitted with RANSAC. Different photos of one s
 textures but not one rigid layout, so the count of features agreeing with the fit (inliers)
 separates copies from look-alikes. MIN_INLIERS is set from `lookalike bench quality` at the
 stored 100: over 816 edited copies of 48 real photos, no unrelated photo kept more than 6
-inliers, and 97% of the copies kept 15 or more. Two shots taken from nearly one place (a
-stereo pair) keep 15 to 38, as many as a crop: they are matched.
+inliers, and 97% of the copies kept 15 or more.
+
+Two shots taken from nearly one place (a stereo pair) keep 15 to 38 inliers, as many as a
+crop: one layer of the scene fits. What gives them away is parallax: near things moved
+against far ones, so many other pairs land a few pixels off the fit, where a copy's pairs
+that miss it are mismatches and land anywhere (PARALLAX_PX; measured in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -23,6 +27,14 @@ RATIO = 0.8
 _REPROJECTION_PX = 4.0  # at the working size
 _SCALES = (0.1, 10.0)  # a fit outside these collapses features onto a few points
 _MIN_PAIRS = 6
+# Pairs this far (working pixels) from an affine fit (which absorbs a stretch) are parallax,
+# not noise or mismatches: a random mismatch lands in the band ~1.4% of the time. A fit is
+# another shot when they number at least the larger of PARALLAX_PAIRS and a fifth of its
+# inliers. bench quality: over 1,802 true fits the most was 8 for 50 inliers; 28 of the
+# stereo pair's 34 fits had more.
+PARALLAX_PX = (6.0, 30.0)
+PARALLAX_PAIRS = 5
+PARALLAX_SHARE = 0.2
 _DESCRIBED = 2 * MIN_INLIERS  # fewer features than this: their silence proves nothing
 
 
@@ -47,21 +59,21 @@ def relate(
     query: QueryFeatures, candidate: LocalFeatures, candidate_size: tuple[int, int]
 ) -> Relation | None:
     """The relation of a candidate to the query, if a fit confirms it is the same picture."""
-    best: tuple[int, np.ndarray, bool] | None = None
+    best: tuple[_Fit, bool] | None = None
     for mirrored, described in ((False, query.upright), (True, query.mirrored)):
-        fitted = _fit(described, candidate)
-        if fitted is not None and (best is None or fitted[0] > best[0]):
-            best = (*fitted, mirrored)
-    if best is None or best[0] < MIN_INLIERS:
+        fit = _fit(described, candidate)
+        if fit is not None and (best is None or fit.inliers > best[0].inliers):
+            best = (fit, mirrored)
+    if best is None or best[0].inliers < MIN_INLIERS or best[0].another_shot():
         return None
-    inliers, working_map, mirrored = best
+    fit, mirrored = best
     return relation_from_transform(
         "features",
-        _in_image_pixels(working_map, query, candidate, candidate_size, mirrored=mirrored),
+        _in_image_pixels(fit.working_map, query, candidate, candidate_size, mirrored=mirrored),
         query.size,
         candidate_size,
         mirrored=mirrored,
-        inliers=inliers,
+        inliers=fit.inliers,
     )
 
 
@@ -73,7 +85,17 @@ def contradicts(
     return described and relate(query, candidate, candidate_size) is None
 
 
-def _fit(query: LocalFeatures, candidate: LocalFeatures) -> tuple[int, np.ndarray] | None:
+@dataclass(frozen=True, slots=True)
+class _Fit:
+    inliers: int
+    working_map: np.ndarray  # query working pixels → candidate working pixels
+    parallax: int  # pairs in the PARALLAX_PX band of an affine fit
+
+    def another_shot(self) -> bool:
+        return self.parallax >= max(PARALLAX_PAIRS, PARALLAX_SHARE * self.inliers)
+
+
+def _fit(query: LocalFeatures, candidate: LocalFeatures) -> _Fit | None:
     import cv2
 
     if len(query) < 2 or len(candidate) < 2:
@@ -97,7 +119,20 @@ def _fit(query: LocalFeatures, candidate: LocalFeatures) -> tuple[int, np.ndarra
     scale = float(np.hypot(working_map[0, 0], working_map[1, 0]))
     if not _SCALES[0] < scale < _SCALES[1]:
         return None
-    return int(inlier_mask.sum()), working_map
+    return _Fit(int(inlier_mask.sum()), working_map, _parallax(source, target))
+
+
+def _parallax(source: np.ndarray, target: np.ndarray) -> int:
+    """How many pairs land in the PARALLAX_PX band around the best affine fit."""
+    import cv2
+
+    affine, _ = cv2.estimateAffine2D(
+        source, target, method=cv2.RANSAC, ransacReprojThreshold=_REPROJECTION_PX
+    )
+    if affine is None:
+        return 0
+    off = np.linalg.norm(source @ affine[:, :2].T + affine[:, 2] - target, axis=1)
+    return int(((off > PARALLAX_PX[0]) & (off <= PARALLAX_PX[1])).sum())
 
 
 def _in_image_pixels(
