@@ -38,7 +38,7 @@ from lookalike import fingerprint as fingerprinting
 from lookalike import kinds
 from lookalike.config import database_url
 from lookalike.features.index import KEY_BITS, TABLES, keys
-from lookalike.features.orb import STORED_FEATURES, LocalFeatures
+from lookalike.features.orb import DESCRIPTOR_BYTES, STORED_FEATURES, LocalFeatures
 from lookalike.features.query import QueryDescription
 from lookalike.fingerprint import Fingerprint, fingerprint
 from lookalike.memory import return_freed_memory
@@ -148,7 +148,7 @@ class Stopwatch:
 class Descriptors:
     """The photos' stored features, pooled: what ``perturbed`` synthetic features come from."""
 
-    descriptors: np.ndarray  # n×32
+    descriptors: np.ndarray  # n×DESCRIPTOR_BYTES
     points: np.ndarray  # n×2, at the working size
     working: tuple[int, int]  # the working size of a SIZE picture
 
@@ -166,7 +166,7 @@ def _flip_bits(descriptors: np.ndarray, flips: int, rng: np.random.Generator) ->
     """A copy with ``flips`` random bits of each descriptor flipped (the same bit twice: none)."""
     flipped = descriptors.copy()
     rows = np.arange(len(flipped))
-    for bit in rng.integers(0, 256, size=(flips, len(flipped))):
+    for bit in rng.integers(0, 8 * DESCRIPTOR_BYTES, size=(flips, len(flipped))):
         flipped[rows, bit >> 3] ^= (1 << (bit & 7)).astype(np.uint8)
     return flipped
 
@@ -193,7 +193,7 @@ class Synthetic:
         n = count * STORED_FEATURES
         width, height = self.pool.working
         if self.mode == "random":
-            descriptors = self.rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
+            descriptors = self.rng.integers(0, 256, size=(n, DESCRIPTOR_BYTES), dtype=np.uint8)
             points = self.rng.random((n, 2)) * (width - 1, height - 1)
         else:
             picked = self.rng.integers(0, len(self.pool.descriptors), size=n)

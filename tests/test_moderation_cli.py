@@ -10,7 +10,7 @@ import pytest
 from PIL import ImageOps
 
 from benchmarks.moderation import disguises
-from lookalike.features.orb import BANK_FEATURES
+from lookalike.features.orb import BANK_FEATURES, DESCRIPTOR_BYTES
 from lookalike.features.verify import MIN_INLIERS
 from lookalike.fingerprint import fingerprint
 from lookalike.store.db import connect
@@ -133,7 +133,7 @@ def test_check_catches_a_flagged_picture_mirrored_or_cropped_and_says_how(
     assert run(cli_env, "flag", str(tmp_path / "banned.png"), "--reason", "banned").returncode == 0
     with connect(cli_env["DATABASE_URL"]) as conn:  # a flagged picture keeps more features
         stored = conn.execute("SELECT length(features) FROM bank_entry_features").fetchall()
-    assert stored == [(5 + BANK_FEATURES * 36,)]
+    assert stored == [(5 + BANK_FEATURES * (4 + DESCRIPTOR_BYTES),)]
 
     mirrored, cropped = tmp_path / "mirror.png", tmp_path / "crop centre 60%.png"
     checked = run(cli_env, "check", str(mirrored), str(cropped), "--json")

@@ -15,7 +15,12 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 
 from lookalike.features.index import FeatureIndex
-from lookalike.features.orb import STORED_FEATURES, FeaturesUnreadable, LocalFeatures
+from lookalike.features.orb import (
+    DESCRIPTOR_BYTES,
+    STORED_FEATURES,
+    FeaturesUnreadable,
+    LocalFeatures,
+)
 from lookalike.features.verify import describe_query, relate
 from lookalike.fingerprint import Fingerprint, fingerprint
 from lookalike.store import Match, Sighting, Store
@@ -23,6 +28,7 @@ from lookalike.store.db import connect, open_pool
 from tests.conftest import _create_database, _drop_database
 from tests.images import encode, scene
 from tests.test_cli import run
+from tests.upgrade.make_fixture import FEATURES_FIXTURES
 
 SIZE = (640, 480)
 SCENES = range(1, 9)
@@ -232,16 +238,35 @@ def test_unreadable_stored_features_leave_the_image_to_its_hashes(
 
 def test_features_round_trip_and_refuse_other_bytes() -> None:
     data = stored(6).features
-    assert len(data) == 5 + STORED_FEATURES * 36 == 3_605
+    assert len(data) == 5 + STORED_FEATURES * (4 + DESCRIPTOR_BYTES) == 2_605
     features = LocalFeatures.from_bytes(data)
     assert len(features) == STORED_FEATURES
     again = LocalFeatures.from_bytes(features.to_bytes())
     assert np.array_equal(again.descriptors, features.descriptors)
     assert np.allclose(again.points, features.points, atol=1 / 16)
     with pytest.raises(FeaturesUnreadable):
-        LocalFeatures.from_bytes(b"\x02" + features.to_bytes()[1:])
+        LocalFeatures.from_bytes(b"\x03" + features.to_bytes()[1:])
     with pytest.raises(FeaturesUnreadable):
         LocalFeatures.from_bytes(features.to_bytes()[:-1])
+
+
+def test_features_the_previous_release_stored_are_read_and_found(
+    store: Store, database_url: str
+) -> None:
+    """Format 1 kept whole 32-byte descriptors: read, it is this release's description of
+    the same picture, and a row of it is found by its features."""
+    written = FEATURES_FIXTURES["b57ac4a"].read_bytes()
+    assert (len(written), written[0]) == (3_605, 1)
+    old, new = LocalFeatures.from_bytes(written), LocalFeatures.from_bytes(stored(3).features)
+    assert np.array_equal(old.descriptors, new.descriptors)
+    assert np.array_equal(old.points, new.points)
+    record(store, [stored(3)])
+    with connect(database_url) as conn:
+        conn.execute("UPDATE image_features SET features = %s", (written,))
+    with Store(open_pool(database_url, init_schema=False)) as fresh:
+        assert fresh.refresh_features() == 1
+        cropped = scene(3, SIZE).crop((0, 0, 448, 480))
+        assert [match.relation.method for match in searched(fresh, cropped)] == ["features"]
 
 
 def test_a_flat_picture_is_stored_without_features_and_found_by_hash(store: Store) -> None:
@@ -257,7 +282,8 @@ def test_the_index_finds_each_image_after_many_batches_merge() -> None:
     rng = np.random.default_rng(5)
     index = FeatureIndex()
     descriptors = {
-        image_id: rng.integers(0, 256, (100, 32), dtype=np.uint8) for image_id in range(60)
+        image_id: rng.integers(0, 256, (100, DESCRIPTOR_BYTES), dtype=np.uint8)
+        for image_id in range(60)
     }
     for start in range(0, 60, 3):  # 20 batches: more than the segments kept before merging
         batch = range(start, start + 3)

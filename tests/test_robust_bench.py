@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from benchmarks.robust import _flip_bits
 from lookalike.cli import cli
+from lookalike.features.orb import DESCRIPTOR_BYTES, STORED_FEATURES
 from tests.images import encode, photo
 
 STAGES = [
@@ -51,7 +52,7 @@ def test_bench_robust_prints_each_target_and_stage(
     assert made + described in out
     assert re.search(r"^fill: COPY images \d+ s, COPY image_features \d+ s", out, re.M)
     stored = int(re.search(r"image_features ([\d,]+) B", out).group(1).replace(",", ""))
-    assert 3_605 < stored < 20_000  # at least the features themselves, once each
+    assert 5 + STORED_FEATURES * (4 + DESCRIPTOR_BYTES) < stored < 20_000  # the features, once
     assert re.search(r"refresh_features on an empty index\): 300 images in [\d.]+ s \(", out)
     assert re.search(r"arrays [\d,]+ B per image, process RSS [+-][\d,]+ B per image", out)
     robust = re.search(
@@ -90,7 +91,7 @@ def test_bench_robust_refuses_a_folder_without_photos(tmp_path: Path) -> None:
 
 def test_perturbed_descriptors_are_the_flips_away() -> None:
     rng = np.random.default_rng(1)
-    descriptors = rng.integers(0, 256, size=(500, 32), dtype=np.uint8)
+    descriptors = rng.integers(0, 256, size=(500, DESCRIPTOR_BYTES), dtype=np.uint8)
 
     flipped = _flip_bits(descriptors, 8, rng)
 

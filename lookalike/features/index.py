@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lookalike.features.orb import DESCRIPTOR_BYTES
+
 TABLES = 2
 KEY_BITS = 20
 CANDIDATES = 40
@@ -30,16 +32,15 @@ SEGMENT_IMAGES = 100_000  # images per segment while catching up
 
 
 def _sampled_bits() -> np.ndarray:
-    return (
-        np.random.default_rng(_SEED).permutation(256)[: TABLES * KEY_BITS].reshape(TABLES, KEY_BITS)
-    )
+    bits = np.random.default_rng(_SEED).permutation(8 * DESCRIPTOR_BYTES)
+    return bits[: TABLES * KEY_BITS].reshape(TABLES, KEY_BITS)
 
 
 _BITS = _sampled_bits()
 
 
 def keys(descriptors: np.ndarray) -> np.ndarray:
-    """TABLES × n keys of n 32-byte descriptors (bit i of a descriptor: bit i % 8, most
+    """TABLES × n keys of n descriptors (bit i of a descriptor: bit i % 8, most
     significant first, of byte i // 8, as numpy's unpackbits counts them)."""
     found = np.zeros((TABLES, len(descriptors)), dtype=np.uint32)
     for table, sample in enumerate(_BITS):
@@ -138,7 +139,8 @@ class FeatureIndex:
         return sum(segment.nbytes for segment in self._segments)
 
     def add(self, image_ids: Sequence[int], descriptors: Sequence[np.ndarray]) -> None:
-        """Index a batch: each image's descriptors (n×32 uint8). Known images are skipped."""
+        """Index a batch: each image's descriptors (n×DESCRIPTOR_BYTES uint8). Known images
+        are skipped."""
         self.add_many([(image_ids, descriptors)])
 
     def add_many(
@@ -148,7 +150,7 @@ class FeatureIndex:
     ) -> None:
         """Index batches as they come (a database read in pages), as segments of up to
         ``segment_images`` images: only the batches' keys are held meanwhile (800 bytes an
-        image, a quarter of their descriptors), and few segments means few merges."""
+        image, a third of their descriptors), and few segments means few merges."""
         pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         held = 0
         for image_ids, descriptors in batches:
@@ -160,7 +162,7 @@ class FeatureIndex:
                 ]
             if not fresh:
                 continue
-            stacked = np.concatenate([found for _, found in fresh]).reshape(-1, 32)
+            stacked = np.concatenate([found for _, found in fresh]).reshape(-1, DESCRIPTOR_BYTES)
             pending.append(
                 (
                     np.array([image_id for image_id, _ in fresh], dtype=np.int64),

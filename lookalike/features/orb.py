@@ -4,9 +4,10 @@ An image is described at one working size, 512 px on its longer side (where ORB 
 a 1024×768 JPEG's fingerprint, `lookalike bench robust`): copies resized from one picture are
 then described at one scale, and a small copy gets enough pixels for ORB's corners.
 
-Stored images keep their 100 strongest features: 32-byte descriptors and positions to 1/8 px,
-3,605 bytes an image, two rows to a PostgreSQL page. Queries keep more (500) and describe their
-mirror image too, because ORB descriptors are turned with the image but not mirrored with it.
+Stored images keep their 100 strongest features: positions to 1/8 px and the first 22 bytes of
+each ORB descriptor, 2,605 bytes an image, three rows to a PostgreSQL page. Queries keep more
+(500) and describe their mirror image too, because ORB descriptors are turned with the image
+but not mirrored with it.
 """
 
 from __future__ import annotations
@@ -19,14 +20,20 @@ import numpy as np
 WORKING_SIDE = 512
 STORED_FEATURES = 100
 # A flagged picture of a moderation bank keeps more: banks are small, and a re-upload cropped
-# to 60% keeps a third of them (`lookalike bench moderation`: 300 caught 0.89 of such crops,
-# 100 caught 0.52, with no false positive either way).
-BANK_FEATURES = 300
+# to 60% keeps a third of them (`lookalike bench moderation`: 400 caught 0.93 of such crops,
+# 300 0.86, with no false positive either way; 10.4 KB an entry).
+BANK_FEATURES = 400
 QUERY_FEATURES = 500
-DESCRIPTOR_BYTES = 32
+# 176 of ORB's 256 tests: with all 32 bytes a row of 100 features (3,605 bytes) fits two to an
+# 8 KB page, with 22 (2,605) three. bench quality: 0.987 over all edits against 0.989 with 32,
+# every edit >= 0.92 either way (docs/benchmarks.md).
+DESCRIPTOR_BYTES = 22
+_ORB_BYTES = 32
 _POSITION_SCALE = 8  # positions in 1/8 px: 512 px fits in 16 bits
 _HEADER = struct.Struct("<BHH")  # format version, working width, working height
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+# Version 1 (the release of migration 0003) kept all 32 bytes: read, and matched on the first 22.
+_DESCRIPTOR_BYTES_BY_VERSION = {1: _ORB_BYTES, _FORMAT_VERSION: DESCRIPTOR_BYTES}
 # ORB needs a 31 px patch around each corner at each of its 8 scales (1.2 apart): narrower
 # working images (a 65,535×2 strip) are described by no features.
 _MIN_SIDE = 64
@@ -38,7 +45,8 @@ class FeaturesUnreadable(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class LocalFeatures:
-    """Keypoint positions (n×2, x then y, in working-size pixels) and their descriptors (n×32).
+    """Keypoint positions (n×2, x then y, in working-size pixels) and their descriptors
+    (n×DESCRIPTOR_BYTES).
 
     ``width``/``height``: the working size; ``scale``: working size over the image's size.
     """
@@ -65,14 +73,15 @@ class LocalFeatures:
             raise FeaturesUnreadable(f"{len(data)} bytes: shorter than the header")
         version, width, height = _HEADER.unpack_from(data)
         body = len(data) - _HEADER.size
-        if version != _FORMAT_VERSION or body % (4 + DESCRIPTOR_BYTES):
+        written = _DESCRIPTOR_BYTES_BY_VERSION.get(version)
+        if written is None or body % (4 + written):
             raise FeaturesUnreadable(f"format {version}, {body} bytes of features")
-        count = body // (4 + DESCRIPTOR_BYTES)
+        count = body // (4 + written)
         positions = np.frombuffer(data, "<u2", count * 2, _HEADER.size)
         descriptors = np.frombuffer(data, np.uint8, offset=_HEADER.size + count * 4)
         return cls(
             positions.reshape(count, 2).astype(np.float32) / _POSITION_SCALE,
-            descriptors.reshape(count, DESCRIPTOR_BYTES),
+            np.ascontiguousarray(descriptors.reshape(count, written)[:, :DESCRIPTOR_BYTES]),
             width,
             height,
         )
@@ -94,7 +103,8 @@ def extract(gray: np.ndarray, limit: int = STORED_FEATURES) -> LocalFeatures:
         return _none(width, height)
     points = np.array([keypoint.pt for keypoint in keypoints], dtype=np.float32)
     strongest = np.argsort([-keypoint.response for keypoint in keypoints], kind="stable")[:limit]
-    return LocalFeatures(points[strongest], descriptors[strongest], width, height)
+    kept = np.ascontiguousarray(descriptors[strongest, :DESCRIPTOR_BYTES])
+    return LocalFeatures(points[strongest], kept, width, height)
 
 
 def _none(width: int, height: int) -> LocalFeatures:

@@ -4,8 +4,8 @@ Descriptors are paired by Lowe's ratio test, each candidate feature used once, a
 similarity (turn, scale, shift) is fitted with RANSAC. Different photos of one scene share
 textures but not one rigid layout, so the count of features agreeing with the fit (inliers)
 separates copies from look-alikes. MIN_INLIERS is set from `lookalike bench quality` at the
-stored 100: over 816 edited copies of 48 real photos, no unrelated photo kept more than 6
-inliers, and 97% of the copies kept 15 or more.
+stored 100: over 816 edited copies of 48 real photos, no unrelated photo kept 10 inliers, and
+97% of the copies kept 15 or more.
 
 Two shots taken from nearly one place (a stereo pair) keep 15 to 38 inliers, as many as a
 crop: one layer of the scene fits. What gives them away is parallax: near things moved
@@ -30,8 +30,8 @@ _MIN_PAIRS = 6
 # Pairs this far (working pixels) from an affine fit (which absorbs a stretch) are parallax,
 # not noise or mismatches: a random mismatch lands in the band ~1.4% of the time. A fit is
 # another shot when they number at least the larger of PARALLAX_PAIRS and a fifth of its
-# inliers. bench quality: over 1,802 true fits the most was 8 for 50 inliers; 28 of the
-# stereo pair's 34 fits had more.
+# inliers. Over bench quality's fits of 15 inliers or more, this refuses 28 of the stereo
+# pair's 34 and 3 of 1,802 true ones (docs/benchmarks.md).
 PARALLAX_PX = (6.0, 30.0)
 PARALLAX_PAIRS = 5
 PARALLAX_SHARE = 0.2

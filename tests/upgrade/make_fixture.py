@@ -6,6 +6,11 @@
 ``fixture.json`` is commit 6043737's, the last release before numbered migrations;
 ``fixture-eae3eaf.json`` is eae3eaf's, the release before local features (migration 0003).
 
+    python -m tests.upgrade.make_fixture --features b57ac4a
+
+writes ``features-b57ac4a.bin`` instead: the stored features of ``scene(3)`` as that release
+wrote them (format 1, whole 32-byte descriptors), for tests/test_robust.py.
+
 Runs that release's own code (``git archive 6043737``, on PYTHONPATH) against a scratch
 database: it indexes a folder of generated photos, crawls a small local site, flags two
 fingerprints in banks and unflags one, then records what its ``lookalike search --json`` and
@@ -190,5 +195,33 @@ def main(commit: str) -> None:
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
+FEATURES_FIXTURES = {"b57ac4a": Path(__file__).with_name("features-b57ac4a.bin")}
+_DESCRIBE_SCENE = """
+import sys
+from lookalike.fingerprint import fingerprint
+from tests.images import encode, scene
+sys.stdout.buffer.write(fingerprint(encode(scene(3), "PNG"), with_features=True).features)
+"""
+
+
+def features_fixture(commit: str) -> None:
+    """The stored features of tests.images.scene(3), written by ``commit``'s own code."""
+    with tempfile.TemporaryDirectory() as temp:
+        old_code(commit, Path(temp))
+        described = subprocess.run(
+            [sys.executable, "-c", _DESCRIBE_SCENE],
+            env={**os.environ, "PYTHONPATH": temp},
+            cwd=temp,
+            capture_output=True,
+            check=True,
+        )
+    path = FEATURES_FIXTURES[commit]
+    path.write_bytes(described.stdout)
+    print(f"wrote {path} ({len(described.stdout):,} bytes)")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "6043737")
+    if sys.argv[1:2] == ["--features"]:
+        features_fixture(sys.argv[2])
+    else:
+        main(sys.argv[1] if len(sys.argv) > 1 else "6043737")
