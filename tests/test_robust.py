@@ -250,6 +250,19 @@ def test_features_round_trip_and_refuse_other_bytes() -> None:
         LocalFeatures.from_bytes(features.to_bytes()[:-1])
 
 
+def test_three_images_features_fit_one_page(store: Store, database_url: str) -> None:
+    """What keeps the robust path under 4 KB an image: rows of 100 features, three a page."""
+    record(store, [stored(seed) for seed in range(1, 7)])
+    with connect(database_url) as conn:
+        (count, pages) = conn.execute(
+            """SELECT count(*),
+                      pg_relation_size('image_features') / current_setting('block_size')::int
+               FROM image_features WHERE length(features) = %s""",
+            (5 + STORED_FEATURES * (4 + DESCRIPTOR_BYTES),),
+        ).fetchone()
+    assert (count, pages) == (6, 2)
+
+
 def test_features_the_previous_release_stored_are_read_and_found(
     store: Store, database_url: str
 ) -> None:
