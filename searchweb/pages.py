@@ -92,14 +92,18 @@ def compare(image_id: int) -> str:
         stored = get_store().image(image_id, sightings=current_app.config["SIGHTINGS_PER_MATCH"])
     if stored is None:
         raise NotFound(f"there is no image {image_id}")
+    relation = _relation(query, image_id)
+    stored_hash = stored.hashes[query.kind.name]
+    compared = _compared_hash(query, stored_hash, relation)
     return render_template(
         "compare.html",
         query=query,
         query_image=webp_data_url(query.thumbnail),
         stored=stored,
-        relation=_relation(query, image_id),
-        distance=query.kind.distance(query.value, stored.hashes[query.kind.name]),
-        bits=_bit_grid(query, stored.hashes[query.kind.name]),
+        relation=relation,
+        as_matched=compared != query.value,
+        distance=query.kind.distance(compared, stored_hash),
+        bits=_bit_grid(query.kind.bits, compared, stored_hash),
         back_url=_results_url(),
         # where the results page listed it ("match 2 of 9"); 0 when opened from elsewhere
         rank=int_option(request.args, "rank", 0, 1_000_000),
@@ -164,10 +168,18 @@ def _results_url(**changes: object) -> str:
     return url_for("pages.results", **{k: v for k, v in args.items() if v not in (None, "")})
 
 
-def _bit_grid(query: ImageQuery, stored: int) -> list[list[tuple[bool, bool]]]:
+def _compared_hash(query: ImageQuery, stored: int, relation: Relation | None) -> int:
+    """The query's hash that found the match: that of its nearest view (mirrored, turned or
+    trimmed) when a view's hash found it, as the results page's distance is; else its own."""
+    if relation is None or relation.method != "hash" or query.description is None:
+        return query.value
+    hashes = [view.hashes[query.kind.name] for view in query.description.views]
+    return min(hashes, key=lambda value: query.kind.distance(value, stored))
+
+
+def _bit_grid(bits: int, compared: int, stored: int) -> list[list[tuple[bool, bool]]]:
     """Rows of 8 (query bit, stored bit) pairs, in the order of the hex digits."""
-    bits = query.kind.bits
-    query_bits, stored_bits = f"{query.value:0{bits}b}", f"{stored:0{bits}b}"
+    query_bits, stored_bits = f"{compared:0{bits}b}", f"{stored:0{bits}b}"
     return [
         [(query_bits[i] == "1", stored_bits[i] == "1") for i in range(row, min(row + 8, bits))]
         for row in range(0, bits, 8)

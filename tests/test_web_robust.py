@@ -169,6 +169,7 @@ def test_results_say_how_a_match_differs_and_compare_outlines_the_shared_part(
     assert '<p class="edits">the query is 70% of it</p>' in item
     html = indexed.client.get(compare).get_data(as_text=True)
     assert "local features that agree on one fit" in html
+    assert 'id="bits-as-matched"' not in html  # the query's own bits: no view matched
     query_region, match_region = _polygons(html)
     # the whole query (560×600) is outlined on it; on the 800×600 original, its left 70%
     assert min(x for x, _ in query_region) < 10 and max(x for x, _ in query_region) > 550
@@ -186,6 +187,11 @@ def test_compare_relates_a_copy_found_by_a_view_of_the_query(indexed: Indexed) -
     assert '<p class="edits">rotated 90° clockwise</p>' in item
     html = indexed.client.get(compare).get_data(as_text=True)
     assert '<p class="edits">rotated 90° clockwise</p>' in html and "Found by its dHash" in html
+    # the bits compared are the turned view's, the distance the results page gave
+    listed = int(re.search(r'data-distance="(\d+)"', item).group(1))
+    assert re.search(r"distance <strong>(\d+)</strong>", html).group(1) == str(listed)
+    assert listed <= 8 and 'id="bits-as-matched"' in html
+    assert sum(" differs" in cell for cell in html.split("<td")) == listed * 2  # both grids
     query_region, match_region = _polygons(html)  # each image whole: 600×800 and 800×600
     assert max(x for x, _ in query_region) == pytest.approx(600, abs=1)
     assert max(y for _, y in query_region) == pytest.approx(800, abs=1)
