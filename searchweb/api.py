@@ -52,14 +52,16 @@ def image(image_id: int) -> Response:
 
 @bp.get("/stats")
 def stats() -> Response:
+    store = get_store()
     with timed("db"):
-        counted = get_store().stats()
+        counted = store.stats()
     return jsonify(
         {
             "images": counted.images,
             "pages": counted.pages,
             "sightings": counted.sightings,
             "database_bytes": counted.database_bytes,
+            "feature_index_images": len(store.features),
         }
     )
 
