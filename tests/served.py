@@ -13,6 +13,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,6 +72,31 @@ def served_site(
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
+
+
+def upload(site: ServedSite, data: bytes, *, timeout: float = 120) -> tuple[int, bytes, float]:
+    """POST ``data`` to /api/search as a browser would: (status, body, seconds)."""
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        f"{site.url}/api/search",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, answer = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, answer = error.code, error.read()
+    return status, answer, time.monotonic() - started
 
 
 def _wait_until_ready(site: ServedSite, deadline: float) -> None:

@@ -9,10 +9,6 @@ plus 48 MB; nothing for a file refused on its header), keep all decodes together
 from __future__ import annotations
 
 import io
-import time
-import urllib.error
-import urllib.request
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
@@ -21,7 +17,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from tests.images import CORRUPT_PNGS, declared_png, encode, photo
-from tests.served import ServedSite, served_site
+from tests.served import ServedSite, served_site, upload
 from tests.web_support import ImageServer, Route, running_app
 
 TOO_LONG = {
@@ -81,31 +77,6 @@ def test_every_entry_point_answers_a_documented_status(database_url: str, name: 
         assert ("image too long" if name in TOO_LONG else "truncated or corrupt image") in text
 
 
-def _upload(site: ServedSite, data: bytes) -> tuple[int, float]:
-    """POST ``data`` to /api/search as a browser would: (status, seconds)."""
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n'
-            f"Content-Type: image/png\r\n\r\n"
-        ).encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    request = urllib.request.Request(
-        f"{site.url}/api/search",
-        data=body,
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-    )
-    started = time.monotonic()
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            status = response.status
-    except urllib.error.HTTPError as error:
-        status = error.code
-    return status, time.monotonic() - started
-
-
 @pytest.fixture
 def site(cli_env: dict[str, str]):
     """A served site that has searched on each of its 8 threads once: libraries, database
@@ -113,9 +84,9 @@ def site(cli_env: dict[str, str]):
     with served_site(cli_env, workers=8) as served:
         small = encode(photo(1), "PNG")
         with ThreadPoolExecutor(8) as clients:
-            assert {status for status, _ in clients.map(_upload, [served] * 16, [small] * 16)} == {
-                200
-            }
+            assert {
+                status for status, _, _ in clients.map(upload, [served] * 16, [small] * 16)
+            } == {200}
         yield served
 
 
@@ -123,7 +94,7 @@ def test_tiny_hostile_files_raise_the_peak_by_less_than_100_mb(site: ServedSite)
     for name, data in HOSTILE.items():
         site.reset_peak()
         before = site.rss_mb
-        status, seconds = _upload(site, data)
+        status, _, seconds = upload(site, data)
         assert (status, name) == (STATUS[name], name)
         assert seconds < 10, name
         assert site.peak_rss_mb - before < 100, name
@@ -135,7 +106,7 @@ def test_a_49_mp_rgba_png_stays_within_the_decode_bound_and_memory_comes_back(
 ) -> None:
     baseline = site.rss_mb
     site.reset_peak()
-    status, seconds = _upload(site, RGBA_49_MP)
+    status, _, seconds = upload(site, RGBA_49_MP)
     assert status == 200
     assert seconds < 30
     assert site.peak_rss_mb - baseline < DECODE_BOUND_MB + 30  # + the request and its upload
@@ -149,9 +120,9 @@ def test_eight_concurrent_big_uploads_share_the_decode_budget(site: ServedSite, 
     baseline = site.rss_mb
     site.reset_peak()
     with ThreadPoolExecutor(8) as clients:
-        answers = list(clients.map(_upload, [site] * 8, [data] * 8))
-    assert [status for status, _ in answers] == [200] * 8
-    assert max(seconds for _, seconds in answers) < 60
+        answers = list(clients.map(upload, [site] * 8, [data] * 8))
+    assert [status for status, _, _ in answers] == [200] * 8
+    assert max(seconds for _, _, seconds in answers) < 60
     # Each decode reserves over half of the 512 MB budget, so they run one at a time.
     assert site.peak_rss_mb - baseline < bound_mb + 60
     assert site.rss_mb - baseline < 50

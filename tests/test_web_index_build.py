@@ -20,7 +20,7 @@ from lookalike.fingerprint import fingerprint
 from lookalike.store import Sighting, Store
 from lookalike.store.db import connect
 from tests.images import encode, scene
-from tests.served import ServedSite, served_site
+from tests.served import ServedSite, served_site, upload
 
 FILLER_IMAGES = 200_000
 PHOTO = scene(9, (640, 480))
@@ -58,24 +58,9 @@ def _get(site: ServedSite, path: str) -> dict:
 
 def _search(site: ServedSite, image: Image.Image) -> tuple[list[dict], float]:
     """The matches of an upload to /api/search, and the seconds it took."""
-    boundary = "lookalike-test-boundary"
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n'
-            "Content-Type: image/png\r\n\r\n"
-        ).encode()
-        + encode(image, "PNG")
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    request = urllib.request.Request(
-        f"{site.url}/api/search",
-        data=body,
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-    )
-    started = time.monotonic()
-    with urllib.request.urlopen(request, timeout=30) as response:
-        matches = json.load(response)["matches"]
-    return matches, time.monotonic() - started
+    status, body, seconds = upload(site, encode(image, "PNG"), timeout=30)
+    assert status == 200
+    return json.loads(body)["matches"], seconds
 
 
 def _methods(matches: list[dict]) -> list[str]:
