@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from lookalike.features.index import FeatureIndex
 from lookalike.features.orb import (
@@ -266,13 +266,15 @@ def test_three_images_features_fit_one_page(store: Store, database_url: str) -> 
 def test_features_the_previous_release_stored_are_read_and_found(
     store: Store, database_url: str
 ) -> None:
-    """Format 1 kept whole 32-byte descriptors: read, it is this release's description of
-    the same picture, and a row of it is found by its features."""
+    """Format 1 kept whole 32-byte descriptors: read as their first 22 bytes, and a row of it
+    is found by its features."""
     written = FEATURES_FIXTURES["b57ac4a"].read_bytes()
     assert (len(written), written[0]) == (3_605, 1)
-    old, new = LocalFeatures.from_bytes(written), LocalFeatures.from_bytes(stored(3).features)
-    assert np.array_equal(old.descriptors, new.descriptors)
-    assert np.array_equal(old.points, new.points)
+    old = LocalFeatures.from_bytes(written)
+    positions = np.frombuffer(written, "<u2", 200, offset=5).reshape(100, 2) / 8
+    whole = np.frombuffer(written, np.uint8, offset=5 + 400).reshape(100, 32)
+    assert np.array_equal(old.descriptors, whole[:, :DESCRIPTOR_BYTES])
+    assert np.array_equal(old.points, positions)
     record(store, [stored(3)])
     with connect(database_url) as conn:
         conn.execute("UPDATE image_features SET features = %s", (written,))
@@ -280,6 +282,18 @@ def test_features_the_previous_release_stored_are_read_and_found(
         assert fresh.refresh_features() == 1
         cropped = scene(3, SIZE).crop((0, 0, 448, 480))
         assert [match.relation.method for match in searched(fresh, cropped)] == ["features"]
+
+
+def test_stored_features_are_spread_so_a_crop_of_the_plainer_half_is_found(store: Store) -> None:
+    """The strongest 100 features of this picture nearly all lie in its busy left half;
+    spread over the picture, the plainer right half keeps its share."""
+    picture = scene(11, SIZE)
+    plainer = ImageEnhance.Contrast(scene(12, SIZE)).enhance(0.8)
+    picture.paste(plainer.crop((320, 0, 640, 480)), (320, 0))
+    record(store, [fingerprint(encode(picture, "PNG"), with_features=True)])
+    store.refresh_features()
+    found = searched(store, picture.crop((320, 0, 640, 480)))
+    assert [match.relation.method for match in found] == ["features"]
 
 
 def test_a_flat_picture_is_stored_without_features_and_found_by_hash(store: Store) -> None:

@@ -28,6 +28,13 @@ QUERY_FEATURES = 500
 # 8 KB page, with 22 (2,605) three. bench quality: 0.987 over all edits against 0.989 with 32,
 # every edit >= 0.92 either way (docs/benchmarks.md).
 DESCRIPTOR_BYTES = 22
+# What is kept is spread over the picture, so that a crop keeps its share: ORB detects three
+# times the features kept, and the strongest are taken with at most twice a cell's share from
+# any cell of a 4×4 grid, then the rest by strength. bench quality: 0.994 over all edits
+# against 0.987 for the strongest alone (crop to the centre 75% 0.94 against 0.92).
+_DETECTED_PER_KEPT = 3
+_GRID = 4
+_CELL_SHARE = 2
 _ORB_BYTES = 32
 _POSITION_SCALE = 8  # positions in 1/8 px: 512 px fits in 16 bits
 _HEADER = struct.Struct("<BHH")  # format version, working width, working height
@@ -87,8 +94,11 @@ class LocalFeatures:
         )
 
 
-def extract(gray: np.ndarray, limit: int = STORED_FEATURES) -> LocalFeatures:
-    """The ``limit`` strongest ORB features of an upright 8-bit grayscale image."""
+def extract(
+    gray: np.ndarray, limit: int = STORED_FEATURES, *, spread: bool = True
+) -> LocalFeatures:
+    """``limit`` ORB features of an upright 8-bit grayscale image: spread over the picture
+    (:func:`_spread`), or with ``spread=False`` simply the strongest."""
     import cv2  # a quarter of a second to import: only programs that describe images pay it
 
     working = working_size(gray)
@@ -97,14 +107,33 @@ def extract(gray: np.ndarray, limit: int = STORED_FEATURES) -> LocalFeatures:
         return _none(width, height)
     # A low FAST threshold finds corners in soft, low-contrast photos too; the limit keeps only
     # the strongest. A detector per call: OpenCV's are not safe to share between threads.
-    detector = cv2.ORB_create(nfeatures=limit, fastThreshold=10)
+    detected = limit * _DETECTED_PER_KEPT if spread else limit
+    detector = cv2.ORB_create(nfeatures=detected, fastThreshold=10)
     keypoints, descriptors = detector.detectAndCompute(working, None)
     if descriptors is None:  # a flat or tiny picture has no corners to describe
         return _none(width, height)
     points = np.array([keypoint.pt for keypoint in keypoints], dtype=np.float32)
-    strongest = np.argsort([-keypoint.response for keypoint in keypoints], kind="stable")[:limit]
-    kept = np.ascontiguousarray(descriptors[strongest, :DESCRIPTOR_BYTES])
-    return LocalFeatures(points[strongest], kept, width, height)
+    order = np.argsort([-keypoint.response for keypoint in keypoints], kind="stable")
+    if spread:
+        order = _spread(order, points, width, height, limit)
+    kept = order[:limit]
+    described = np.ascontiguousarray(descriptors[kept, :DESCRIPTOR_BYTES])
+    return LocalFeatures(points[kept], described, width, height)
+
+
+def _spread(
+    order: np.ndarray, points: np.ndarray, width: int, height: int, limit: int
+) -> np.ndarray:
+    """``order`` (strongest first) with each cell's features past its cap moved to the end."""
+    column = np.minimum(points[order, 0] * _GRID // width, _GRID - 1)
+    row = np.minimum(points[order, 1] * _GRID // height, _GRID - 1)
+    cell = (row * _GRID + column).astype(np.int64)
+    by_cell = np.argsort(cell, kind="stable")
+    first_of_cell = np.searchsorted(cell[by_cell], cell[by_cell])
+    rank = np.empty(len(order), dtype=np.int64)  # how many stronger ones share its cell
+    rank[by_cell] = np.arange(len(order)) - first_of_cell
+    within = rank < _CELL_SHARE * limit / _GRID**2
+    return np.concatenate([order[within], order[~within]])
 
 
 def _none(width: int, height: int) -> LocalFeatures:
