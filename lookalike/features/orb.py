@@ -4,10 +4,10 @@ An image is described at one working size, 512 px on its longer side (where ORB 
 a 1024×768 JPEG's fingerprint, `lookalike bench robust`): copies resized from one picture are
 then described at one scale, and a small copy gets enough pixels for ORB's corners.
 
-Stored images keep their 100 strongest features: positions to 1/8 px and the first 22 bytes of
-each ORB descriptor, 2,605 bytes an image, three rows to a PostgreSQL page. Queries keep more
-(500) and describe their mirror image too, because ORB descriptors are turned with the image
-but not mirrored with it.
+Stored images keep 100 features spread over the picture: positions to 1/8 px and the first 22
+bytes of each ORB descriptor, 2,605 bytes an image, three rows to a PostgreSQL page. Queries
+keep their strongest 500 and describe their mirror image too, because ORB descriptors are
+turned with the image but not mirrored with it.
 """
 
 from __future__ import annotations

@@ -30,10 +30,10 @@ _MIN_PAIRS = 6
 # Pairs this far (working pixels) from an affine fit (which absorbs a stretch) are parallax,
 # not noise or mismatches: a random mismatch lands in the band ~1.4% of the time. A fit is
 # another shot when they number at least the larger of PARALLAX_PAIRS and a fifth of its
-# inliers. Over bench quality's fits of 15 inliers or more, this refuses 28 of the stereo
-# pair's 34 and 3 of 1,802 true ones (docs/benchmarks.md).
+# inliers. Over bench quality's fits of 15 inliers or more, this refuses 29 of the stereo
+# pair's 32 and 1 of 1,792 true ones (docs/benchmarks.md).
 PARALLAX_PX = (6.0, 30.0)
-PARALLAX_PAIRS = 5
+PARALLAX_PAIRS = 4
 PARALLAX_SHARE = 0.2
 _DESCRIBED = 2 * MIN_INLIERS  # fewer features than this: their silence proves nothing
 
