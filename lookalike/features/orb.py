@@ -105,8 +105,8 @@ def extract(
     height, width = working.shape
     if min(height, width) < _MIN_SIDE:  # a strip: ORB's pyramid would shrink it to nothing
         return _none(width, height)
-    # A low FAST threshold finds corners in soft, low-contrast photos too; the limit keeps only
-    # the strongest. A detector per call: OpenCV's are not safe to share between threads.
+    # A low FAST threshold finds corners in soft, low-contrast photos too; the limit keeps the
+    # strongest (spread). A detector per call: OpenCV's are not safe to share between threads.
     detected = limit * _DETECTED_PER_KEPT if spread else limit
     detector = cv2.ORB_create(nfeatures=detected, fastThreshold=10)
     keypoints, descriptors = detector.detectAndCompute(working, None)

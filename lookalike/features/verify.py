@@ -7,8 +7,8 @@ separates copies from look-alikes. MIN_INLIERS is set from `lookalike bench qual
 stored 100: over 816 edited copies of 48 real photos, no unrelated photo kept 10 inliers, and
 97% of the copies kept 15 or more.
 
-Two shots taken from nearly one place (a stereo pair) keep 15 to 38 inliers, as many as a
-crop: one layer of the scene fits. What gives them away is parallax: near things moved
+Two shots taken from nearly one place (a stereo pair) keep as many inliers as a crop (15 to 28
+in bench quality): one layer of the scene fits. What gives them away is parallax: near things moved
 against far ones, so many other pairs land a few pixels off the fit, where a copy's pairs
 that miss it are mismatches and land anywhere (PARALLAX_PX; measured in docs/benchmarks.md).
 """
