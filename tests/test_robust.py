@@ -7,6 +7,7 @@ through the real store in PostgreSQL, and searched as the CLI and the site searc
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -26,6 +27,7 @@ from lookalike.fingerprint import Fingerprint, fingerprint
 from lookalike.store import Match, Sighting, Store
 from lookalike.store.db import connect, open_pool
 from tests.conftest import _create_database, _drop_database
+from tests.filler import add_described_images
 from tests.images import encode, scene
 from tests.test_cli import run
 from tests.upgrade.make_fixture import FEATURES_FIXTURES
@@ -221,6 +223,24 @@ def test_a_new_process_rebuilds_the_index_from_postgresql(store: Store, database
         assert fresh.refresh_features() == 0
         cropped = scene(3, SIZE).crop((0, 0, 448, 480))
         assert [match.relation.method for match in searched(fresh, cropped)] == ["features"]
+
+
+def test_building_the_index_gives_its_connection_back_between_batches(
+    database_url: str,
+) -> None:
+    """With a pool of one connection, a search answers while the index is being built."""
+    photo = stored(2)
+    add_described_images(database_url, 60_000)
+    with Store(open_pool(database_url, max_size=1, init_schema=False)) as one:
+        record(one, [photo])
+        building = threading.Thread(target=one.refresh_features)
+        building.start()
+        time.sleep(0.2)  # into the build
+        found = one.search(photo.hashes["dhash"], limit=5)
+        still_building = building.is_alive()
+        building.join()
+    assert [match.sha256 for match in found] == [photo.sha256]
+    assert still_building
 
 
 def test_unreadable_stored_features_leave_the_image_to_its_hashes(

@@ -1,8 +1,8 @@
 """`lookalike serve` answers searches while it builds its feature index from PostgreSQL.
 
-The database holds one photo and 200,000 other images with features (all-zero ones, which
-PostgreSQL compresses to ~40 bytes a row), so the index takes seconds to build: long enough
-to search during it. The site is a real subprocess, queried over loopback HTTP.
+The database holds one photo and 200,000 other images with features (tests/filler.py), so
+the index takes seconds to build: long enough to search during it. The site is a real
+subprocess, queried over loopback HTTP.
 """
 
 from __future__ import annotations
@@ -12,13 +12,11 @@ import time
 import urllib.request
 from collections.abc import Callable
 
-import numpy as np
 from PIL import Image, ImageOps
 
-from lookalike.features.orb import DESCRIPTOR_BYTES, STORED_FEATURES, LocalFeatures
 from lookalike.fingerprint import fingerprint
 from lookalike.store import Sighting, Store
-from lookalike.store.db import connect
+from tests.filler import add_described_images
 from tests.images import encode, scene
 from tests.served import ServedSite, served_site, upload
 
@@ -31,29 +29,7 @@ BUILD_SECONDS = 120.0
 def _fill(store: Store, database_url: str) -> None:
     found = fingerprint(encode(PHOTO, "PNG"), with_thumbnail=True, with_features=True)
     store.record([Sighting(found, "https://pics.test/photo.png", "https://pics.test/")])
-    zeros = LocalFeatures(
-        np.zeros((STORED_FEATURES, 2), np.float32),
-        np.zeros((STORED_FEATURES, DESCRIPTOR_BYTES), np.uint8),
-        512,
-        384,
-    ).to_bytes()
-    with connect(database_url) as conn:
-        conn.execute(
-            """INSERT INTO images (sha256, dhash, phash, width, height, format)
-               SELECT encode(sha256(n::text::bytea), 'hex'), n * 7919, n * 104729, 64, 48, 'PNG'
-               FROM generate_series(1::bigint, %s) AS n""",
-            (FILLER_IMAGES,),
-        )
-        conn.execute(
-            """INSERT INTO image_features (image_id, features)
-               SELECT id, %s FROM images WHERE id NOT IN (SELECT image_id FROM image_features)""",
-            (zeros,),
-        )
-        (largest,) = conn.execute(
-            "SELECT max(pg_column_size(features)) FROM image_features WHERE features = %s",
-            (zeros,),
-        ).fetchone()
-    assert largest < 100  # compressed in the row: the filler costs the test little disk
+    add_described_images(database_url, FILLER_IMAGES)
 
 
 def _get(site: ServedSite, path: str) -> dict:

@@ -75,8 +75,7 @@ class Store:
 
     def refresh_features(self) -> int:
         """Bring the in-memory feature index up to date with PostgreSQL; the images added."""
-        with self.pool.connection() as conn:
-            return features.catch_up(conn, features.IMAGE_FEATURES, self.features)
+        return features.catch_up(self.pool.connection, features.IMAGE_FEATURES, self.features)
 
     def keep_features_fresh(self, every: float = FEATURE_REFRESH_SECONDS) -> threading.Thread:
         """Refresh the feature index now and then ``every`` seconds, in a daemon thread, until

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -254,7 +255,9 @@ class Banks:
         The index is brought up to date first, so an entry flagged a moment ago is caught.
         """
         with self._catching_up:
-            features.catch_up(conn, features.BANK_ENTRY_FEATURES, self.features)
+            features.catch_up(
+                lambda: nullcontext(conn), features.BANK_ENTRY_FEATURES, self.features
+            )
         eligible = _eligible_candidates(conn, self.features, query, bank_id, set(skip))
         stored = features.read(conn, features.BANK_ENTRY_FEATURES, eligible)
         dhash = kinds.get(kinds.DEFAULT_KIND)

@@ -8,7 +8,8 @@ wrote since its last look.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,24 +35,34 @@ IMAGE_FEATURES = FeatureTable("image_features", "image_id")
 BANK_ENTRY_FEATURES = FeatureTable("bank_entry_features", "entry_id")
 
 
-def catch_up(conn: psycopg.Connection, source: FeatureTable, index: FeatureIndex) -> int:
-    """Index every row of ``source`` the index lacks; the number added."""
+def catch_up(
+    connection: Callable[[], AbstractContextManager[psycopg.Connection]],
+    source: FeatureTable,
+    index: FeatureIndex,
+) -> int:
+    """Index every row of ``source`` the index lacks; the number added.
+
+    A connection is taken from ``connection`` for each read and given back while the batch
+    is indexed, so a build of a minute does not hold one of a site's few connections.
+    """
     highest = index.highest_id
     floor = -1 if highest is None else highest - _LATE_COMMIT_WINDOW
-    ids = [
-        key
-        for (key,) in conn.execute(
-            sql.SQL("SELECT {key} FROM {table} WHERE {key} > %s ORDER BY {key}").format(
-                key=sql.Identifier(source.key), table=sql.Identifier(source.table)
-            ),
-            (floor,),
-        )
-        if key not in index
-    ]
+    with connection() as conn:
+        ids = [
+            key
+            for (key,) in conn.execute(
+                sql.SQL("SELECT {key} FROM {table} WHERE {key} > %s ORDER BY {key}").format(
+                    key=sql.Identifier(source.key), table=sql.Identifier(source.table)
+                ),
+                (floor,),
+            )
+            if key not in index
+        ]
 
     def batches() -> Iterator[tuple[list[int], list[np.ndarray]]]:
         for start in range(0, len(ids), _BATCH):
-            batch = read(conn, source, ids[start : start + _BATCH])
+            with connection() as conn:
+                batch = read(conn, source, ids[start : start + _BATCH])
             yield list(batch), [features.descriptors for features in batch.values()]
 
     index.add_many(batches())
