@@ -247,13 +247,22 @@ class SiteServer:
     def __init__(self, app: Flask) -> None:
         self.server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=4)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self._closing = threading.Event()
+
+    def _serve(self) -> None:
+        try:
+            self.server.run()
+        except OSError:  # waitress's select() sees the listening socket closed under it
+            if not self._closing.is_set():
+                raise
 
     def __enter__(self) -> SiteServer:
         self.thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._closing.set()
         self.server.close()
         self.thread.join(timeout=5)
 
