@@ -143,7 +143,10 @@ def hash_command(files: tuple[Path, ...], as_json: bool) -> None:
     else:
         for r in hashed:
             fp = r.fingerprint
-            hashes = "  ".join(fp.hex(name) for name in fp.hashes)
+            # columns every image has: --json adds the hash of what is inside a frame
+            hashes = "  ".join(
+                fp.hex(name) for name in fp.hashes if kinds.get(name).searched_with is None
+            )
             click.echo(f"{hashes}  {fp.width}×{fp.height}  {r.path}")
     if not hashed:
         sys.exit(1)
@@ -202,7 +205,7 @@ def index_command(paths: tuple[Path, ...], workers: int | None, no_thumbnails: b
 )
 @click.option(
     "--kind",
-    type=click.Choice([kind.name for kind in kinds.indexed_kinds()]),
+    type=click.Choice([kind.name for kind in kinds.searchable_kinds()]),
     default=kinds.DEFAULT_KIND,
     show_default=True,
     help="Which kind of hash to search by.",

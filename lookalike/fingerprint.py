@@ -20,7 +20,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from lookalike import kinds
+from lookalike import frames, kinds
 from lookalike.features import orb
 from lookalike.features.query import QueryDescription, describe
 from lookalike.memory import MemoryBudget, return_freed_memory
@@ -146,6 +146,7 @@ class Fingerprint:
     format: str
     thumbnail: bytes | None = None  # small WebP, when asked for: shows what matched later
     features: bytes | None = None  # stored local features, when asked for (features.orb)
+    picture_box: frames.Box | None = None  # where the picture sits in a plain frame, if framed
     query: QueryDescription | None = None  # what the robust search needs, when asked for
 
     def hex(self, kind: str) -> str:
@@ -200,7 +201,8 @@ def fingerprint(
                 thumbnail = _thumbnail(colour, orientation)
                 del colour
             gray = _gray_pixels(image, orientation)  # closes image: its pixels are done
-        hashes = {kind.name: kind.compute(gray) for kind in kinds.all_kinds()}
+        hashes = kinds.compute_all(gray)
+        picture_box = frames.picture_box(gray)
         width, height = declared[::-1] if orientation in _TURNED else declared
         features = orb.extract(gray, feature_limit).to_bytes() if with_features else None
         query = describe(gray, (width, height), hashes) if as_query else None
@@ -213,6 +215,7 @@ def fingerprint(
         format=fmt,
         thumbnail=thumbnail,
         features=features,
+        picture_box=picture_box,
         query=query,
     )
 

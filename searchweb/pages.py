@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest, NotFound
 
+from lookalike import kinds
 from lookalike.features.relation import Relation
 from lookalike.fingerprint import IMAGE_MEDIA_TYPES
 from searchweb.extensions import get_store, timed
@@ -93,8 +94,8 @@ def compare(image_id: int) -> str:
     if stored is None:
         raise NotFound(f"there is no image {image_id}")
     relation = _relation(query, image_id)
-    stored_hash = stored.hashes[query.kind.name]
-    compared = _compared_hash(query, stored_hash, relation)
+    compared, matched_kind = _compared_hashes(query, stored.hashes, relation)
+    stored_hash = stored.hashes[matched_kind]
     return render_template(
         "compare.html",
         query=query,
@@ -102,6 +103,7 @@ def compare(image_id: int) -> str:
         stored=stored,
         relation=relation,
         as_matched=compared != query.value,
+        inside_frame=matched_kind != query.kind.name,
         distance=query.kind.distance(compared, stored_hash),
         bits=_bit_grid(query.kind.bits, compared, stored_hash),
         back_url=_results_url(),
@@ -168,13 +170,21 @@ def _results_url(**changes: object) -> str:
     return url_for("pages.results", **{k: v for k, v in args.items() if v not in (None, "")})
 
 
-def _compared_hash(query: ImageQuery, stored: int, relation: Relation | None) -> int:
-    """The query's hash that found the match: that of its nearest view (mirrored, turned or
-    trimmed) when a view's hash found it, as the results page's distance is; else its own."""
+def _compared_hashes(
+    query: ImageQuery, stored: dict[str, int], relation: Relation | None
+) -> tuple[int, str]:
+    """The query's hash that found the match and the kind of the stored hash it was near:
+    that of its nearest view (mirrored, turned or trimmed) to the match's own hash or to the
+    hash of what is inside the match's frame, when a hash found it, as the results page's
+    distance is; else its own hash and the match's."""
+    own = query.kind.name
     if relation is None or relation.method != "hash" or query.description is None:
-        return query.value
-    hashes = [view.hashes[query.kind.name] for view in query.description.views]
-    return min(hashes, key=lambda value: query.kind.distance(value, stored))
+        return query.value, own
+    stored_kinds = [
+        k.name for k in (query.kind, *kinds.searched_with(query.kind)) if k.name in stored
+    ]
+    pairs = [(view.hashes[own], name) for view in query.description.views for name in stored_kinds]
+    return min(pairs, key=lambda pair: query.kind.distance(pair[0], stored[pair[1]]))
 
 
 def _bit_grid(bits: int, compared: int, stored: int) -> list[list[tuple[bool, bool]]]:

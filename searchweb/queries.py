@@ -190,7 +190,7 @@ def query_from_hash(text: str, kind: HashKind) -> ImageQuery:
 def kind_option(values: Mapping[str, object]) -> HashKind:
     """The kind of hash to search by: ``kind``, dHash when absent; 400 for an unknown one."""
     try:
-        return kinds.get(text_option(values, "kind") or kinds.DEFAULT_KIND, indexed=True)
+        return kinds.get(text_option(values, "kind") or kinds.DEFAULT_KIND, searchable=True)
     except UnknownKind as error:
         raise BadRequest(str(error)) from None
 

@@ -49,6 +49,20 @@ def textured_photo(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image
     return image
 
 
+def flat_picture(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
+    """A grey gradient and one soft disc, like a plain graphic: no corners, so no local
+    features, and no row or column as white or black as a frame."""
+    width, height = size
+    gradient = Image.linear_gradient("L").resize(size).point(lambda v: 60 + v * 140 // 255)
+    image = gradient.convert("RGB")
+    rng = random.Random(seed)
+    left, top = rng.uniform(0.1, 0.4) * width, rng.uniform(0.1, 0.3) * height
+    ImageDraw.Draw(image).ellipse(
+        (left, top, left + width / 2, top + height * 2 / 3), fill=_colour(rng)
+    )
+    return image.filter(ImageFilter.GaussianBlur(radius=width / 160))
+
+
 def _colour(rng: random.Random) -> tuple[int, int, int]:
     return (rng.randrange(256), rng.randrange(256), rng.randrange(256))
 

@@ -14,14 +14,15 @@ from PIL import ImageOps
 
 from benchmarks.data import clustered_hashes
 from benchmarks.moderation import disguises
-from lookalike.features.orb import BANK_FEATURES
+from lookalike.features.orb import BANK_FEATURES, LocalFeatures
+from lookalike.features.verify import relate
 from lookalike.fingerprint import fingerprint
 from lookalike.hashes import from_bigint, hamming, to_bigint
 from lookalike.store import Sighting, Store
 from lookalike.store.banks import BankError, BankMatch, Banks, FlagTarget
 from lookalike.store.db import apply_migrations, connect, open_pool
 from tests.concurrency import check_while_flagging
-from tests.images import encode, photo, textured_photo
+from tests.images import encode, flat_picture, photo, textured_photo
 
 
 @pytest.fixture
@@ -400,3 +401,35 @@ def test_strangers_see_the_relation_without_its_inlier_count(banks: Banks) -> No
     public = match.public()["relation"]
     assert "inliers" not in public
     assert public == {k: v for k, v in match.relation.to_json().items() if k != "inliers"}
+
+
+def test_a_picture_flagged_framed_is_caught_plain_by_what_is_inside_its_frame(
+    banks: Banks, store: Store, database_url: str
+) -> None:
+    """Flagged with a frame, a smooth picture (too few corners for local features) is still
+    caught without it, by the hash of what was inside the frame, and outlined there."""
+    picture = flat_picture(1)
+    framed = encode(ImageOps.expand(picture, (64, 48, 64, 48), fill="white"), "PNG")
+    fp = fingerprint(framed, with_features=True)
+    kept = LocalFeatures.from_bytes(fp.features)
+    plain = encode(picture, "PNG")
+    upload = fingerprint(plain, as_query=True).query
+    assert len(kept) < 5 and relate(upload.features, kept, (kept.width, kept.height)) is None
+    store.record([Sighting(fp, "https://example.org/framed.png", "https://example.org/")])
+    (stored,) = store.search(fp.hashes["dhash"], max_distance=0)
+    target = banks.target_from_image(stored.image_id)
+    assert target.picture_box == pytest.approx(fp.picture_box)
+    entry = banks.flag(target, bank="banned", reason=None, flagged_by="m").entry.id
+
+    assert [m.entry_id for m in banks.check(fingerprint(plain).hashes)] == [entry]
+    (match,) = _robust_check(banks, plain)
+    assert (match.entry_id, match.relation.method) == (entry, "hash")
+    assert match.relation.target_overlap_percent == pytest.approx(100 / 1.2 / 1.2, abs=1)
+    assert match.relation.query_overlap_percent == pytest.approx(100, abs=1)
+
+    banks.configure("banned", dhash_radius=3)  # the bank's dHash radius bounds it too
+    with connect(database_url) as conn:
+        (radius,) = conn.execute(
+            "SELECT bank_radius(b, 'framed_dhash') FROM banks b WHERE name = 'banned'"
+        ).fetchone()
+    assert radius == 3

@@ -99,7 +99,7 @@ def test_a_kind_reads_and_refuses_its_hex_form() -> None:
     with pytest.raises(ValueError, match=r"not a 48-bit hash: '12' \(expected 12 hex digits\)"):
         KIND.from_hex("12")
     with pytest.raises(kinds.UnknownKind, match=r"expected one of dhash$"):
-        kinds.get("phash", indexed=True)
+        kinds.get("phash", searchable=True)
 
 
 def test_a_plugin_kind_is_computed_indexed_and_stored(plugin_url: str, tmp_path: Path) -> None:
@@ -245,10 +245,13 @@ def test_every_module_of_the_kinds_package_that_defines_a_kind_is_registered(
     monkeypatch.setattr(kinds, "__path__", [*kinds.__path__, str(tmp_path)])
     kinds._registry.cache_clear()
     try:
-        assert [kind.name for kind in kinds.all_kinds()] == ["dhash", "phash", KIND.name]
-        assert [kind.name for kind in kinds.indexed_kinds()] == ["dhash", KIND.name]
+        built_in = ["dhash", "phash", KIND.name, "framed_dhash"]  # then by module name
+        assert [kind.name for kind in kinds.all_kinds()] == built_in
+        assert [kind.name for kind in kinds.indexed_kinds()] == ["dhash", KIND.name, "framed_dhash"]
+        assert [kind.name for kind in kinds.searchable_kinds()] == ["dhash", KIND.name]
+        # an unframed photo has no framed_dhash
         assert set(fingerprint(encode(photo(2))).hashes) == {"dhash", "phash", KIND.name}
     finally:
         monkeypatch.undo()
         kinds._registry.cache_clear()
-    assert [kind.name for kind in kinds.all_kinds()] == ["dhash", "phash"]
+    assert [kind.name for kind in kinds.all_kinds()] == ["dhash", "phash", "framed_dhash"]

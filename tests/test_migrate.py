@@ -143,6 +143,7 @@ def test_an_added_column_appears_on_an_existing_database(filled: str) -> None:
         (1, "0001_initial.sql"),
         (2, "0002_hash_kinds.sql"),
         (3, "0003_local_features.sql"),
+        (4, "0004_framed_pictures.sql"),
         (901, "0901_image_notes.sql"),
     ]
     assert apply_migrations(filled, added) == []
@@ -180,6 +181,7 @@ def test_two_migrators_at_once_apply_each_migration_once(fresh: str) -> None:
         "applied migration 0001_initial.sql",
         "applied migration 0002_hash_kinds.sql",
         "applied migration 0003_local_features.sql",
+        "applied migration 0004_framed_pictures.sql",
         "applied migration 0901_slow.sql",
         f"created the functions and views of schema.sql ({FUNCTIONS} functions, 2 views)",
     ]
@@ -265,6 +267,7 @@ def test_status_lists_each_migration_and_changes_nothing(fresh: str, cli_env) ->
         "0001_initial.sql  pending",
         "0002_hash_kinds.sql  pending",
         "0003_local_features.sql  pending",
+        "0004_framed_pictures.sql  pending",
         "functions and views: not created yet",
     ]
     with connect(fresh) as conn:
@@ -275,6 +278,7 @@ def test_status_lists_each_migration_and_changes_nothing(fresh: str, cli_env) ->
         "applied migration 0001_initial.sql",
         "applied migration 0002_hash_kinds.sql",
         "applied migration 0003_local_features.sql",
+        "applied migration 0004_framed_pictures.sql",
         f"created the functions and views of schema.sql ({FUNCTIONS} functions, 2 views)",
     ]
     assert run(env, "migrate").stdout == f"{describe_server(fresh)} is up to date\n"
@@ -282,7 +286,8 @@ def test_status_lists_each_migration_and_changes_nothing(fresh: str, cli_env) ->
     assert status[0].startswith("0001_initial.sql  applied 20")
     assert status[1].startswith("0002_hash_kinds.sql  applied 20")
     assert status[2].startswith("0003_local_features.sql  applied 20")
-    assert status[3] == "functions and views: current"
+    assert status[3].startswith("0004_framed_pictures.sql  applied 20")
+    assert status[4] == "functions and views: current"
 
 
 @pytest.mark.parametrize("args", [["migrate"], ["migrate", "--status"]])

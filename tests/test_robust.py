@@ -370,15 +370,45 @@ def test_a_large_jpeg_framed_reports_its_overlap_in_its_own_pixels(gallery) -> N
     assert (left, top) == pytest.approx((100, 75), abs=12)
 
 
-def test_a_framed_copy_in_the_store_is_found_from_the_plain_picture(store: Store) -> None:
-    """Trimming happens at query time; a copy stored with a frame is found by its features."""
+@pytest.mark.parametrize("with_features", [True, False], ids=["described", "not described"])
+def test_a_framed_copy_in_the_store_is_found_by_the_picture_inside_its_frame(
+    store: Store, with_features: bool
+) -> None:
+    """The stored copy keeps the dHash of what is inside its frame: found by that hash, with
+    or without local features, and outlined on the picture, not the frame."""
     framed = ImageOps.expand(scene(7, SIZE), (64, 48, 64, 48), fill="white")
-    record(store, [fingerprint(encode(framed, "PNG"), with_features=True)])
+    kept = fingerprint(encode(framed, "PNG"), with_features=with_features)
+    assert kept.picture_box == pytest.approx((64 / 768, 48 / 576, 704 / 768, 528 / 576), abs=1e-3)
+    record(store, [kept])
     store.refresh_features()
     (match,) = searched(store, scene(7, SIZE))
-    assert match.relation.method == "features"
-    assert match.relation.target_overlap_percent == pytest.approx(100 / 1.2 / 1.2, abs=4)
-    assert match.relation.query_overlap_percent == pytest.approx(100, abs=3)
+    assert match.relation.method == "hash"
+    assert match.relation.target_overlap_percent == pytest.approx(100 / 1.2 / 1.2, abs=1)
+    assert match.relation.query_overlap_percent == pytest.approx(100, abs=1)
+    assert match.relation.match_region[0] == pytest.approx((64, 48), abs=2)
+
+
+def test_a_copy_framed_otherwise_is_found_from_a_framed_query(store: Store) -> None:
+    """Both frames are trimmed: the query's by its view, the stored one's by its kept hash."""
+    record(
+        store,
+        [fingerprint(encode(ImageOps.expand(scene(5, SIZE), 96, fill="black"), "PNG"))],
+    )
+    (match,) = searched(store, ImageOps.expand(scene(5, SIZE), 32, fill="white"))
+    assert match.relation.method == "hash"
+    # picture onto picture: the query's thinner frame lies on the match's wider one
+    assert match.relation.query_overlap_percent == pytest.approx(100, abs=1)
+    assert match.relation.target_overlap_percent == pytest.approx(
+        100 * (704 * 544) / (832 * 672), abs=1
+    )
+    assert match.relation.match_region[0] == pytest.approx((96 - 32, 96 - 32), abs=2)
+
+
+def test_an_unframed_picture_keeps_no_framed_hash() -> None:
+    plain = fingerprint(encode(scene(7, SIZE), "PNG"))
+    assert (set(plain.hashes), plain.picture_box) == ({"dhash", "phash"}, None)
+    framed = fingerprint(encode(ImageOps.expand(scene(7, SIZE), 40, fill="white"), "PNG"))
+    assert abs(framed.hashes["framed_dhash"] ^ plain.hashes["dhash"]).bit_count() <= 2
 
 
 @pytest.mark.parametrize("size", [(65_535, 2), (2, 4_000)])

@@ -113,6 +113,7 @@ def test_a_database_built_with_psql_is_then_migrated_in_place(built_both_ways) -
         "applied migration 0001_initial.sql",
         "applied migration 0002_hash_kinds.sql",
         "applied migration 0003_local_features.sql",
+        "applied migration 0004_framed_pictures.sql",
         f"re-created the functions and views of schema.sql ({FUNCTIONS} functions, 2 views)",
     ]
     with connect(by_psql) as conn:

@@ -1,7 +1,7 @@
-"""A database made and filled by Lookalike as of commit 6043737 is migrated by this code.
+"""Databases made and filled by earlier releases of Lookalike are migrated by this code.
 
-tests/upgrade/fixture.json (made by that release's own code: see tests/upgrade/make_fixture.py)
-holds its schema.sql, every row it wrote, and what its searches and bank checks answered.
+Each fixture in tests/upgrade/ (made by that release's own code: see make_fixture.py) holds
+its schema.sql, every row it wrote, and what its searches and bank checks answered.
 After migrating, every row is still there and the same questions get the same answers.
 """
 
@@ -25,8 +25,8 @@ from tests.upgrade.make_fixture import FIXTURES, copy_out, lookalike, stored_col
 
 @pytest.fixture(params=sorted(FIXTURES), ids=lambda commit: f"made by {commit}")
 def old(request: pytest.FixtureRequest) -> dict:
-    """What an earlier release wrote and answered: before numbered migrations (6043737), and
-    the release before this one's local features (eae3eaf)."""
+    """What an earlier release wrote and answered: before numbered migrations (6043737),
+    before local features (eae3eaf) and before framed pictures (0c12f0d)."""
     return json.loads(FIXTURES[request.param].read_text())
 
 
@@ -66,6 +66,7 @@ def test_an_old_database_keeps_every_row_and_answers_the_same(
         "applied migration 0001_initial.sql",
         "applied migration 0002_hash_kinds.sql",
         "applied migration 0003_local_features.sql",
+        "applied migration 0004_framed_pictures.sql",
         f"re-created the functions and views of schema.sql ({FUNCTIONS} functions, 2 views)",
     ]
     with connect(old_database) as conn:
@@ -77,22 +78,38 @@ def test_an_old_database_keeps_every_row_and_answers_the_same(
     (tmp_path / "queries").mkdir()
     for name, data in old["queries"].items():
         (tmp_path / "queries" / name).write_bytes(base64.b64decode(data))
+    robust = _searched_robustly(old)
     for name, before in old["answers"].items():
         query = f"queries/{name}"
         searched = lookalike(
-            env, tmp_path, "search", "--json", "--hash-only", "--max-distance", "12", query
+            env,
+            tmp_path,
+            "search",
+            "--json",
+            *([] if robust else ["--hash-only"]),
+            "--max-distance",
+            "12",
+            query,
         )
         checked = lookalike(env, tmp_path, "check", "--json", query)
         answer = json.loads(searched.stdout)
-        assert [match.pop("relation") for match in answer] == [None] * len(answer), name
-        assert answer == before["search"], name
         verdicts = json.loads(checked.stdout)
-        for verdict in verdicts:  # the old release found these by hash; now each says so
-            relations = [match.pop("relation") for match in verdict["matches"]]
-            assert all(relation["method"] == "hash" for relation in relations), name
+        if not robust:  # the old release found these by hash; now each match says so
+            assert [match.pop("relation") for match in answer] == [None] * len(answer), name
+            for verdict in verdicts:
+                relations = [match.pop("relation") for match in verdict["matches"]]
+                assert all(relation["method"] == "hash" for relation in relations), name
+        assert answer == before["search"], name
         assert (checked.returncode, verdicts) == (before["check_exit"], before["check"]), name
     flagged = lookalike(env, tmp_path, "check", "queries/original.jpg")
     assert flagged.returncode == 3 and "banned: entry 1, 0 bits" in flagged.stdout
+
+
+def _searched_robustly(old: dict) -> bool:
+    """Whether the old release's searches said how each match differs (local features)."""
+    return any(
+        "relation" in match for answer in old["answers"].values() for match in answer["search"]
+    )
 
 
 def test_old_images_are_found_mirrored_and_get_features_when_recorded_again(
@@ -107,17 +124,49 @@ def test_old_images_are_found_mirrored_and_get_features_when_recorded_again(
     before = json.loads(lookalike(env, tmp_path, "search", "--json", "mirrored.png").stdout)
     assert before and before[0]["relation"]["mirrored"] is True
     assert before[0]["relation"]["method"] == "hash"
-    with connect(old_database) as conn:
-        assert conn.execute("SELECT count(*) FROM image_features").fetchone() == (0,)
     data = base64.b64decode(old["queries"]["original.jpg"])
+    digest = (hashlib.sha256(data).hexdigest(),)
+    if not _searched_robustly(old):  # a release before local features described nothing
+        assert _described(old_database) == []
     (tmp_path / "again").mkdir()
     (tmp_path / "again" / "original.jpg").write_bytes(data)
     lookalike(env, tmp_path, "index", "again")
-    with connect(old_database) as conn:
-        described = conn.execute(
+    assert digest in _described(old_database)
+
+
+def _described(url: str) -> list[tuple[str]]:
+    """The contents of the images that have local features."""
+    with connect(url) as conn:
+        return conn.execute(
             "SELECT i.sha256 FROM image_features f JOIN images i ON i.id = f.image_id"
         ).fetchall()
-    assert described == [(hashlib.sha256(data).hexdigest(),)]
+
+
+@pytest.mark.parametrize("old", ["0c12f0d"], indirect=True)
+def test_an_old_framed_picture_is_found_plain_once_it_is_recorded_again(
+    old: dict, old_database: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A framed row from before 0004 has no hash of what is inside its frame: the plain
+    picture (a graphic without local features) finds it once it is recorded again."""
+    apply_migrations(old_database)
+    env = {**cli_env, "DATABASE_URL": old_database}
+    for name in ("framed.png", "unframed.png"):
+        (tmp_path / name).write_bytes(base64.b64decode(old["queries"][name]))
+
+    def found() -> list[dict]:
+        return json.loads(lookalike(env, tmp_path, "search", "--json", "unframed.png").stdout)
+
+    assert found() == []
+    (tmp_path / "again").mkdir()
+    (tmp_path / "framed.png").rename(tmp_path / "again" / "framed.png")
+    assert lookalike(env, tmp_path, "index", "again").returncode == 0
+    (match,) = found()
+    assert match["relation"]["method"] == "hash"
+    assert match["relation"]["target_overlap_percent"] == pytest.approx(
+        100 * (320 * 240) / (384 * 304), abs=1
+    )
+    with connect(old_database) as conn:
+        assert conn.execute("SELECT count(*) FROM image_frames").fetchone() == (1,)
 
 
 def test_new_rows_after_the_upgrade_take_fresh_ids(old: dict, old_database: str) -> None:

@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 
 import pytest
 import redis
@@ -55,6 +56,21 @@ def test_the_document_is_valid_openapi_and_lists_every_api_route(
         if rule.rule.startswith("/api/")
     }
     assert routes == set(document["paths"])
+
+
+def test_the_document_names_each_key_once() -> None:
+    """A JSON reader keeps the last of two same-named keys: a second schema would hide the
+    first from every validator without a word."""
+    repeated = []
+
+    def keep_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        keys = [key for key, _ in pairs]
+        repeated.extend({key for key in keys if keys.count(key) > 1})
+        return dict(pairs)
+
+    text = resources.files("searchweb").joinpath("openapi.json").read_text(encoding="utf-8")
+    json.loads(text, object_pairs_hook=keep_repeats)
+    assert repeated == []
 
 
 def test_search_by_upload_returns_matches_with_sightings(

@@ -23,7 +23,7 @@ from lookalike.features.verify import MIN_INLIERS
 from lookalike.fingerprint import fingerprint
 from lookalike.store import Sighting, Store
 from searchweb.queries import fingerprint_query
-from tests.images import encode, scene, textured_photo
+from tests.images import encode, flat_picture, scene, textured_photo
 from tests.web_openapi import assert_matches_openapi
 
 pytest_plugins = ["tests.web_fixtures"]
@@ -149,15 +149,15 @@ def _polygons(html: str) -> list[list[tuple[float, float]]]:
     ]
 
 
-def _listed(indexed: Indexed, query: Image.Image) -> tuple[str, str]:
-    """The original's item on the results page of a search for ``query`` through the form,
-    and the URL of its compare view."""
+def _listed(indexed: Indexed, query: Image.Image, name: str = "original") -> tuple[str, str]:
+    """The ``name`` image's item on the results page of a search for ``query`` through the
+    form, and the URL of its compare view."""
     results = indexed.client.post(
         "/search",
         data={"image": (io.BytesIO(_jpeg(query)), "query.jpg")},
         follow_redirects=True,
     ).get_data(as_text=True)
-    item = results[results.index(f'data-image-id="{indexed.ids["original"]}"') :]
+    item = results[results.index(f'data-image-id="{indexed.ids[name]}"') :]
     item = item[: item.index("</li>")]
     return item, unescape(re.search(r'class="compare-link" href="([^"]+)"', item).group(1))
 
@@ -197,6 +197,29 @@ def test_compare_relates_a_copy_found_by_a_view_of_the_query(indexed: Indexed) -
     assert max(y for _, y in query_region) == pytest.approx(800, abs=1)
     assert max(x for x, _ in match_region) == pytest.approx(800, abs=1)
     assert max(y for _, y in match_region) == pytest.approx(600, abs=1)
+
+
+def test_compare_outlines_the_picture_inside_a_stored_frame(indexed: Indexed, store: Store) -> None:
+    """A stored framed graphic (no local features) found by the hash of what is inside its
+    frame: the bits compared are those, and the outline on it is the picture, not the frame."""
+    picture = flat_picture(3, (800, 600))
+    framed = fingerprint(
+        _jpeg(ImageOps.expand(picture, (80, 60, 80, 60), fill="white")), with_thumbnail=True
+    )
+    store.record([Sighting(framed, "https://framed.test/f.jpg", "https://framed.test/")])
+    with store.pool.connection() as conn:
+        (indexed.ids["framed"],) = conn.execute(
+            "SELECT id FROM images WHERE sha256 = %s", (framed.sha256,)
+        ).fetchone()
+    item, compare = _listed(indexed, picture, "framed")
+    assert '<p class="edits">the query is 69% of it</p>' in item
+    html = indexed.client.get(compare).get_data(as_text=True)
+    listed = int(re.search(r'data-distance="(\d+)"', item).group(1))
+    assert re.search(r"distance <strong>(\d+)</strong>", html).group(1) == str(listed)
+    assert listed <= 2 and 'id="bits-inside-frame"' in html
+    _, match_region = _polygons(html)  # on the 960×720 framed image, the 800×600 inside
+    assert min(x for x, _ in match_region) == pytest.approx(80, abs=2)
+    assert max(y for _, y in match_region) == pytest.approx(660, abs=2)
 
 
 def test_a_remembered_query_holds_its_thumbnail_and_description_in_under_45_kb(

@@ -14,15 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lookalike import kinds
+from lookalike import frames, kinds
+from lookalike.frames import Box
 
-# A border line: nearly all of its pixels within this many levels of the line's median.
 VIEW_SIDE = 1024
-_BORDER_TOLERANCE = 12
-_BORDER_SHARE = 0.98
-_MIN_TRIM = 0.01  # of a side: thinner edges are JPEG ringing, not a frame
-_MIN_KEPT = 0.4  # of a side: trimming more would be cutting into a plain picture
-_LINES_AT_A_TIME = 64
 # A turned photo passes for another picture more often than an upright one (a rocket launch
 # turned 90° hashes like a page of text), so mirrored and turned views are searched within
 # 8 bits, which a resized or recompressed copy stays within (`lookalike bench moderation`);
@@ -37,9 +32,9 @@ class View:
 
     mirrored: bool
     turns: int
-    # (left, top, right, bottom) as shares of the width and height: the pixels hashed may be
-    # a JPEG's reduced decode, the query's size is its full one
-    box: tuple[float, float, float, float] | None
+    # shares, not pixels: the pixels hashed may be a JPEG's reduced decode, the query's size
+    # is its full one
+    box: Box | None
     hashes: Mapping[str, int]
 
     def box_in(self, query_size: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -53,8 +48,14 @@ class View:
         turned = self.mirrored or self.turns
         return min(query_radius, TURNED_MAX_DISTANCE) if turned else query_radius
 
-    def transform(self, query_size: tuple[int, int], match_size: tuple[int, int]) -> np.ndarray:
-        """The 2×3 map from query pixels to match pixels that this view implies."""
+    def transform(
+        self,
+        query_size: tuple[int, int],
+        match_size: tuple[int, int],
+        match_box: Box | None = None,
+    ) -> np.ndarray:
+        """The 2×3 map from query pixels to match pixels that this view implies: onto the
+        whole match, or onto the part of it inside ``match_box`` (a stored picture's frame)."""
         left, top, right, bottom = self.box_in(query_size)
         # Where the query's top-left, top-right and bottom-left corners land, as a share of
         # the match: mirror, then turn a quarter at a time (a corner moves to the next one).
@@ -64,7 +65,14 @@ class View:
             unit = [(1 - x, y) for x, y in unit]
         for _ in range(self.turns):
             unit = [(y, 1 - x) for x, y in unit]
-        target = [(x * match_size[0], y * match_size[1]) for x, y in unit]
+        box_left, box_top, box_right, box_bottom = match_box or (0.0, 0.0, 1.0, 1.0)
+        target = [
+            (
+                (box_left + x * (box_right - box_left)) * match_size[0],
+                (box_top + y * (box_bottom - box_top)) * match_size[1],
+            )
+            for x, y in unit
+        ]
         return _affine_from(corners, target)
 
 
@@ -82,12 +90,10 @@ def views(gray: np.ndarray, hashes: Mapping[str, int]) -> list[View]:
         for turns in range(4):
             if mirrored or turns:
                 found.append(View(mirrored, turns, None, _hashes(np.rot90(pixels, turns))))
-    box = border_box(gray)
-    if box is not None:
-        left, top, right, bottom = box
-        height, width = gray.shape
-        shares = (left / width, top / height, right / width, bottom / height)
-        found.append(View(False, 0, shares, _hashes(gray[top:bottom, left:right])))
+    picture = frames.framed(gray)
+    if picture is not None:
+        box, pixels = picture
+        found.append(View(False, 0, box, _hashes(pixels)))
     return found
 
 
@@ -102,41 +108,8 @@ def _reduced(gray: np.ndarray) -> np.ndarray:
     return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
 
 
-def border_box(gray: np.ndarray) -> tuple[int, int, int, int] | None:
-    """The picture inside a plain frame or letterbox bars, or None when there is none."""
-    height, width = gray.shape
-    top = _plain_lines(gray)
-    bottom = height - _plain_lines(gray[::-1])
-    left = _plain_lines(gray.T)
-    right = width - _plain_lines(gray.T[::-1])
-    kept_width, kept_height = right - left, bottom - top
-    trimmed = (
-        max(left, width - right) >= _MIN_TRIM * width
-        or max(top, height - bottom) >= _MIN_TRIM * height
-    )
-    if not trimmed or kept_width < _MIN_KEPT * width or kept_height < _MIN_KEPT * height:
-        return None
-    return left, top, right, bottom
-
-
-def _plain_lines(rows: np.ndarray) -> int:
-    """How many leading rows are one plain colour, the colour of the first row.
-
-    Rows are compared a few at a time, stopping at the first that is not plain: widened to
-    compare at once, a 49 MP picture took 750 MB, over twice its decode's bound.
-    """
-    colour = float(np.median(rows[0]))
-    for start in range(0, len(rows), _LINES_AT_A_TIME):
-        lines = rows[start : start + _LINES_AT_A_TIME]
-        close = np.abs(lines.astype(np.int16) - colour) <= _BORDER_TOLERANCE
-        plain = close.mean(axis=1) >= _BORDER_SHARE
-        if not plain.all():
-            return start + int(np.argmin(plain))
-    return len(rows)
-
-
 def _hashes(pixels: np.ndarray) -> dict[str, int]:
-    return {kind.name: kind.compute(np.ascontiguousarray(pixels)) for kind in kinds.all_kinds()}
+    return kinds.compute_all(np.ascontiguousarray(pixels))
 
 
 def _affine_from(

@@ -40,21 +40,31 @@ class HashKind:
     """One kind of global hash: a ``bits``-long unsigned integer per image.
 
     ``compute`` takes the image as an upright 8-bit grayscale array, transparent pixels white:
-    every kind sees the same decode, so no two callers can hash a picture differently.
+    every kind sees the same decode, so no two callers can hash a picture differently. It may
+    return None: the kind says nothing about this picture (``framed_dhash`` of an unframed one).
     """
 
     name: str  # lowercase: a column and table prefix, an API parameter, a key in JSON
     title: str  # how people write it: "dHash"
     bits: int
-    compute: Callable[[np.ndarray], int]
+    compute: Callable[[np.ndarray], int | None]
     default_radius: int
     indexed: bool = True  # False: stored to confirm matches, never searched by itself
     confirmed_by: str | None = None  # a kind a bank match must also be near in, when known
     cells: str = ""  # what one bit says, for the compare page's grid of bits
+    # A kind holding another kind's hashes of part of a picture (framed_dhash: the dHash of
+    # what is inside a frame) is indexed, but searched with the query's hashes of that kind,
+    # by the robust search and bank checks, never by a query hash of its own.
+    searched_with: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.bits <= HASH_BITS:  # stored as one bigint
             raise ValueError(f"{self.name}: {self.bits} bits; a kind holds 1 to {HASH_BITS}")
+
+    @property
+    def searchable(self) -> bool:
+        """Whether a search or bank check may be asked for by this kind's own hash."""
+        return self.indexed and self.searched_with is None
 
     @property
     def hex_digits(self) -> int:
@@ -108,15 +118,35 @@ def all_kinds() -> tuple[HashKind, ...]:
 
 
 def indexed_kinds() -> tuple[HashKind, ...]:
+    """The kinds with a multi-index in the database."""
     return tuple(kind for kind in all_kinds() if kind.indexed)
 
 
-def get(name: str, *, indexed: bool = False) -> HashKind:
-    """The kind called ``name``; ``indexed``: one that can be searched by itself."""
+def searchable_kinds() -> tuple[HashKind, ...]:
+    return tuple(kind for kind in all_kinds() if kind.searchable)
+
+
+def searched_with(kind: HashKind) -> tuple[HashKind, ...]:
+    """The kinds searched with the query's hashes of ``kind`` beside ``kind``'s own."""
+    return tuple(other for other in all_kinds() if other.searched_with == kind.name)
+
+
+def compute_all(gray: np.ndarray) -> dict[str, int]:
+    """Every kind's hash of an upright grayscale picture, less those that say nothing of it."""
+    found = {}
+    for kind in all_kinds():
+        value = kind.compute(gray)
+        if value is not None:
+            found[kind.name] = value
+    return found
+
+
+def get(name: str, *, searchable: bool = False) -> HashKind:
+    """The kind called ``name``; ``searchable``: one a search may be asked for by."""
     kind = _registry().get(name)
-    if kind is None or (indexed and not kind.indexed):
-        choices = indexed_kinds() if indexed else all_kinds()
-        what = "searchable hash kind" if indexed else "hash kind"
+    if kind is None or (searchable and not kind.searchable):
+        choices = searchable_kinds() if searchable else all_kinds()
+        what = "searchable hash kind" if searchable else "hash kind"
         raise UnknownKind(
             f"unknown {what} {name!r}: expected one of {', '.join(k.name for k in choices)}"
         )

@@ -130,7 +130,7 @@ class Store:
         """Images whose ``kind`` hash is within ``max_distance`` bits of ``query``, best first,
         with their sightings. With the query image's ``robust`` description (``fingerprint(…,
         as_query=True).query``), also its edited copies (:mod:`lookalike.store.robust`)."""
-        searched = kinds.get(kind, indexed=True)
+        searched = kinds.get(kind, searchable=True)
         with self.pool.connection() as conn:
             found = self._found(conn, searched, query, max_distance, robust)
             return search.search(conn, found, limit=limit)
@@ -163,7 +163,7 @@ class Store:
     ) -> SearchPage:
         """One page of matches, sorted and filtered (see :func:`search.search_page`); with
         ``robust``, edited copies too, as :meth:`search` finds them."""
-        searched = kinds.get(kind, indexed=True)
+        searched = kinds.get(kind, searchable=True)
         with self.pool.connection() as conn:
             found = self._found(conn, searched, query, max_distance, robust)
             return search.search_page(
@@ -188,7 +188,7 @@ class Store:
         """How one stored image differs from the query whose ``description`` this is, worked
         out as :meth:`search` with ``robust`` relates the matches it finds (for a compare view
         of one of them); None when neither a view's hash nor a feature fit relates the two."""
-        searched = kinds.get(kind, indexed=True)
+        searched = kinds.get(kind, searchable=True)
         with self.pool.connection() as conn:
             return relate_one(conn, searched, description, image_id, max_distance=max_distance)
 

@@ -33,8 +33,9 @@ from lookalike.features.relation import Relation, relation_from_transform
 from lookalike.features.verify import relate
 from lookalike.features.views import View
 from lookalike.fingerprint import Fingerprint
+from lookalike.frames import Box
 from lookalike.hashes import from_bigint, to_bigint
-from lookalike.store import features, images, kind_tables
+from lookalike.store import features, images, kind_tables, picture_frames
 from lookalike.store.kind_tables import KindStorage
 
 DEFAULT_BANK = "banned"
@@ -57,7 +58,8 @@ class FlagTarget:
     ``hashes`` maps kind names to unsigned hashes; a raw hash has only its own kind.
     ``features``: the picture's stored local features (``fingerprint(…, with_features=True)``),
     which let a check find it cropped, framed or captioned; without them (a raw hash) the
-    entry matches by its hashes only.
+    entry matches by its hashes only. ``picture_box``: where the picture sits in a plain
+    frame, if it was flagged framed.
     """
 
     hashes: Mapping[str, int] = field(default_factory=dict)
@@ -65,10 +67,17 @@ class FlagTarget:
     image_id: int | None = None
     thumbnail: bytes | None = None
     features: bytes | None = None
+    picture_box: Box | None = None
 
     @classmethod
     def from_fingerprint(cls, fp: Fingerprint) -> FlagTarget:
-        return cls(fp.hashes, fp.sha256, thumbnail=fp.thumbnail, features=fp.features)
+        return cls(
+            fp.hashes,
+            fp.sha256,
+            thumbnail=fp.thumbnail,
+            features=fp.features,
+            picture_box=fp.picture_box,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +215,7 @@ class Banks:
         ``max_distance`` None uses each bank's radius. Feature matches have no radius:
         ``kind`` and ``max_distance`` bound the hash matches only.
         """
-        searched = [kinds.get(kind, indexed=True)] if kind else _indexed_kinds_in(hashes)
+        searched = [kinds.get(kind, searchable=True)] if kind else _indexed_kinds_in(hashes)
         for each in searched:
             if max_distance is not None and not 0 <= max_distance <= each.max_radius:
                 raise BankError(f"max_distance must be 0 to {each.max_radius}, got {max_distance}")
@@ -214,13 +223,22 @@ class Banks:
             bank_id = None if bank is None else self._bank_id(conn, bank)
             if query is None:
                 found = _hash_matches(conn, searched, hashes, bank, max_distance)
-                return sorted(found.values(), key=_nearest_first)
+                return sorted((match for match, _ in found.values()), key=_nearest_first)
             by_view = self._view_matches(conn, searched, query, bank, max_distance)
             by_features = self._feature_matches(conn, query, bank_id, skip=by_view.keys())
             sizes = _sizes_of(conn, list(by_view))
+            boxes = picture_frames.read(conn, picture_frames.BANK_ENTRY_FRAMES, list(by_view))
             by_hash = [
-                replace(match, relation=_view_relation(view, query, sizes.get(match.entry_id)))
-                for match, view in by_view.values()
+                replace(
+                    match,
+                    relation=_view_relation(
+                        view,
+                        query,
+                        sizes.get(match.entry_id),
+                        boxes.get(match.entry_id) if kind.searched_with else None,
+                    ),
+                )
+                for match, view, kind in by_view.values()
             ]
         return [*sorted(by_hash, key=_nearest_first), *by_features]
 
@@ -231,15 +249,16 @@ class Banks:
         query: QueryDescription,
         bank: str | None,
         max_distance: int | None,
-    ) -> dict[int, tuple[BankMatch, View]]:
-        """Entry id → its nearest match over the upload's views, and that view."""
-        best: dict[int, tuple[BankMatch, View]] = {}
+    ) -> dict[int, tuple[BankMatch, View, kinds.HashKind]]:
+        """Entry id → its nearest match over the upload's views, that view and the kind that
+        found it."""
+        best: dict[int, tuple[BankMatch, View, kinds.HashKind]] = {}
         for view in query.views:
-            for entry_id, match in _hash_matches(
+            for entry_id, (match, kind) in _hash_matches(
                 conn, searched, view.hashes, bank, max_distance
             ).items():
                 if entry_id not in best or match.distance < best[entry_id][0].distance:
-                    best[entry_id] = (match, view)
+                    best[entry_id] = (match, view, kind)
         return best
 
     def _feature_matches(
@@ -321,6 +340,10 @@ class Banks:
                 return FlagResult(self._entry(conn, entry_id), created=False)
             _store_own_table_hashes(conn, row[0], bank_id, target, places)
             _store_features(conn, row[0], target)
+            if target.picture_box is not None:
+                picture_frames.store(
+                    conn, picture_frames.BANK_ENTRY_FRAMES, [(row[0], target.picture_box)]
+                )
             return FlagResult(self._entry(conn, row[0]), created=True)
 
     def target_from_image(self, image_id: int) -> FlagTarget:
@@ -333,12 +356,14 @@ class Banks:
             described = conn.execute(
                 "SELECT features FROM image_features WHERE image_id = %s", (image_id,), binary=True
             ).fetchone()
+            boxes = picture_frames.read(conn, picture_frames.IMAGE_FRAMES, [image_id])
         return FlagTarget(
             stored.hashes,
             stored.sha256,
             image_id,
             thumbnail,
             bytes(described[0]) if described else None,
+            boxes.get(image_id),
         )
 
     def disable(
@@ -521,26 +546,30 @@ def _hash_matches(
     hashes: Mapping[str, int],
     bank: str | None,
     max_distance: int | None,
-) -> dict[int, BankMatch]:
+) -> dict[int, tuple[BankMatch, kinds.HashKind]]:
     """Entry id → its match by the bank rule for the first of the ``searched`` kinds that
-    finds it."""
-    found: dict[int, BankMatch] = {}
+    finds it, and that kind; or by a kind searched with it (framed_dhash with dHash) when
+    that one is nearer."""
+    found: dict[int, tuple[BankMatch, kinds.HashKind]] = {}
     cursor = conn.cursor(row_factory=class_row(BankMatch))
     for each in searched:
         confirm = hashes.get(each.confirmed_by) if each.confirmed_by else None
-        for match in cursor.execute(
-            """
-            SELECT * FROM bank_hash_matches(%s, %s::bigint, %s::bigint, %s::text, %s::integer)
-            """,
-            (
-                each.name,
-                to_bigint(hashes[each.name]),
-                _optional_bigint(confirm),
-                bank,
-                max_distance,
-            ),
-        ).fetchall():
-            found.setdefault(match.entry_id, match)
+        for stored in (each, *kinds.searched_with(each)):
+            for match in cursor.execute(
+                """
+                SELECT * FROM bank_hash_matches(%s, %s::bigint, %s::bigint, %s::text, %s::integer)
+                """,
+                (
+                    stored.name,
+                    to_bigint(hashes[each.name]),
+                    _optional_bigint(confirm if stored is each else None),
+                    bank,
+                    max_distance,
+                ),
+            ).fetchall():
+                known = found.get(match.entry_id)
+                if known is None or (stored is not each and match.distance < known[0].distance):
+                    found[match.entry_id] = (match, stored)
     return found
 
 
@@ -592,21 +621,32 @@ def _sizes_of(conn: psycopg.Connection, entry_ids: list[int]) -> dict[int, tuple
 
 
 def _view_relation(
-    view: View, query: QueryDescription, match_size: tuple[int, int] | None
+    view: View,
+    query: QueryDescription,
+    match_size: tuple[int, int] | None,
+    match_box: Box | None,
 ) -> Relation:
-    """The relation a matching view implies; without the entry's size, the view's own."""
+    """The relation a matching view implies (onto the entry's framed picture, if the hash
+    of what is inside its frame matched); without the entry's size, the view's own."""
     query_size = query.features.size
-    size = match_size or _view_size(view, query_size)
-    return relation_from_transform(
-        "hash", view.transform(query_size, size), query_size, size, mirrored=view.mirrored
-    )
+    size = match_size or _view_size(view, query_size, match_box)
+    transform = view.transform(query_size, size, match_box)
+    return relation_from_transform("hash", transform, query_size, size, mirrored=view.mirrored)
 
 
-def _view_size(view: View, query_size: tuple[int, int]) -> tuple[int, int]:
-    """The (width, height) of what a view shows, at the upload's scale."""
+def _view_size(view: View, query_size: tuple[int, int], match_box: Box | None) -> tuple[int, int]:
+    """The (width, height) of what a view shows, at the upload's scale, framed as the entry
+    was (``match_box``)."""
     left, top, right, bottom = view.box_in(query_size)
-    width, height = round(right - left), round(bottom - top)
-    return (height, width) if view.turns % 2 else (width, height)
+    width, height = right - left, bottom - top
+    if view.turns % 2:
+        width, height = height, width
+    if match_box is not None:
+        width, height = (
+            width / (match_box[2] - match_box[0]),
+            height / (match_box[3] - match_box[1]),
+        )
+    return round(width), round(height)
 
 
 def _linked_to_stored_image(conn: psycopg.Connection, target: FlagTarget) -> FlagTarget:
@@ -618,7 +658,7 @@ def _linked_to_stored_image(conn: psycopg.Connection, target: FlagTarget) -> Fla
 
 
 def _indexed_kinds_in(hashes: Mapping[str, int]) -> list[kinds.HashKind]:
-    searched = [kind for kind in kinds.indexed_kinds() if kind.name in hashes]
+    searched = [kind for kind in kinds.searchable_kinds() if kind.name in hashes]
     if not searched:
         raise BankError("nothing to check: no hash of a searchable kind")
     return searched

@@ -54,8 +54,8 @@ def storages(conn: psycopg.Connection) -> list[KindStorage]:
         row[0]: row
         for row in conn.execute(
             """
-            SELECT name, bits, indexed, confirmed_by, image_table, image_key, bank_table,
-                   bank_key, hash_column
+            SELECT name, bits, indexed, confirmed_by, searched_with, image_table, image_key,
+                   bank_table, bank_key, hash_column
             FROM hash_kinds
             """
         ).fetchall()
@@ -68,10 +68,11 @@ def storages(conn: psycopg.Connection) -> list[KindStorage]:
                 f"hash kind {kind.name!r} has no tables in this database: run `lookalike migrate`"
             )
         _, *definition, image_table, image_key, bank_table, bank_key, hash_column = row
-        if tuple(definition) != (kind.bits, kind.indexed, kind.confirmed_by):
+        if tuple(definition) != (kind.bits, kind.indexed, kind.confirmed_by, kind.searched_with):
             raise KindNotInDatabase(
-                f"hash kind {kind.name!r} is defined differently in the database "
-                f"(bits, indexed, confirmed by: {tuple(definition)}): run `lookalike migrate`"
+                f"hash kind {kind.name!r} is defined differently in the database (bits, "
+                f"indexed, confirmed by, searched with: {tuple(definition)}): "
+                "run `lookalike migrate`"
             )
         place = (image_table, image_key, bank_table, bank_key, hash_column)
         found.append(KindStorage(kind, *place))
@@ -134,11 +135,21 @@ def create_tables(conn: psycopg.Connection, kind: HashKind) -> None:
         )
     conn.execute(
         """
-        INSERT INTO hash_kinds (name, bits, indexed, default_radius, confirmed_by, image_table,
-                                image_key, bank_table, bank_key, hash_column, chunk_prefix)
-        VALUES (%s, %s, %s, %s, %s, %s, 'image_id', %s, 'entry_id', 'hash', 'chunk')
+        INSERT INTO hash_kinds (name, bits, indexed, default_radius, confirmed_by, searched_with,
+                                image_table, image_key, bank_table, bank_key, hash_column,
+                                chunk_prefix)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, 'image_id', %s, 'entry_id', 'hash', 'chunk')
         """,
-        (kind.name, kind.bits, kind.indexed, kind.default_radius, kind.confirmed_by, images, bank),
+        (
+            kind.name,
+            kind.bits,
+            kind.indexed,
+            kind.default_radius,
+            kind.confirmed_by,
+            kind.searched_with,
+            images,
+            bank,
+        ),
     )
 
 

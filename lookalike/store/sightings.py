@@ -16,7 +16,7 @@ from psycopg import sql
 
 from lookalike.fingerprint import Fingerprint
 from lookalike.hashes import to_bigint
-from lookalike.store import kind_tables
+from lookalike.store import kind_tables, picture_frames
 from lookalike.store.kind_tables import KindStorage
 
 
@@ -82,6 +82,15 @@ def record_sightings(conn: psycopg.Connection, sightings: Sequence[Sighting]) ->
     for place in places:
         if place.image_table != "images":
             _record_own_table_hashes(conn, place, images, image_ids)
+    picture_frames.store(
+        conn,
+        picture_frames.IMAGE_FRAMES,
+        (
+            (image_ids[s.fingerprint.sha256], s.fingerprint.picture_box)
+            for s in images
+            if s.fingerprint.picture_box is not None
+        ),
+    )
 
     # for known images too: one recorded before features were kept gets them
     features = [(image_ids[s.fingerprint.sha256], s.fingerprint.features) for s in images]
@@ -169,6 +178,8 @@ def _record_own_table_hashes(
         for s in images
         if place.name in s.fingerprint.hashes  # rebuilt from a row stored before the kind
     )
+    if not rows:  # a kind that says nothing of these pictures (framed_dhash, none framed)
+        return
     conn.execute(
         sql.SQL("""
         INSERT INTO {table} ({key}, {hash}) SELECT * FROM unnest(%s::bigint[], %s::bigint[])

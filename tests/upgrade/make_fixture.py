@@ -4,7 +4,8 @@
     python -m tests.upgrade.make_fixture [COMMIT]
 
 ``fixture.json`` is commit 6043737's, the last release before numbered migrations;
-``fixture-eae3eaf.json`` is eae3eaf's, the release before local features (migration 0003).
+``fixture-eae3eaf.json`` is eae3eaf's, the release before local features (migration 0003);
+``fixture-0c12f0d.json`` is 0c12f0d's, the release before framed pictures (migration 0004).
 
     python -m tests.upgrade.make_fixture --features b57ac4a
 
@@ -33,18 +34,21 @@ import tempfile
 from pathlib import Path
 
 import psycopg
+from PIL import ImageOps
 from psycopg import sql
 
 from lookalike.store.db import connect, scratch_database
 from tests.crawl_site import FAST_SETTINGS, Site, linked_routes
-from tests.images import encode, photo
+from tests.images import encode, flat_picture, photo
 
 FIXTURES = {
     "6043737": Path(__file__).with_name("fixture.json"),
     "eae3eaf": Path(__file__).with_name("fixture-eae3eaf.json"),
+    "0c12f0d": Path(__file__).with_name("fixture-0c12f0d.json"),
 }
 ROOT = Path(__file__).resolve().parents[2]
-# In dependency order; hash_flip_masks is left out: the old schema.sql fills it itself.
+# In dependency order, those a release has; hash_flip_masks is left out: the old schema.sql
+# fills it itself.
 TABLES = [
     "images",
     "pages",
@@ -55,8 +59,13 @@ TABLES = [
     "crawl_image_refs",
     "banks",
     "bank_entries",
+    "image_features",
+    "bank_entry_features",
 ]
 WITH_IDENTITY = ["images", "pages", "sightings", "crawls", "banks", "bank_entries"]
+# A plain graphic in a white frame: found from the plain picture by neither hash nor features
+# until it is recorded again with the hash of what is inside the frame.
+FRAMED = encode(ImageOps.expand(flat_picture(4, (320, 240)), 32, fill="white"), "PNG")
 
 
 def stored_columns(conn: psycopg.Connection, table: str) -> list[str]:
@@ -87,6 +96,8 @@ def dump_rows(url: str) -> dict[str, object]:
     with connect(url) as conn:
         tables = []  # a list: the order rows are loaded in
         for table in TABLES:
+            if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() == (None,):
+                continue  # not in that release
             columns = stored_columns(conn, table)
             tables.append(
                 {"name": table, "columns": columns, "rows": copy_out(conn, table, columns)}
@@ -151,6 +162,7 @@ def fill(env: dict[str, str], work: Path) -> None:
     (photos / "copies" / "small.jpg").write_bytes(encode(original.resize((160, 120)), "JPEG"))
     (photos / "copies" / "q30.jpg").write_bytes(encode(original, "JPEG", quality=30))
     (photos / "other.png").write_bytes(encode(photo(2, (200, 150)), "PNG"))
+    (photos / "framed.png").write_bytes(FRAMED)
     indexed = lookalike(env, work, "index", "photos")
     assert indexed.returncode == 0, indexed.stderr
     with Site(linked_routes(pages=3, images=4)) as site:
@@ -182,6 +194,8 @@ def main(commit: str) -> None:
             "crawled.jpg": encode(photo(0, (160, 120)), "JPEG", quality=70),
             "unrelated.png": encode(photo(7, (120, 90)), "PNG"),
             "unflagged.png": encode(photo(2, (200, 150)), "PNG"),  # its entry was disabled
+            "framed.png": FRAMED,
+            "unframed.png": encode(flat_picture(4, (320, 240)), "PNG"),
         }
         fixture = {
             "commit": commit,
