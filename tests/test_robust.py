@@ -6,6 +6,7 @@ through the real store in PostgreSQL, and searched as the CLI and the site searc
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 import time
@@ -28,7 +29,7 @@ from lookalike.store import Match, Sighting, Store
 from lookalike.store.db import connect, open_pool
 from tests.conftest import _create_database, _drop_database
 from tests.filler import add_described_images
-from tests.images import encode, scene
+from tests.images import encode, flat_picture, scene
 from tests.test_cli import run
 from tests.upgrade.make_fixture import FEATURES_FIXTURES
 
@@ -386,6 +387,22 @@ def test_a_framed_copy_in_the_store_is_found_by_the_picture_inside_its_frame(
     assert match.relation.target_overlap_percent == pytest.approx(100 / 1.2 / 1.2, abs=1)
     assert match.relation.query_overlap_percent == pytest.approx(100, abs=1)
     assert match.relation.match_region[0] == pytest.approx((64, 48), abs=2)
+
+
+def test_what_is_inside_a_frame_is_searched_within_its_own_radius(store: Store) -> None:
+    """A part of a picture passes for another picture more often than the whole: a stored
+    frame's inside is matched within 8 bits, whatever wider radius the query asks."""
+    framed = fingerprint(encode(ImageOps.expand(flat_picture(2), 64, fill="white"), "PNG"))
+    record(store, [framed])
+    inside = framed.hashes["framed_dhash"]
+    query = fingerprint(encode(flat_picture(2), "PNG"), as_query=True)
+    upright = query.query.views[0]
+    for bits, found in ((8, True), (9, False)):
+        moved = inside ^ ((1 << bits) - 1)  # ``bits`` bits away from what is inside
+        view = dataclasses.replace(upright, hashes={**upright.hashes, "dhash": moved})
+        described = dataclasses.replace(query.query, views=[view])
+        matches = store.search(moved, robust=described, max_distance=12)
+        assert (len(matches) == 1) is found, bits
 
 
 def test_a_copy_framed_otherwise_is_found_from_a_framed_query(store: Store) -> None:

@@ -101,11 +101,23 @@ def _hash_matches(
         for view in views:
             for image_id, distance in conn.execute(
                 "SELECT image_id, distance FROM similar_hashes(%s, %s::bigint, %s)",
-                (stored.name, to_bigint(view.hashes[kind.name]), view.max_distance(max_distance)),
+                (
+                    stored.name,
+                    to_bigint(view.hashes[kind.name]),
+                    _radius(view, stored, kind, max_distance),
+                ),
             ):
                 if image_id not in nearest or distance < nearest[image_id].distance:
                     nearest[image_id] = _HashMatch(distance, view, framed=stored is not kind)
     return nearest
+
+
+def _radius(view: View, stored: HashKind, kind: HashKind, max_distance: int) -> int:
+    """How near a view's hash must be to a stored one: a stored kind searched with ``kind``'s
+    hashes (what is inside a frame) within its own default radius at most, as a turned view
+    is: a part of a picture passes for another picture more often than the whole."""
+    radius = view.max_distance(max_distance)
+    return radius if stored is kind else min(radius, stored.default_radius)
 
 
 def _boxes(conn: psycopg.Connection, by_hash: dict[int, _HashMatch]) -> dict[int, Box]:
@@ -136,7 +148,7 @@ def relate_one(
         for view in description.views
         if kind.name in view.hashes
         and (distance := kind.distance(view.hashes[kind.name], hashes[stored_kind.name]))
-        <= view.max_distance(max_distance)
+        <= _radius(view, stored_kind, kind, max_distance)
     ]
     stored = features.read(conn, features.IMAGE_FEATURES, [image_id]).get(image_id)
     if within:

@@ -42,7 +42,7 @@ CREATE INDEX IF NOT EXISTS framed_dhash_bank_hashes_chunk2
 INSERT INTO hash_kinds (name, bits, indexed, default_radius, confirmed_by, image_table,
                         image_key, bank_table, bank_key, hash_column, chunk_prefix,
                         searched_with)
-VALUES ('framed_dhash', 64, true, 10, NULL, 'framed_dhash_image_hashes', 'image_id',
+VALUES ('framed_dhash', 64, true, 8, NULL, 'framed_dhash_image_hashes', 'image_id',
         'framed_dhash_bank_hashes', 'entry_id', 'hash', 'chunk', 'dhash')
 ON CONFLICT (name) DO NOTHING;
 
