@@ -21,8 +21,10 @@ A second public photo set: the real photos bundled with scikit-image 0.26 (not c
 
 from __future__ import annotations
 
+import hashlib
 import io
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ from lookalike.store.db import open_pool, scratch_database
 
 BASELINE_RADIUS = 10  # imagehash dHash and pHash
 PDQ_THRESHOLD = 31  # PDQ's own recommended match threshold, over its 8 dihedral variants
+_JPEG_START = b"\xff\xd8"
 
 
 def _encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
@@ -324,6 +327,57 @@ class Tally:
     same_scene: int = 0
 
 
+def _stored_edits(
+    photos: list[Photo], originals: list[int], folder: Path
+) -> tuple[list[Photo], dict[tuple[int, str], int]]:
+    """What is indexed when the edits are stored: every photo but the originals, then each
+    original's edited copies (written to ``folder``, as ``lookalike index`` reads files); and
+    where each (original, edit) copy is in that list."""
+    left_out = set(originals)
+    stored = [photo for position, photo in enumerate(photos) if position not in left_out]
+    by_sha = {photo.sha256: position for position, photo in enumerate(stored)}
+    copies: dict[tuple[int, str], int] = {}
+    for original in originals:
+        source = photos[original]
+        image = _rgb(source.data)
+        for number, (edit, make) in enumerate(EDITS.items()):
+            data = make(image)
+            sha256 = hashlib.sha256(data).hexdigest()
+            if sha256 not in by_sha:  # a square photo cropped to a square is itself
+                suffix = "jpg" if data.startswith(_JPEG_START) else "png"
+                path = folder / f"{original}-{number}.{suffix}"
+                path.write_bytes(data)
+                by_sha[sha256] = len(stored)
+                stored.append(Photo(path, data, sha256, source.group, source.scene, source.pixels))
+            copies[(original, edit)] = by_sha[sha256]
+    return stored, copies
+
+
+def _measure_stored(
+    photos: list[Photo],
+    originals: list[int],
+    stored: list[Photo],
+    copies: dict[tuple[int, str], int],
+    methods: list[Method],
+) -> dict[str, Tally]:
+    """Each original searched for among the stored edits: a hit per edited copy found, a
+    false match per other photo found (once, however many of its copies are)."""
+    tallies = {method.name: Tally(dict.fromkeys(EDITS, 0)) for method in methods}
+    for original in originals:
+        source = photos[original]
+        for method in methods:
+            found = method.found(source.data)
+            tally = tallies[method.name]
+            for edit in EDITS:
+                tally.hits[edit] += copies[(original, edit)] in found
+            falses = {
+                (stored[i].group, stored[i].scene) for i in found if stored[i].group != source.group
+            }
+            tally.same_scene += sum(scene == source.scene for _, scene in falses)
+            tally.unrelated += sum(scene != source.scene for _, scene in falses)
+    return tallies
+
+
 def _measure(photos: list[Photo], originals: list[int], methods: list[Method]) -> dict[str, Tally]:
     tallies = {method.name: Tally(dict.fromkeys(EDITS, 0)) for method in methods}
     for original in originals:
@@ -341,7 +395,9 @@ def _measure(photos: list[Photo], originals: list[int], methods: list[Method]) -
     return tallies
 
 
-def _report(report: Report, tallies: dict[str, Tally], queries: int, originals: int) -> None:
+def _report(report: Report, tallies: dict[str, Tally], originals: int, queries: int) -> None:
+    """Recall per edit (of ``originals`` photos), over all edits, and false matches per one
+    of the ``queries`` searches."""
     names = list(tallies)
     columns = [max(13, len(name) + 2) for name in names]
     width = max(len(edit) for edit in EDITS) + 2
@@ -357,7 +413,8 @@ def _report(report: Report, tallies: dict[str, Tally], queries: int, originals: 
     )
     for edit in EDITS:
         row(edit, [tallies[name].hits[edit] / originals for name in names], 2)
-    row(f"all {len(EDITS)} edits", [sum(tallies[n].hits.values()) / queries for n in names], 3)
+    copies = originals * len(EDITS)
+    row(f"all {len(EDITS)} edits", [sum(tallies[n].hits.values()) / copies for n in names], 3)
     falses = [(tallies[n].unrelated, tallies[n].same_scene) for n in names]
     row("false matches/query", [(unrelated + same) / queries for unrelated, same in falses], 3)
     row("  unrelated photos", [unrelated / queries for unrelated, _ in falses], 3)
@@ -399,6 +456,12 @@ def _timings(method: Lookalike) -> str:
 )
 @same_photo_option
 @click.option(
+    "--stored-edits",
+    is_flag=True,
+    help="Index the edited copies (not their originals) and search with each original: "
+    "the copies a crawl finds of a picture someone has.",
+)
+@click.option(
     "--same-scene",
     multiple=True,
     metavar="GLOB",
@@ -409,6 +472,7 @@ def bench_quality(
     folders: tuple[Path, ...],
     limit: int | None,
     same_photo: tuple[str, ...],
+    stored_edits: bool,
     same_scene: tuple[str, ...],
     record: Path | None,
 ) -> None:
@@ -419,6 +483,9 @@ def bench_quality(
     of each photo gets the 17 edits. A hit: the search for an edited copy returns the file it
     was made from. A false match: any result showing another photo (other files of the same
     photo count as neither), counted apart when it shows the same scene (--same-scene).
+    With --stored-edits the other way round: the originals are left out of the index, their
+    edited copies are indexed, and each original is searched for; a hit is an edited copy
+    found, a false match another photo found (once, however many of its copies are).
     """
     photos, skipped = _load(
         [path for folder in folders for path in image_files(folder)], same_photo, same_scene
@@ -429,32 +496,46 @@ def bench_quality(
     if not photos:
         raise click.ClickException(f"no JPEG or PNG file in {named} could be read")
     originals = _originals(photos)[:limit]
-    queries = len(originals) * len(EDITS)
+    queries = len(originals) if stored_edits else len(originals) * len(EDITS)
     sources = " + ".join(folder.name for folder in folders)
-    report = Report(f"bench quality, {len(originals)} photos x {len(EDITS)} edits from {sources}")
-    report.line(
-        f"{len(photos)} files indexed showing {len({p.group for p in photos})} photos; "
-        f"{len(originals)} edited {len(EDITS)} ways = {queries} queries"
-    )
-    report.line(
-        f"Lookalike: Store.search at the default radius ({DEFAULT_MAX_DISTANCE}), "
-        f"{kinds.DEFAULT_KIND}, robust: {_settings()}"
-    )
-    report.line(
-        f"imagehash dHash/pHash radius {BASELINE_RADIUS}; "
-        f"PDQ: any of its 8 dihedral variants within {PDQ_THRESHOLD} (brute force)"
-    )
-    baselines, missing = _baselines(photos)
-    with (
-        scratch_database(database_url(), "lookalike_bench_quality") as url,
-        Store(open_pool(url)) as store,
-    ):
-        by_sha = _indexed(store, photos)
-        robust = Lookalike(store, by_sha, robust=True)
-        methods = [robust, Lookalike(store, by_sha, robust=False), *baselines]
-        tallies = _measure(photos, originals, methods)
+    edits = f"{len(EDITS)} {'stored ' if stored_edits else ''}edits"
+    report = Report(f"bench quality, {len(originals)} photos x {edits} from {sources}")
+    with tempfile.TemporaryDirectory() as folder:
+        if stored_edits:
+            indexed, copies = _stored_edits(photos, originals, Path(folder))
+            report.line(
+                f"{len(indexed)} files indexed: {len(originals)} photos' {len(EDITS)} edited "
+                f"copies, without the photos, among {len(photos) - len(originals)} others; "
+                f"each photo searched for = {queries} queries"
+            )
+        else:
+            indexed, copies = photos, {}
+            report.line(
+                f"{len(photos)} files indexed showing {len({p.group for p in photos})} photos; "
+                f"{len(originals)} edited {len(EDITS)} ways = {queries} queries"
+            )
+        report.line(
+            f"Lookalike: Store.search at the default radius ({DEFAULT_MAX_DISTANCE}), "
+            f"{kinds.DEFAULT_KIND}, robust: {_settings()}"
+        )
+        report.line(
+            f"imagehash dHash/pHash radius {BASELINE_RADIUS}; "
+            f"PDQ: any of its 8 dihedral variants within {PDQ_THRESHOLD} (brute force)"
+        )
+        baselines, missing = _baselines(indexed)
+        with (
+            scratch_database(database_url(), "lookalike_bench_quality") as url,
+            Store(open_pool(url)) as store,
+        ):
+            by_sha = _indexed(store, indexed)
+            robust = Lookalike(store, by_sha, robust=True)
+            methods = [robust, Lookalike(store, by_sha, robust=False), *baselines]
+            if stored_edits:
+                tallies = _measure_stored(photos, originals, indexed, copies, methods)
+            else:
+                tallies = _measure(photos, originals, methods)
     if missing:
         report.line(missing)
-    _report(report, tallies, queries, len(originals))
+    _report(report, tallies, len(originals), queries)
     report.line(_timings(robust))
     report.record(record)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest, NotFound
 
-from lookalike import kinds
 from lookalike.features.relation import Relation
 from lookalike.fingerprint import IMAGE_MEDIA_TYPES
 from searchweb.extensions import get_store, timed
@@ -180,10 +179,12 @@ def _compared_hashes(
     own = query.kind.name
     if relation is None or relation.method != "hash" or query.description is None:
         return query.value, own
-    stored_kinds = [
-        k.name for k in (query.kind, *kinds.searched_with(query.kind)) if k.name in stored
+    pairs = [
+        (view.hashes[own], kind.name)
+        for view in query.description.views
+        for kind in view.stored_kinds(query.kind)
+        if kind.name in stored
     ]
-    pairs = [(view.hashes[own], name) for view in query.description.views for name in stored_kinds]
     return min(pairs, key=lambda pair: query.kind.distance(pair[0], stored[pair[1]]))
 
 

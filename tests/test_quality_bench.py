@@ -83,6 +83,32 @@ def test_bench_quality_prints_recall_per_edit_and_false_matches_by_class(
     assert "## bench quality, 5 photos x 17 edits from photos" in record.read_text()
 
 
+def test_bench_quality_with_stored_edits_searches_each_photo_among_its_edited_copies(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed in range(3):
+        (photos / f"photo{seed}.jpg").write_bytes(encode(photo(seed, (320, 240))))
+
+    result = CliRunner().invoke(
+        cli, ["bench", "quality", str(photos), "--stored-edits"], catch_exceptions=False
+    )
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "51 files indexed: 3 photos' 17 edited copies, without the photos, among 0 others; "
+        "each photo searched for = 3 queries"
+    ) in result.output
+    rows = _table(result.output)
+    robust, hash_only = 0, 1
+    # a stored framed copy is found by what is inside its frame, a mirrored one by a view
+    for edit in ("5% white border", "letterbox to square", "mirror"):
+        assert rows[edit][robust] == 1.0, edit
+    assert rows["mirror"][hash_only] == 0.0
+    assert rows["unrelated photos"][robust] == 0.0
+
+
 def test_bench_quality_refuses_a_folder_without_photos(tmp_path: Path) -> None:
     (tmp_path / "notes.jpg").write_bytes(b"not an image")
 

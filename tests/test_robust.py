@@ -405,6 +405,19 @@ def test_what_is_inside_a_frame_is_searched_within_its_own_radius(store: Store) 
         assert (len(matches) == 1) is found, bits
 
 
+def test_what_is_inside_a_frame_is_not_compared_with_turned_views(store: Store) -> None:
+    """A stored frame's inside is compared with the query as it is and trimmed, never with
+    its mirrored or turned views, whose chance matches the narrower radius already bounds."""
+    framed = fingerprint(encode(ImageOps.expand(flat_picture(6), 64, fill="white"), "PNG"))
+    record(store, [framed])
+    assert [m.relation.method for m in searched(store, flat_picture(6))] == ["hash"]
+    mirrored = ImageOps.mirror(flat_picture(6))
+    view = fingerprint(encode(mirrored, "PNG"), as_query=True).query.views[4]
+    assert view.mirrored and not view.turns  # the picture inside, to a bit or two:
+    assert (view.hashes["dhash"] ^ framed.hashes["framed_dhash"]).bit_count() <= 2
+    assert searched(store, mirrored) == []
+
+
 def test_a_copy_framed_otherwise_is_found_from_a_framed_query(store: Store) -> None:
     """Both frames are trimmed: the query's by its view, the stored one's by its kept hash."""
     record(

@@ -43,10 +43,21 @@ class View:
         left, top, right, bottom = self.box or (0.0, 0.0, 1.0, 1.0)
         return left * width, top * height, right * width, bottom * height
 
+    @property
+    def turned(self) -> bool:
+        return self.mirrored or self.turns != 0
+
     def max_distance(self, query_radius: int) -> int:
         """The radius this view's hashes are searched within, given the query's own."""
-        turned = self.mirrored or self.turns
-        return min(query_radius, TURNED_MAX_DISTANCE) if turned else query_radius
+        return min(query_radius, TURNED_MAX_DISTANCE) if self.turned else query_radius
+
+    def stored_kinds(self, kind: kinds.HashKind) -> tuple[kinds.HashKind, ...]:
+        """The stored kinds this view's ``kind`` hash is compared with: that kind, and unless
+        the view is mirrored or turned, the kinds searched with it (what is inside a stored
+        frame). A turned view's chance matches are what its narrower radius is for; a frame's
+        inside beside them doubled them (`lookalike bench quality`: a mirrored crop of a
+        rocket's sky within 8 bits of a colour chart's inside, 10 of the whole chart)."""
+        return (kind,) if self.turned else (kind, *kinds.searched_with(kind))
 
     def transform(
         self,

@@ -222,7 +222,8 @@ class Banks:
         with self.pool.connection() as conn:
             bank_id = None if bank is None else self._bank_id(conn, bank)
             if query is None:
-                found = _hash_matches(conn, searched, hashes, bank, max_distance)
+                upright = View(mirrored=False, turns=0, box=None, hashes=hashes)
+                found = _hash_matches(conn, searched, upright, bank, max_distance)
                 return sorted((match for match, _ in found.values()), key=_nearest_first)
             by_view = self._view_matches(conn, searched, query, bank, max_distance)
             by_features = self._feature_matches(conn, query, bank_id, skip=by_view.keys())
@@ -255,7 +256,7 @@ class Banks:
         best: dict[int, tuple[BankMatch, View, kinds.HashKind]] = {}
         for view in query.views:
             for entry_id, (match, kind) in _hash_matches(
-                conn, searched, view.hashes, bank, max_distance
+                conn, searched, view, bank, max_distance
             ).items():
                 if entry_id not in best or match.distance < best[entry_id][0].distance:
                     best[entry_id] = (match, view, kind)
@@ -543,18 +544,23 @@ class Banks:
 def _hash_matches(
     conn: psycopg.Connection,
     searched: list[kinds.HashKind],
-    hashes: Mapping[str, int],
+    view: View,
     bank: str | None,
     max_distance: int | None,
 ) -> dict[int, tuple[BankMatch, kinds.HashKind]]:
     """Entry id → its match by the bank rule for the first of the ``searched`` kinds that
-    finds it, and that kind; or by a kind searched with it (framed_dhash with dHash) when
-    that one is nearer."""
+    finds it by the view's hashes, and that kind; or by a kind searched with it (what is
+    inside a flagged picture's frame: :meth:`View.stored_kinds`) when that one is nearer,
+    within its own default radius at most when the caller sets the radius."""
     found: dict[int, tuple[BankMatch, kinds.HashKind]] = {}
     cursor = conn.cursor(row_factory=class_row(BankMatch))
+    hashes = view.hashes
     for each in searched:
         confirm = hashes.get(each.confirmed_by) if each.confirmed_by else None
-        for stored in (each, *kinds.searched_with(each)):
+        for stored in view.stored_kinds(each):
+            radius = max_distance
+            if stored is not each and radius is not None:
+                radius = min(radius, stored.default_radius)
             for match in cursor.execute(
                 """
                 SELECT * FROM bank_hash_matches(%s, %s::bigint, %s::bigint, %s::text, %s::integer)
@@ -564,7 +570,7 @@ def _hash_matches(
                     to_bigint(hashes[each.name]),
                     _optional_bigint(confirm if stored is each else None),
                     bank,
-                    max_distance,
+                    radius,
                 ),
             ).fetchall():
                 known = found.get(match.entry_id)

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 import psycopg
 
-from lookalike import kinds
 from lookalike.features.index import FeatureIndex
 from lookalike.features.query import QueryDescription
 from lookalike.features.relation import Relation, relation_from_transform
@@ -97,8 +96,8 @@ def _hash_matches(
     """Each image within ``max_distance`` of some view, by ``kind`` or by a kind searched with
     it, with its nearest view."""
     nearest: dict[int, _HashMatch] = {}
-    for stored in (kind, *kinds.searched_with(kind)):
-        for view in views:
+    for view in views:
+        for stored in view.stored_kinds(kind):
             for image_id, distance in conn.execute(
                 "SELECT image_id, distance FROM similar_hashes(%s, %s::bigint, %s)",
                 (
@@ -143,10 +142,10 @@ def relate_one(
     size, hashes = facts[image_id]
     within = [
         _HashMatch(distance, view, framed=stored_kind is not kind)
-        for stored_kind in (kind, *kinds.searched_with(kind))
-        if stored_kind.name in hashes
         for view in description.views
         if kind.name in view.hashes
+        for stored_kind in view.stored_kinds(kind)
+        if stored_kind.name in hashes
         and (distance := kind.distance(view.hashes[kind.name], hashes[stored_kind.name]))
         <= _radius(view, stored_kind, kind, max_distance)
     ]
