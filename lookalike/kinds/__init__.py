@@ -66,6 +66,12 @@ class HashKind:
         """Whether a search or bank check may be asked for by this kind's own hash."""
         return self.indexed and self.searched_with is None
 
+    def searched_within(self, radius: int) -> int:
+        """The radius this kind's stored hashes are searched within for a query's ``radius``:
+        a kind searched with another's hashes (a frame's inside) within its own default at
+        most, as a turned view is; a part of a picture passes for another more often."""
+        return radius if self.searched_with is None else min(radius, self.default_radius)
+
     @property
     def hex_digits(self) -> int:
         return math.ceil(self.bits / 4)

@@ -25,8 +25,8 @@ KIND = HashKind(
     title="dHash inside the frame",
     bits=64,
     compute=framed_dhash,
-    # a search's radius for it, at most (`lookalike bench quality`: at 10, three more false
-    # matches in 816 queries); a bank's is the bank's dHash radius (SQL bank_radius)
+    # a search's radius for it, at most (`lookalike bench quality` at 10: one more false
+    # match in scikit-image's 340 queries); a bank's is its dHash radius (SQL bank_radius)
     default_radius=8,
     searched_with="dhash",
 )

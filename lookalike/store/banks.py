@@ -551,16 +551,14 @@ def _hash_matches(
     """Entry id → its match by the bank rule for the first of the ``searched`` kinds that
     finds it by the view's hashes, and that kind; or by a kind searched with it (what is
     inside a flagged picture's frame: :meth:`View.stored_kinds`) when that one is nearer,
-    within its own default radius at most when the caller sets the radius."""
+    within :meth:`HashKind.searched_within` of a radius the caller sets."""
     found: dict[int, tuple[BankMatch, kinds.HashKind]] = {}
     cursor = conn.cursor(row_factory=class_row(BankMatch))
     hashes = view.hashes
     for each in searched:
         confirm = hashes.get(each.confirmed_by) if each.confirmed_by else None
         for stored in view.stored_kinds(each):
-            radius = max_distance
-            if stored is not each and radius is not None:
-                radius = min(radius, stored.default_radius)
+            radius = None if max_distance is None else stored.searched_within(max_distance)
             for match in cursor.execute(
                 """
                 SELECT * FROM bank_hash_matches(%s, %s::bigint, %s::bigint, %s::text, %s::integer)

@@ -103,20 +103,12 @@ def _hash_matches(
                 (
                     stored.name,
                     to_bigint(view.hashes[kind.name]),
-                    _radius(view, stored, kind, max_distance),
+                    stored.searched_within(view.max_distance(max_distance)),
                 ),
             ):
                 if image_id not in nearest or distance < nearest[image_id].distance:
                     nearest[image_id] = _HashMatch(distance, view, framed=stored is not kind)
     return nearest
-
-
-def _radius(view: View, stored: HashKind, kind: HashKind, max_distance: int) -> int:
-    """How near a view's hash must be to a stored one: a stored kind searched with ``kind``'s
-    hashes (what is inside a frame) within its own default radius at most, as a turned view
-    is: a part of a picture passes for another picture more often than the whole."""
-    radius = view.max_distance(max_distance)
-    return radius if stored is kind else min(radius, stored.default_radius)
 
 
 def _boxes(conn: psycopg.Connection, by_hash: dict[int, _HashMatch]) -> dict[int, Box]:
@@ -147,7 +139,7 @@ def relate_one(
         for stored_kind in view.stored_kinds(kind)
         if stored_kind.name in hashes
         and (distance := kind.distance(view.hashes[kind.name], hashes[stored_kind.name]))
-        <= _radius(view, stored_kind, kind, max_distance)
+        <= stored_kind.searched_within(view.max_distance(max_distance))
     ]
     stored = features.read(conn, features.IMAGE_FEATURES, [image_id]).get(image_id)
     if within:
